@@ -1,0 +1,17 @@
+// Every gtune subcommand registers itself on the top-level CLI11 app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace gt::cli {
+
+// Thrown by a subcommand to end gtune with a given exit status (after printing its own result).
+struct ExitStatus {
+  int code;
+};
+
+void add_finetune(CLI::App& app);
+void add_verify(CLI::App& app);
+void add_eval_ppl(CLI::App& app);
+
+}  // namespace gt::cli

@@ -1,0 +1,32 @@
+// gtune: the GuardedTuning command line.
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+
+#include "apps/commands.hpp"
+#include "common/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gtune: privacy-preserving fine-tuning of LLMs (GuardedTuning)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gtune 0.1.0");
+  gt::cli::add_finetune(app);
+  gt::cli::add_verify(app);
+  gt::cli::add_eval_ppl(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const gt::cli::ExitStatus& s) {
+    return s.code;
+  } catch (const gt::Error& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    spdlog::critical("tensor library error: {}", e.what_without_backtrace());
+    return 3;
+  } catch (const std::exception& e) {
+    spdlog::critical("unexpected failure: {}", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,105 @@
+// OPT pieces; see opt.hpp. Comments give shapes: B batch, T time, C hidden, E embed dim.
+#include "models/opt.hpp"
+
+#include <cmath>
+
+namespace gt {
+namespace {
+constexpr int64_t kOptPositionOffset = 2;  // OPT's learned positions start at index 2
+
+torch::nn::LayerNorm layer_norm(const ModelConfig& cfg) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({cfg.hidden_size})
+                                  .eps(1e-5)
+                                  .elementwise_affine(cfg.layer_norm_elementwise_affine));
+}
+}  // namespace
+
+torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
+  if (name == "relu") return torch::relu(x);
+  if (name == "gelu") return torch::gelu(x);
+  if (name == "gelu_new") return torch::gelu(x, "tanh");
+  return torch::silu(x);  // "silu", validated by the config reader
+}
+
+OptEmbeddingsImpl::OptEmbeddingsImpl(const ModelConfig& cfg) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.word_embed_proj_dim));
+  embed_positions = register_module(
+      "embed_positions", torch::nn::Embedding(cfg.max_positions + kOptPositionOffset, cfg.hidden_size));
+  if (cfg.word_embed_proj_dim != cfg.hidden_size)
+    project_in = register_module("project_in", LoraLinear(cfg.word_embed_proj_dim, cfg.hidden_size, false));
+}
+
+torch::Tensor OptEmbeddingsImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  auto x = embed_tokens(input_ids);  // (B, T, E)
+  if (project_in) x = project_in(x);  // (B, T, C)
+  // Positions count real tokens only: left padding does not shift them.
+  auto mask = attention_mask.to(torch::kLong);
+  auto positions = torch::cumsum(mask, 1) * mask - 1;  // (B, T), -1 at padding
+  return x + embed_positions(positions + kOptPositionOffset);
+}
+
+OptAttentionImpl::OptAttentionImpl(const ModelConfig& cfg)
+    : num_heads(cfg.num_heads), head_dim(cfg.head_dim) {
+  const auto C = cfg.hidden_size;
+  q_proj = register_module("q_proj", LoraLinear(C, C, cfg.enable_bias));
+  k_proj = register_module("k_proj", LoraLinear(C, C, cfg.enable_bias));
+  v_proj = register_module("v_proj", LoraLinear(C, C, cfg.enable_bias));
+  out_proj = register_module("out_proj", LoraLinear(C, C, cfg.enable_bias));
+}
+
+torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x, const AttentionContext& ctx) {
+  const auto B = x.size(0), T = x.size(1), C = x.size(2);
+  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, num_heads, head_dim}).transpose(1, 2); };
+  auto q = heads(q_proj(x)), k = heads(k_proj(x)), v = heads(v_proj(x));  // (B, H, T, D)
+  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
+  auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
+  auto y = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, C});         // (B, T, C)
+  return out_proj(y);
+}
+
+OptBlockImpl::OptBlockImpl(const ModelConfig& cfg, int64_t index_)
+    : index(index_), pre_ln(cfg.do_layer_norm_before), activation(cfg.activation) {
+  self_attn = register_module("self_attn", OptAttention(cfg));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(cfg));
+  fc1 = register_module("fc1", LoraLinear(cfg.hidden_size, cfg.ffn_dim, cfg.enable_bias));
+  fc2 = register_module("fc2", LoraLinear(cfg.ffn_dim, cfg.hidden_size, cfg.enable_bias));
+  final_layer_norm = register_module("final_layer_norm", layer_norm(cfg));
+}
+
+torch::Tensor OptBlockImpl::forward(const torch::Tensor& x, const AttentionContext& ctx) {
+  // Pre-LN: x + f(LN(x)). Post-LN: LN(x + f(x)).
+  auto h = pre_ln ? self_attn_layer_norm(x) : x;
+  h = x + self_attn(h, ctx);
+  if (!pre_ln) h = self_attn_layer_norm(h);
+  auto f = pre_ln ? final_layer_norm(h) : h;
+  f = fc2(activate(activation, fc1(f)));
+  h = h + f;
+  return pre_ln ? h : final_layer_norm(h);
+}
+
+OptHeadImpl::OptHeadImpl(const ModelConfig& cfg, torch::Tensor tied_embedding)
+    : tied(cfg.tie_word_embeddings) {
+  if (cfg.do_layer_norm_before && !cfg.remove_final_layer_norm)
+    final_layer_norm = register_module("final_layer_norm", layer_norm(cfg));
+  if (cfg.word_embed_proj_dim != cfg.hidden_size)
+    project_out = register_module("project_out", LoraLinear(cfg.hidden_size, cfg.word_embed_proj_dim, false));
+  lm_head = tied ? register_parameter("lm_head", tied_embedding)
+                 : register_parameter("lm_head", torch::empty({cfg.vocab_size, cfg.word_embed_proj_dim}));
+}
+
+torch::Tensor OptHeadImpl::final_hidden(const torch::Tensor& x) {
+  return final_layer_norm ? final_layer_norm(x) : x;
+}
+
+torch::Tensor OptHeadImpl::forward(const torch::Tensor& x) {
+  auto h = final_hidden(x);                // (B, T, C)
+  if (project_out) h = project_out(h);     // (B, T, E)
+  return torch::linear(h, lm_head);        // (B, T, V)
+}
+
+std::string OptHeadImpl::hf_name(const std::string& local) const {
+  if (local == "lm_head") return tied ? "" : "lm_head.weight";
+  return "model.decoder." + local;
+}
+
+}  // namespace gt

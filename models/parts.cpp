@@ -1,0 +1,63 @@
+// Attention context and the LoRA-capable linear layer.
+#include "models/parts.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace gt {
+
+AttentionContext make_attention_context(const ModelConfig& cfg, const torch::Tensor& attention_mask,
+                                        torch::ScalarType dtype) {
+  const auto T = attention_mask.size(1);
+  auto opts = torch::TensorOptions().device(attention_mask.device());
+  AttentionContext ctx;
+  // allowed[b, 0, i, j] = j <= i and mask[b, j] == 1. A fully masked row (a
+  // left-pad query) stays finite: uniform attention, as in transformers.
+  auto causal = torch::ones({T, T}, opts.dtype(torch::kBool)).tril();
+  auto keys = attention_mask.to(torch::kBool).view({-1, 1, 1, T});
+  auto allowed = causal.view({1, 1, T, T}).logical_and(keys);
+  auto zero = torch::zeros({}, opts.dtype(dtype));
+  auto min = torch::full({}, std::numeric_limits<float>::lowest(), opts.dtype(torch::kFloat)).to(dtype);
+  ctx.mask_bias = torch::where(allowed, zero, min);
+
+  if (cfg.family == Family::llama) {
+    // RoPE (rotate-half layout), positions 0..T-1 whatever the mask, as transformers' Llama.
+    const auto D = cfg.head_dim;
+    auto fopts = opts.dtype(torch::kFloat);
+    auto inv_freq = 1.0 / torch::pow(cfg.rope_theta, torch::arange(0, D, 2, fopts) / double(D));  // (D/2)
+    auto pos = torch::arange(T, fopts) / cfg.rope_linear_factor;                                   // (T)
+    auto freqs = torch::outer(pos, inv_freq);                                                      // (T, D/2)
+    auto emb = torch::cat({freqs, freqs}, -1);                                                     // (T, D)
+    ctx.rope_cos = emb.cos().to(dtype);
+    ctx.rope_sin = emb.sin().to(dtype);
+  }
+  return ctx;
+}
+
+LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
+  weight = register_parameter("weight", torch::empty({out_features, in_features}));
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (with_bias) {
+    const double bound = 1.0 / std::sqrt(double(in_features));
+    bias = register_parameter("bias", torch::empty({out_features}).uniform_(-bound, bound));
+  }
+}
+
+torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
+  auto y = torch::linear(x, weight, bias);
+  if (lora_A.defined()) y = y + torch::linear(torch::linear(x, lora_A), lora_B) * lora_scale;
+  return y;
+}
+
+void LoraLinearImpl::enable_lora(int64_t rank, double alpha) {
+  TORCH_CHECK(rank > 0, "LoRA rank must be positive");
+  if (lora_A.defined()) return;
+  auto opts = weight.options();
+  // As PEFT: A ~ kaiming-uniform, B = 0, so the adapted layer starts equal to the base one.
+  lora_A = register_parameter("lora_A", torch::empty({rank, weight.size(1)}, opts));
+  torch::nn::init::kaiming_uniform_(lora_A, std::sqrt(5.0));
+  lora_B = register_parameter("lora_B", torch::zeros({weight.size(0), rank}, opts));
+  lora_scale = alpha / double(rank);
+}
+
+}  // namespace gt

@@ -1,0 +1,104 @@
+// Cutting a DecoderLM into input adapter, backbone and output adapter.
+#include "models/segments.hpp"
+
+#include <set>
+
+#include "common/error.hpp"
+
+namespace gt {
+namespace {
+
+template <typename Part>
+std::vector<const PartImpl*> as_parts(const std::vector<std::shared_ptr<Part>>& xs) {
+  std::vector<const PartImpl*> out;
+  for (auto& x : xs) out.push_back(x.get());
+  return out;
+}
+
+
+}  // namespace
+
+void check_split_points(const ModelConfig& cfg, SplitPoints s) {
+  const auto L = cfg.num_layers;
+  if (s.n_in < 0 || s.n_out < 0 || s.n_in + s.n_out >= L)
+    throw Error("split points n_in=" + std::to_string(s.n_in) + ", n_out=" + std::to_string(s.n_out) +
+                " out of range: the model has " + std::to_string(L) +
+                " layers and the backbone needs at least one (0 <= n_in, 0 <= n_out, n_in + n_out < " +
+                std::to_string(L) + ")");
+}
+
+InputAdapterImpl::InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> e, std::vector<std::shared_ptr<BlockImpl>> bs)
+    : embed(std::move(e)), blocks(std::move(bs)) {
+  register_module("embed", embed);
+  for (size_t i = 0; i < blocks.size(); ++i) register_module("block" + std::to_string(i), blocks[i]);
+}
+
+torch::Tensor InputAdapterImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                        const AttentionContext& ctx) {
+  auto x = embed->forward(input_ids, attention_mask);
+  for (auto& block : blocks) x = block->forward(x, ctx);
+  return x;
+}
+
+std::vector<const PartImpl*> InputAdapterImpl::parts() const {
+  auto out = as_parts(blocks);
+  out.insert(out.begin(), embed.get());
+  return out;
+}
+
+BackboneImpl::BackboneImpl(std::vector<std::shared_ptr<BlockImpl>> bs) : blocks(std::move(bs)) {
+  for (size_t i = 0; i < blocks.size(); ++i) register_module("block" + std::to_string(i), blocks[i]);
+}
+
+torch::Tensor BackboneImpl::forward(const torch::Tensor& a1, const AttentionContext& ctx) {
+  auto x = a1;
+  for (auto& block : blocks) x = block->forward(x, ctx);
+  return x;
+}
+
+std::vector<const PartImpl*> BackboneImpl::parts() const { return as_parts(blocks); }
+
+OutputAdapterImpl::OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> bs, std::shared_ptr<HeadImpl> h)
+    : blocks(std::move(bs)), head(std::move(h)) {
+  for (size_t i = 0; i < blocks.size(); ++i) register_module("block" + std::to_string(i), blocks[i]);
+  register_module("head", head);
+}
+
+torch::Tensor OutputAdapterImpl::forward(const torch::Tensor& a2, const AttentionContext& ctx) {
+  auto x = a2;
+  for (auto& block : blocks) x = block->forward(x, ctx);
+  return head->forward(x);
+}
+
+std::vector<const PartImpl*> OutputAdapterImpl::parts() const {
+  auto out = as_parts(blocks);
+  out.push_back(head.get());
+  return out;
+}
+
+Segments split_model(const DecoderLM& model, SplitPoints s) {
+  check_split_points(model->cfg, s);
+  const auto& b = model->blocks;
+  const auto L = static_cast<int64_t>(b.size());
+  Segments seg;
+  seg.cfg = model->cfg;
+  seg.split = s;
+  seg.input = InputAdapter(model->embed, std::vector<std::shared_ptr<BlockImpl>>(b.begin(), b.begin() + s.n_in));
+  seg.backbone = Backbone(std::vector<std::shared_ptr<BlockImpl>>(b.begin() + s.n_in, b.begin() + (L - s.n_out)));
+  seg.output = OutputAdapter(std::vector<std::shared_ptr<BlockImpl>>(b.begin() + (L - s.n_out), b.end()), model->head);
+  return seg;
+}
+
+std::vector<torch::Tensor> unique_parameters(const std::vector<const torch::nn::Module*>& modules,
+                                             bool trainable_only) {
+  std::vector<torch::Tensor> out;
+  std::set<const void*> seen;
+  for (const auto* m : modules)
+    for (const auto& p : m->parameters()) {
+      if (trainable_only && !p.requires_grad()) continue;
+      if (seen.insert(p.unsafeGetTensorImpl()).second) out.push_back(p);
+    }
+  return out;
+}
+
+}  // namespace gt

@@ -1,0 +1,66 @@
+// The paper's cut of a decoder: input adapter (embeddings + first n_in blocks),
+// backbone (the middle), output adapter (last n_out blocks + final norm + head).
+// Segments share the model's modules: training a segment trains the model.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "models/decoder.hpp"
+
+namespace gt {
+
+struct SplitPoints {
+  int64_t n_in = 1;
+  int64_t n_out = 1;
+};
+
+// Throws gt::Error unless 0 <= n_in, 0 <= n_out and the backbone keeps at least one block.
+void check_split_points(const ModelConfig& cfg, SplitPoints split);
+
+struct InputAdapterImpl : torch::nn::Module {
+  InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> embed, std::vector<std::shared_ptr<BlockImpl>> blocks);
+  // (B, T) ids -> a1 (B, T, C). `ctx` from make_attention_context.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        const AttentionContext& ctx);
+  std::vector<const PartImpl*> parts() const;
+
+  std::shared_ptr<EmbeddingsImpl> embed;
+  std::vector<std::shared_ptr<BlockImpl>> blocks;
+};
+TORCH_MODULE(InputAdapter);
+
+struct BackboneImpl : torch::nn::Module {
+  explicit BackboneImpl(std::vector<std::shared_ptr<BlockImpl>> blocks);
+  torch::Tensor forward(const torch::Tensor& a1, const AttentionContext& ctx);  // a1 -> a2, (B, T, C)
+  std::vector<const PartImpl*> parts() const;
+
+  std::vector<std::shared_ptr<BlockImpl>> blocks;
+};
+TORCH_MODULE(Backbone);
+
+struct OutputAdapterImpl : torch::nn::Module {
+  OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> blocks, std::shared_ptr<HeadImpl> head);
+  torch::Tensor forward(const torch::Tensor& a2, const AttentionContext& ctx);  // a2 -> logits (B, T, V)
+  std::vector<const PartImpl*> parts() const;
+
+  std::vector<std::shared_ptr<BlockImpl>> blocks;
+  std::shared_ptr<HeadImpl> head;
+};
+TORCH_MODULE(OutputAdapter);
+
+struct Segments {
+  ModelConfig cfg;
+  SplitPoints split;
+  InputAdapter input{nullptr};
+  Backbone backbone{nullptr};
+  OutputAdapter output{nullptr};
+};
+
+Segments split_model(const DecoderLM& model, SplitPoints split);
+
+// Parameters of several modules, each tensor once (the tied head appears in both adapters).
+std::vector<torch::Tensor> unique_parameters(const std::vector<const torch::nn::Module*>& modules,
+                                             bool trainable_only = true);
+
+}  // namespace gt
