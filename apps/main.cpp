@@ -1,11 +1,16 @@
 // gtune: the GuardedTuning command line.
 #include <c10/util/Exception.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
 
 #include "apps/commands.hpp"
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
+  // Logs go to stderr so that stdout carries only results.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("gtune"));
   CLI::App app{"gtune: privacy-preserving fine-tuning of LLMs (GuardedTuning)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "gtune 0.1.0");
@@ -19,13 +24,13 @@ int main(int argc, char** argv) {
   } catch (const gt::cli::ExitStatus& s) {
     return s.code;
   } catch (const gt::Error& e) {
-    spdlog::error("{}", e.what());
+    std::fprintf(stderr, "gtune: error: %s\n", e.what());
     return 1;
   } catch (const c10::Error& e) {
-    spdlog::critical("tensor library error: {}", e.what_without_backtrace());
+    std::fprintf(stderr, "gtune: tensor library error: %s\n", e.what_without_backtrace());
     return 3;
   } catch (const std::exception& e) {
-    spdlog::critical("unexpected failure: {}", e.what());
+    std::fprintf(stderr, "gtune: unexpected failure: %s\n", e.what());
     return 3;
   }
   return 0;

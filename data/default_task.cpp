@@ -18,16 +18,21 @@ uint64_t stable_hash(const std::string& s) {
 
 const char* pos_name(char pos) {
   switch (pos) {
-    case 'n': return "noun";
-    case 'v': return "verb";
-    case 'r': return "adverb";
-    default: return "adjective";
+    case 'n':
+      return "noun";
+    case 'v':
+      return "verb";
+    case 'r':
+      return "adverb";
+    default:
+      return "adjective";
   }
 }
 
 }  // namespace
 
-TextSplit wordnet_definitions(const std::string& dir, double valid_fraction, size_t max_train, size_t max_valid) {
+TextSplit wordnet_definitions(const std::string& dir, double valid_fraction, size_t max_train,
+                              size_t max_valid) {
   struct Keyed {
     uint64_t key;
     std::string text;
@@ -39,7 +44,9 @@ TextSplit wordnet_definitions(const std::string& dir, double valid_fraction, siz
       if (s.words.empty() || def.empty()) continue;
       const auto key = stable_hash(s.offset + s.pos);
       const bool is_valid = double(key % 1000000) / 1e6 < valid_fraction;
-      (is_valid ? valid : train).push_back({stable_hash(std::to_string(key)), s.words[0] + " (" + pos_name(s.pos) + "): " + def});
+      (is_valid ? valid : train)
+          .push_back({stable_hash(std::to_string(key)),
+                      s.words[0] + " (" + pos_name(s.pos) + "): " + def});
     }
   auto take = [](std::vector<Keyed>& xs, size_t max) {
     std::sort(xs.begin(), xs.end(), [](const Keyed& a, const Keyed& b) { return a.key < b.key; });

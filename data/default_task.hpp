@@ -15,7 +15,7 @@ struct TextSplit {
 // and adverbs. A synset goes to `valid` when a hash of its offset and part of
 // speech falls in the valid fraction, so the split never depends on ordering.
 // At most max_train / max_valid texts are kept (0 = all), chosen by the same hash.
-TextSplit wordnet_definitions(const std::string& wordnet_dir, double valid_fraction, size_t max_train,
-                              size_t max_valid);
+TextSplit wordnet_definitions(const std::string& wordnet_dir, double valid_fraction,
+                              size_t max_train, size_t max_valid);
 
 }  // namespace gt

@@ -9,8 +9,10 @@
 
 namespace gt {
 
-LmDataset::LmDataset(const std::vector<std::string>& texts, const Tokenizer& tokenizer, int64_t max_len) {
-  if (max_len < 2) throw Error("max sequence length must be at least 2, got " + std::to_string(max_len));
+LmDataset::LmDataset(const std::vector<std::string>& texts, const Tokenizer& tokenizer,
+                     int64_t max_len) {
+  if (max_len < 2)
+    throw Error("max sequence length must be at least 2, got " + std::to_string(max_len));
   const auto& sp = tokenizer.special();
   pad_id_ = sp.pad >= 0 ? sp.pad : (sp.eos >= 0 ? sp.eos : 0);
   sequences_.reserve(texts.size());

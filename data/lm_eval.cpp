@@ -7,8 +7,9 @@
 
 namespace gt {
 
-LmScore evaluate_lm(const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& logits_fn,
-                    const LmDataset& data, int64_t batch_size, const std::string& progress_label) {
+LmScore evaluate_lm(
+    const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& logits_fn,
+    const LmDataset& data, int64_t batch_size, const std::string& progress_label) {
   torch::NoGradGuard no_grad;
   double total = 0;
   int64_t tokens = 0;
@@ -17,7 +18,8 @@ LmScore evaluate_lm(const std::function<torch::Tensor(const torch::Tensor&, cons
   if (!progress_label.empty()) progress = std::make_unique<Progress>(progress_label, n);
   for (int64_t start = 0; start < n; start += batch_size) {
     std::vector<size_t> idx;
-    for (int64_t i = start; i < std::min(n, start + batch_size); ++i) idx.push_back(static_cast<size_t>(i));
+    for (int64_t i = start; i < std::min(n, start + batch_size); ++i)
+      idx.push_back(static_cast<size_t>(i));
     auto batch = data.batch(idx);
     auto logits = logits_fn(batch.input_ids, batch.attention_mask);
     const auto V = logits.size(-1);

@@ -15,7 +15,8 @@ struct LmScore {
 
 // `logits_fn` maps (input_ids, attention_mask) to (B, T, V) logits. Runs without
 // gradients over every sample once, `batch_size` at a time; shows progress if asked.
-LmScore evaluate_lm(const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& logits_fn,
-                    const LmDataset& data, int64_t batch_size, const std::string& progress_label = "");
+LmScore evaluate_lm(
+    const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& logits_fn,
+    const LmDataset& data, int64_t batch_size, const std::string& progress_label = "");
 
 }  // namespace gt

@@ -1,5 +1,6 @@
 // WordNet data-file parsing; format in wndb(5WN):
-// offset lex_filenum ss_type w_cnt(hex) {word lex_id(hex)} p_cnt {symbol offset pos src/tgt} [frames] | gloss
+// offset lex_filenum ss_type w_cnt(hex) {word lex_id(hex)} p_cnt {symbol offset pos src/tgt}
+// [frames] | gloss
 #include "data/wordnet.hpp"
 
 #include <algorithm>
@@ -20,7 +21,9 @@ std::vector<Synset> read_wordnet(const std::string& dir, const std::string& part
     if (line.empty() || line[0] == ' ') continue;  // license header lines start with two spaces
     auto bar = line.find(" | ");
     std::istringstream fields(line.substr(0, bar));
-    auto bad = [&](const std::string& what) { return error_at(path + ":" + std::to_string(lineno), what); };
+    auto bad = [&](const std::string& what) {
+      return error_at(path + ":" + std::to_string(lineno), what);
+    };
     Synset s;
     std::string lex_filenum, ss_type, w_cnt_hex;
     if (!(fields >> s.offset >> lex_filenum >> ss_type >> w_cnt_hex) || ss_type.size() != 1)

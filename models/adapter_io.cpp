@@ -8,7 +8,8 @@
 
 namespace gt {
 
-std::vector<std::pair<std::string, torch::Tensor>> adapter_parameters(const Segments& seg, bool only_trainable) {
+std::vector<std::pair<std::string, torch::Tensor>> adapter_parameters(const Segments& seg,
+                                                                      bool only_trainable) {
   auto parts = seg.input->parts();
   for (const auto* p : seg.output->parts()) parts.push_back(p);
   auto named = hf_named_parameters(parts);
@@ -22,7 +23,8 @@ std::vector<std::pair<std::string, torch::Tensor>> adapter_parameters(const Segm
 void save_adapters(const std::string& path, const Segments& seg, bool only_trainable,
                    const std::map<std::string, std::string>& metadata) {
   auto params = adapter_parameters(seg, only_trainable);
-  if (params.empty()) throw error_at(path, "nothing to save: the adapters have no trainable parameters");
+  if (params.empty())
+    throw error_at(path, "nothing to save: the adapters have no trainable parameters");
   auto meta = metadata;
   meta["format"] = "pt";
   meta["gtune.n_in"] = std::to_string(seg.split.n_in);
@@ -34,16 +36,20 @@ void load_adapters(const std::string& path, const Segments& seg) {
   SafetensorsFile file(path);
   std::map<std::string, torch::Tensor> params;
   for (auto& [name, t] : adapter_parameters(seg, false)) params[name] = t;
-  torch::NoGradGuard no_grad;
+  // Check every tensor before copying any, so a bad file leaves the adapters untouched.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (parameter, value)
   for (const auto& name : file.names()) {
     auto it = params.find(name);
-    if (it == params.end()) throw error_at(path, "tensor '" + name + "' is not a parameter of these adapters");
+    if (it == params.end())
+      throw error_at(path, "tensor '" + name + "' is not a parameter of these adapters");
     auto value = file.tensor(name, it->second.scalar_type());
     if (value.sizes() != it->second.sizes())
-      throw error_at(path, "tensor '" + name + "' has shape " + c10::str(value.sizes()) + ", adapters expect " +
-                               c10::str(it->second.sizes()));
-    it->second.copy_(value);
+      throw error_at(path, "tensor '" + name + "' has shape " + c10::str(value.sizes()) +
+                               ", adapters expect " + c10::str(it->second.sizes()));
+    copies.emplace_back(it->second, std::move(value));
   }
+  torch::NoGradGuard no_grad;
+  for (auto& [param, value] : copies) param.copy_(value);
 }
 
 }  // namespace gt

@@ -10,7 +10,8 @@
 namespace gt {
 
 // The input and output adapters' parameters (each once), with their HF names.
-std::vector<std::pair<std::string, torch::Tensor>> adapter_parameters(const Segments& seg, bool only_trainable);
+std::vector<std::pair<std::string, torch::Tensor>> adapter_parameters(const Segments& seg,
+                                                                      bool only_trainable);
 
 void save_adapters(const std::string& path, const Segments& seg, bool only_trainable = true,
                    const std::map<std::string, std::string>& metadata = {});

@@ -7,6 +7,7 @@
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
 #include "models/opt.hpp"
+#include "models/safetensors.hpp"
 
 namespace gt {
 
@@ -15,13 +16,15 @@ DecoderLMImpl::DecoderLMImpl(const ModelConfig& c) : cfg(c) {
     auto e = std::make_shared<OptEmbeddingsImpl>(cfg);
     embed = register_module("embed", e);
     for (int64_t i = 0; i < cfg.num_layers; ++i)
-      blocks.push_back(register_module("block" + std::to_string(i), std::make_shared<OptBlockImpl>(cfg, i)));
+      blocks.push_back(
+          register_module("block" + std::to_string(i), std::make_shared<OptBlockImpl>(cfg, i)));
     head = register_module("head", std::make_shared<OptHeadImpl>(cfg, e->token_embedding()));
   } else {
     auto e = std::make_shared<LlamaEmbeddingsImpl>(cfg);
     embed = register_module("embed", e);
     for (int64_t i = 0; i < cfg.num_layers; ++i)
-      blocks.push_back(register_module("block" + std::to_string(i), std::make_shared<LlamaBlockImpl>(cfg, i)));
+      blocks.push_back(
+          register_module("block" + std::to_string(i), std::make_shared<LlamaBlockImpl>(cfg, i)));
     head = register_module("head", std::make_shared<LlamaHeadImpl>(cfg, e->token_embedding()));
   }
 }
@@ -30,7 +33,8 @@ AttentionContext DecoderLMImpl::context(const torch::Tensor& attention_mask) con
   return make_attention_context(cfg, attention_mask, dtype);
 }
 
-torch::Tensor DecoderLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+torch::Tensor DecoderLMImpl::forward(const torch::Tensor& input_ids,
+                                     const torch::Tensor& attention_mask) {
   auto ctx = context(attention_mask);
   auto x = embed->forward(input_ids, attention_mask);
   for (auto& block : blocks) x = block->forward(x, ctx);
@@ -53,7 +57,8 @@ std::vector<const PartImpl*> all_parts(const DecoderLMImpl& model) {
   return parts;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> hf_named_parameters(const std::vector<const PartImpl*>& parts) {
+std::vector<std::pair<std::string, torch::Tensor>> hf_named_parameters(
+    const std::vector<const PartImpl*>& parts) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   std::set<const void*> seen;
   for (const auto* part : parts)
@@ -74,8 +79,9 @@ DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed) {
     auto t = p.value();
     if (t.dim() >= 2)
       t.normal_(0.0, 0.02);
-    else if (name.find("norm") != std::string::npos)
-      t.fill_(1.0);
+    else if (name.find("norm") != std::string::npos && name.size() > 7 &&
+             name.compare(name.size() - 7, 7, ".weight") == 0)
+      t.fill_(1.0);  // norm scales; norm biases (OPT's LayerNorm) start at 0 like other biases
     else
       t.zero_();
   }
@@ -99,15 +105,23 @@ DecoderLM load_decoder(const std::string& dir, torch::ScalarType dtype) {
   return model;
 }
 
+void save_decoder_weights(const std::string& path, const DecoderLMImpl& model) {
+  auto named = hf_named_parameters(all_parts(model));
+  for (auto& entry : named) entry.second = entry.second.detach();
+  save_safetensors(path, named, {{"format", "pt"}});
+}
+
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
   const auto V = logits.size(-1);
   auto shifted_logits = logits.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat);  // (B*(T-1), V)
-  auto shifted_labels = labels.slice(1, 1).reshape({-1});                          // (B*(T-1))
+  auto shifted_labels = labels.slice(1, 1).reshape({-1});                           // (B*(T-1))
   return torch::nn::functional::cross_entropy(
-      shifted_logits, shifted_labels, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+      shifted_logits, shifted_labels,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
 }
 
-torch::Tensor labels_from_mask(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+torch::Tensor labels_from_mask(const torch::Tensor& input_ids,
+                               const torch::Tensor& attention_mask) {
   return input_ids.masked_fill(attention_mask.eq(0), -100);
 }
 

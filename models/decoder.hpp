@@ -19,7 +19,8 @@ struct DecoderLMImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
   // transformers' output_hidden_states: embeddings, each block's output, and the
   // last block's output after the final norm (L + 1 tensors of (B, T, C)).
-  std::vector<torch::Tensor> hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  std::vector<torch::Tensor> hidden_states(const torch::Tensor& input_ids,
+                                           const torch::Tensor& attention_mask);
   AttentionContext context(const torch::Tensor& attention_mask) const;
 
   ModelConfig cfg;
@@ -32,13 +33,18 @@ TORCH_MODULE(DecoderLM);
 
 // Each parameter once (tied weights deduplicated), with its HF checkpoint name;
 // a tied parameter is named by the part that owns it.
-std::vector<std::pair<std::string, torch::Tensor>> hf_named_parameters(const std::vector<const PartImpl*>& parts);
+std::vector<std::pair<std::string, torch::Tensor>> hf_named_parameters(
+    const std::vector<const PartImpl*>& parts);
 std::vector<const PartImpl*> all_parts(const DecoderLMImpl& model);
 
 // Builds the architecture of `cfg` with random weights (N(0, 0.02), as HF's init).
 DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed = 0);
 // Reads dir/config.json and the weights (single or sharded safetensors), converted to `dtype`.
 DecoderLM load_decoder(const std::string& dir, torch::ScalarType dtype = torch::kFloat);
+
+// Writes every weight under its HuggingFace name (tied weights once), so that
+// `dir` with a copy of the source config.json loads back with load_decoder.
+void save_decoder_weights(const std::string& path, const DecoderLMImpl& model);
 
 // Mean next-token cross-entropy: logits at t predict labels at t + 1; label -100 is ignored.
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels);

@@ -30,7 +30,8 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 }
 
 LlamaEmbeddingsImpl::LlamaEmbeddingsImpl(const ModelConfig& cfg) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.hidden_size));
+  embed_tokens =
+      register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.hidden_size));
 }
 
 torch::Tensor LlamaEmbeddingsImpl::forward(const torch::Tensor& input_ids, const torch::Tensor&) {
@@ -57,8 +58,12 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Attentio
   // Grouped-query attention: query head h reads kv head h / (H / K).
   const auto group = num_heads / num_kv_heads;
   if (group > 1) {
-    k = k.unsqueeze(2).expand({B, num_kv_heads, group, T, head_dim}).reshape({B, num_heads, T, head_dim});
-    v = v.unsqueeze(2).expand({B, num_kv_heads, group, T, head_dim}).reshape({B, num_heads, T, head_dim});
+    k = k.unsqueeze(2)
+            .expand({B, num_kv_heads, group, T, head_dim})
+            .reshape({B, num_heads, T, head_dim});
+    v = v.unsqueeze(2)
+            .expand({B, num_kv_heads, group, T, head_dim})
+            .reshape({B, num_heads, T, head_dim});
   }
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
   auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)

@@ -15,12 +15,15 @@ std::string last_component(const std::string& name) {
 }  // namespace
 
 int64_t apply_lora(torch::nn::Module& module, const LoraOptions& options) {
-  if (options.rank <= 0) throw Error("lora rank must be positive, got " + std::to_string(options.rank));
-  static const std::set<std::string> known{"q_proj", "k_proj",    "v_proj",  "out_proj",  "fc1",
-                                           "fc2",    "o_proj",    "gate_proj", "up_proj", "down_proj"};
+  if (options.rank <= 0)
+    throw Error("lora rank must be positive, got " + std::to_string(options.rank));
+  static const std::set<std::string> known{"q_proj",  "k_proj",   "v_proj", "out_proj",
+                                           "fc1",     "fc2",      "o_proj", "gate_proj",
+                                           "up_proj", "down_proj"};
   for (const auto& target : options.targets)
     if (!known.count(target))
-      throw Error("lora target '" + target + "' is not a projection (OPT: q_proj k_proj v_proj out_proj fc1 fc2; " +
+      throw Error("lora target '" + target +
+                  "' is not a projection (OPT: q_proj k_proj v_proj out_proj fc1 fc2; " +
                   "LLaMA: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
   const std::set<std::string> wanted(options.targets.begin(), options.targets.end());
   int64_t count = 0;

@@ -1,10 +1,10 @@
 // Which adapter parameters train: all of them, only LoRA factors, or none.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 namespace gt {
 

@@ -18,13 +18,15 @@ struct Reader {
   const json& j;
   const std::string& where;
 
-  int64_t integer(const char* key, std::optional<int64_t> fallback = std::nullopt, int64_t min = 1) const {
+  int64_t integer(const char* key, std::optional<int64_t> fallback = std::nullopt,
+                  int64_t min = 1) const {
     if (!j.contains(key) || j[key].is_null()) {
       if (fallback) return *fallback;
       throw error_at(where, std::string("missing required key '") + key + "'");
     }
     if (!j[key].is_number_integer())
-      throw error_at(where, std::string("key '") + key + "' must be an integer, got " + j[key].dump());
+      throw error_at(where,
+                     std::string("key '") + key + "' must be an integer, got " + j[key].dump());
     auto v = j[key].get<int64_t>();
     if (v < min)
       throw error_at(where, std::string("key '") + key + "' must be >= " + std::to_string(min) +
@@ -34,19 +36,22 @@ struct Reader {
   double number(const char* key, double fallback) const {
     if (!j.contains(key) || j[key].is_null()) return fallback;
     if (!j[key].is_number())
-      throw error_at(where, std::string("key '") + key + "' must be a number, got " + j[key].dump());
+      throw error_at(where,
+                     std::string("key '") + key + "' must be a number, got " + j[key].dump());
     return j[key].get<double>();
   }
   bool boolean(const char* key, bool fallback) const {
     if (!j.contains(key) || j[key].is_null()) return fallback;
     if (!j[key].is_boolean())
-      throw error_at(where, std::string("key '") + key + "' must be true or false, got " + j[key].dump());
+      throw error_at(where,
+                     std::string("key '") + key + "' must be true or false, got " + j[key].dump());
     return j[key].get<bool>();
   }
   std::string string(const char* key, const std::string& fallback) const {
     if (!j.contains(key) || j[key].is_null()) return fallback;
     if (!j[key].is_string())
-      throw error_at(where, std::string("key '") + key + "' must be a string, got " + j[key].dump());
+      throw error_at(where,
+                     std::string("key '") + key + "' must be a string, got " + j[key].dump());
     return j[key].get<std::string>();
   }
 };
@@ -55,7 +60,8 @@ struct Reader {
 int64_t token_id(const json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) return -1;
   if (j[key].is_number_integer()) return j[key].get<int64_t>();
-  if (j[key].is_array() && !j[key].empty() && j[key][0].is_number_integer()) return j[key][0].get<int64_t>();
+  if (j[key].is_array() && !j[key].empty() && j[key][0].is_number_integer())
+    return j[key][0].get<int64_t>();
   return -1;
 }
 
@@ -75,7 +81,8 @@ void read_opt(const Reader& r, ModelConfig& c) {
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
   if (c.hidden_size % c.num_heads != 0)
     throw error_at(r.where, "hidden_size " + std::to_string(c.hidden_size) +
-                                " is not divisible by num_attention_heads " + std::to_string(c.num_heads));
+                                " is not divisible by num_attention_heads " +
+                                std::to_string(c.num_heads));
   c.head_dim = c.hidden_size / c.num_heads;
   static const char* known[] = {"relu", "gelu", "gelu_new", "silu"};
   if (std::find(std::begin(known), std::end(known), c.activation) == std::end(known))
@@ -88,7 +95,8 @@ void read_rope(const Reader& r, ModelConfig& c) {
   // transformers >= 5 nests RoPE settings in "rope_parameters"; older versions use
   // "rope_theta" + "rope_scaling". Both: {rope_type|type, factor, rope_theta}.
   const json* rope = nullptr;
-  if (r.j.contains("rope_parameters") && r.j["rope_parameters"].is_object()) rope = &r.j["rope_parameters"];
+  if (r.j.contains("rope_parameters") && r.j["rope_parameters"].is_object())
+    rope = &r.j["rope_parameters"];
   if (r.j.contains("rope_scaling") && r.j["rope_scaling"].is_object()) rope = &r.j["rope_scaling"];
   if (!rope) return;
   if (rope->contains("rope_theta") && (*rope)["rope_theta"].is_number())
@@ -98,8 +106,10 @@ void read_rope(const Reader& r, ModelConfig& c) {
     if (rope->contains(key) && (*rope)[key].is_string()) type = (*rope)[key].get<std::string>();
   if (type == "default") return;
   if (type != "linear")
-    throw error_at(r.where, "unsupported rope scaling type '" + type + "' (supported: default, linear)");
-  if (!rope->contains("factor") || !(*rope)["factor"].is_number() || (*rope)["factor"].get<double>() <= 0)
+    throw error_at(r.where,
+                   "unsupported rope scaling type '" + type + "' (supported: default, linear)");
+  if (!rope->contains("factor") || !(*rope)["factor"].is_number() ||
+      (*rope)["factor"].get<double>() <= 0)
     throw error_at(r.where, "linear rope scaling needs a positive 'factor'");
   c.rope_linear_factor = (*rope)["factor"].get<double>();
 }
@@ -121,7 +131,8 @@ void read_llama(const Reader& r, ModelConfig& c) {
     throw error_at(r.where, "unsupported hidden_act '" + c.activation + "' (supported: silu)");
   if (c.num_heads % c.num_kv_heads != 0)
     throw error_at(r.where, "num_attention_heads " + std::to_string(c.num_heads) +
-                                " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
+                                " is not a multiple of num_key_value_heads " +
+                                std::to_string(c.num_kv_heads));
   if (c.head_dim % 2 != 0) throw error_at(r.where, "head_dim must be even for RoPE");
   read_rope(r, c);
 }
@@ -146,7 +157,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& where
     c.family = Family::llama;
     read_llama(r, c);
   } else {
-    throw error_at(where, "unknown model_type '" + c.model_type + "' (supported: opt, llama, mistral, qwen2)");
+    throw error_at(
+        where, "unknown model_type '" + c.model_type + "' (supported: opt, llama, mistral, qwen2)");
   }
   c.vocab_size = r.integer("vocab_size");
   c.pad_token_id = token_id(j, "pad_token_id");

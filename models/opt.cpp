@@ -22,15 +22,19 @@ torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
 }
 
 OptEmbeddingsImpl::OptEmbeddingsImpl(const ModelConfig& cfg) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.word_embed_proj_dim));
+  embed_tokens = register_module("embed_tokens",
+                                 torch::nn::Embedding(cfg.vocab_size, cfg.word_embed_proj_dim));
   embed_positions = register_module(
-      "embed_positions", torch::nn::Embedding(cfg.max_positions + kOptPositionOffset, cfg.hidden_size));
+      "embed_positions",
+      torch::nn::Embedding(cfg.max_positions + kOptPositionOffset, cfg.hidden_size));
   if (cfg.word_embed_proj_dim != cfg.hidden_size)
-    project_in = register_module("project_in", LoraLinear(cfg.word_embed_proj_dim, cfg.hidden_size, false));
+    project_in =
+        register_module("project_in", LoraLinear(cfg.word_embed_proj_dim, cfg.hidden_size, false));
 }
 
-torch::Tensor OptEmbeddingsImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
-  auto x = embed_tokens(input_ids);  // (B, T, E)
+torch::Tensor OptEmbeddingsImpl::forward(const torch::Tensor& input_ids,
+                                         const torch::Tensor& attention_mask) {
+  auto x = embed_tokens(input_ids);   // (B, T, E)
   if (project_in) x = project_in(x);  // (B, T, C)
   // Positions count real tokens only: left padding does not shift them.
   auto mask = attention_mask.to(torch::kLong);
@@ -49,7 +53,9 @@ OptAttentionImpl::OptAttentionImpl(const ModelConfig& cfg)
 
 torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x, const AttentionContext& ctx) {
   const auto B = x.size(0), T = x.size(1), C = x.size(2);
-  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, num_heads, head_dim}).transpose(1, 2); };
+  auto heads = [&](const torch::Tensor& t) {
+    return t.view({B, T, num_heads, head_dim}).transpose(1, 2);
+  };
   auto q = heads(q_proj(x)), k = heads(k_proj(x)), v = heads(v_proj(x));  // (B, H, T, D)
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
   auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
@@ -82,19 +88,21 @@ OptHeadImpl::OptHeadImpl(const ModelConfig& cfg, torch::Tensor tied_embedding)
   if (cfg.do_layer_norm_before && !cfg.remove_final_layer_norm)
     final_layer_norm = register_module("final_layer_norm", layer_norm(cfg));
   if (cfg.word_embed_proj_dim != cfg.hidden_size)
-    project_out = register_module("project_out", LoraLinear(cfg.hidden_size, cfg.word_embed_proj_dim, false));
-  lm_head = tied ? register_parameter("lm_head", tied_embedding)
-                 : register_parameter("lm_head", torch::empty({cfg.vocab_size, cfg.word_embed_proj_dim}));
+    project_out =
+        register_module("project_out", LoraLinear(cfg.hidden_size, cfg.word_embed_proj_dim, false));
+  lm_head =
+      tied ? register_parameter("lm_head", tied_embedding)
+           : register_parameter("lm_head", torch::empty({cfg.vocab_size, cfg.word_embed_proj_dim}));
 }
 
 torch::Tensor OptHeadImpl::final_hidden(const torch::Tensor& x) {
-  return final_layer_norm ? final_layer_norm(x) : x;
+  // As transformers' last hidden state: after the final norm and project_out.
+  auto h = final_layer_norm ? final_layer_norm(x) : x;  // (B, T, C)
+  return project_out ? project_out(h) : h;               // (B, T, E)
 }
 
 torch::Tensor OptHeadImpl::forward(const torch::Tensor& x) {
-  auto h = final_hidden(x);                // (B, T, C)
-  if (project_out) h = project_out(h);     // (B, T, E)
-  return torch::linear(h, lm_head);        // (B, T, V)
+  return torch::linear(final_hidden(x), lm_head);  // (B, T, V)
 }
 
 std::string OptHeadImpl::hf_name(const std::string& local) const {

@@ -9,7 +9,8 @@ namespace gt {
 
 struct OptEmbeddingsImpl : EmbeddingsImpl {
   explicit OptEmbeddingsImpl(const ModelConfig& cfg);
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) override;
+  torch::Tensor forward(const torch::Tensor& input_ids,
+                        const torch::Tensor& attention_mask) override;
   torch::Tensor token_embedding() const override { return embed_tokens->weight; }
   std::string hf_name(const std::string& local) const override { return "model.decoder." + local; }
 

@@ -17,17 +17,19 @@ AttentionContext make_attention_context(const ModelConfig& cfg, const torch::Ten
   auto keys = attention_mask.to(torch::kBool).view({-1, 1, 1, T});
   auto allowed = causal.view({1, 1, T, T}).logical_and(keys);
   auto zero = torch::zeros({}, opts.dtype(dtype));
-  auto min = torch::full({}, std::numeric_limits<float>::lowest(), opts.dtype(torch::kFloat)).to(dtype);
+  auto min =
+      torch::full({}, std::numeric_limits<float>::lowest(), opts.dtype(torch::kFloat)).to(dtype);
   ctx.mask_bias = torch::where(allowed, zero, min);
 
   if (cfg.family == Family::llama) {
     // RoPE (rotate-half layout), positions 0..T-1 whatever the mask, as transformers' Llama.
     const auto D = cfg.head_dim;
     auto fopts = opts.dtype(torch::kFloat);
-    auto inv_freq = 1.0 / torch::pow(cfg.rope_theta, torch::arange(0, D, 2, fopts) / double(D));  // (D/2)
-    auto pos = torch::arange(T, fopts) / cfg.rope_linear_factor;                                   // (T)
-    auto freqs = torch::outer(pos, inv_freq);                                                      // (T, D/2)
-    auto emb = torch::cat({freqs, freqs}, -1);                                                     // (T, D)
+    auto inv_freq =
+        1.0 / torch::pow(cfg.rope_theta, torch::arange(0, D, 2, fopts) / double(D));  // (D/2)
+    auto pos = torch::arange(T, fopts) / cfg.rope_linear_factor;                      // (T)
+    auto freqs = torch::outer(pos, inv_freq);                                         // (T, D/2)
+    auto emb = torch::cat({freqs, freqs}, -1);                                        // (T, D)
     ctx.rope_cos = emb.cos().to(dtype);
     ctx.rope_sin = emb.sin().to(dtype);
   }

@@ -13,9 +13,10 @@ namespace gt {
 // What every block needs besides the hidden states; built once per batch from
 // the attention mask, by whichever party runs the blocks (client or server).
 struct AttentionContext {
-  torch::Tensor mask_bias;  // (B, 1, T, T) additive: 0 where attending is allowed, dtype-min elsewhere
-  torch::Tensor rope_cos;   // (T, head_dim) LLaMA only
-  torch::Tensor rope_sin;   // (T, head_dim) LLaMA only
+  torch::Tensor
+      mask_bias;  // (B, 1, T, T) additive: 0 where attending is allowed, dtype-min elsewhere
+  torch::Tensor rope_cos;  // (T, head_dim) LLaMA only
+  torch::Tensor rope_sin;  // (T, head_dim) LLaMA only
 };
 
 // attention_mask: (B, T) of 0/1. Causal + padding, as transformers builds it.
@@ -30,7 +31,8 @@ struct PartImpl : torch::nn::Module {
 };
 
 struct EmbeddingsImpl : PartImpl {
-  virtual torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) = 0;
+  virtual torch::Tensor forward(const torch::Tensor& input_ids,
+                                const torch::Tensor& attention_mask) = 0;
   virtual torch::Tensor token_embedding() const = 0;  // (V, E), used by a tied head
 };
 
@@ -39,8 +41,9 @@ struct BlockImpl : PartImpl {
 };
 
 struct HeadImpl : PartImpl {
-  virtual torch::Tensor forward(const torch::Tensor& x) = 0;  // final norm + head -> logits
-  virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;  // after the final norm
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;       // final norm + head -> logits
+  // The last hidden state as transformers reports it: after the final norm (and OPT's project_out).
+  virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;
 };
 
 // y = x W^T + b (+ scale * B A x when LoRA is enabled). Names match nn.Linear

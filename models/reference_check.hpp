@@ -14,6 +14,7 @@ struct TensorDiff {
 
 // Loads the model in fp32, runs the reference's inputs through it with its labels,
 // and returns one diff per tensor in the reference. Throws gt::Error for bad files.
-std::vector<TensorDiff> compare_with_reference(const std::string& model_dir, const std::string& reference_file);
+std::vector<TensorDiff> compare_with_reference(const std::string& model_dir,
+                                               const std::string& reference_file);
 
 }  // namespace gt

@@ -15,25 +15,28 @@ std::vector<const PartImpl*> as_parts(const std::vector<std::shared_ptr<Part>>& 
   return out;
 }
 
-
 }  // namespace
 
 void check_split_points(const ModelConfig& cfg, SplitPoints s) {
   const auto L = cfg.num_layers;
   if (s.n_in < 0 || s.n_out < 0 || s.n_in + s.n_out >= L)
-    throw Error("split points n_in=" + std::to_string(s.n_in) + ", n_out=" + std::to_string(s.n_out) +
-                " out of range: the model has " + std::to_string(L) +
-                " layers and the backbone needs at least one (0 <= n_in, 0 <= n_out, n_in + n_out < " +
-                std::to_string(L) + ")");
+    throw Error(
+        "split points n_in=" + std::to_string(s.n_in) + ", n_out=" + std::to_string(s.n_out) +
+        " out of range: the model has " + std::to_string(L) +
+        " layers and the backbone needs at least one (0 <= n_in, 0 <= n_out, n_in + n_out < " +
+        std::to_string(L) + ")");
 }
 
-InputAdapterImpl::InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> e, std::vector<std::shared_ptr<BlockImpl>> bs)
+InputAdapterImpl::InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> e,
+                                   std::vector<std::shared_ptr<BlockImpl>> bs)
     : embed(std::move(e)), blocks(std::move(bs)) {
   register_module("embed", embed);
-  for (size_t i = 0; i < blocks.size(); ++i) register_module("block" + std::to_string(i), blocks[i]);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    register_module("block" + std::to_string(i), blocks[i]);
 }
 
-torch::Tensor InputAdapterImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+torch::Tensor InputAdapterImpl::forward(const torch::Tensor& input_ids,
+                                        const torch::Tensor& attention_mask,
                                         const AttentionContext& ctx) {
   auto x = embed->forward(input_ids, attention_mask);
   for (auto& block : blocks) x = block->forward(x, ctx);
@@ -47,7 +50,8 @@ std::vector<const PartImpl*> InputAdapterImpl::parts() const {
 }
 
 BackboneImpl::BackboneImpl(std::vector<std::shared_ptr<BlockImpl>> bs) : blocks(std::move(bs)) {
-  for (size_t i = 0; i < blocks.size(); ++i) register_module("block" + std::to_string(i), blocks[i]);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    register_module("block" + std::to_string(i), blocks[i]);
 }
 
 torch::Tensor BackboneImpl::forward(const torch::Tensor& a1, const AttentionContext& ctx) {
@@ -56,11 +60,15 @@ torch::Tensor BackboneImpl::forward(const torch::Tensor& a1, const AttentionCont
   return x;
 }
 
-std::vector<const PartImpl*> BackboneImpl::parts() const { return as_parts(blocks); }
+std::vector<const PartImpl*> BackboneImpl::parts() const {
+  return as_parts(blocks);
+}
 
-OutputAdapterImpl::OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> bs, std::shared_ptr<HeadImpl> h)
+OutputAdapterImpl::OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> bs,
+                                     std::shared_ptr<HeadImpl> h)
     : blocks(std::move(bs)), head(std::move(h)) {
-  for (size_t i = 0; i < blocks.size(); ++i) register_module("block" + std::to_string(i), blocks[i]);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    register_module("block" + std::to_string(i), blocks[i]);
   register_module("head", head);
 }
 
@@ -83,9 +91,12 @@ Segments split_model(const DecoderLM& model, SplitPoints s) {
   Segments seg;
   seg.cfg = model->cfg;
   seg.split = s;
-  seg.input = InputAdapter(model->embed, std::vector<std::shared_ptr<BlockImpl>>(b.begin(), b.begin() + s.n_in));
-  seg.backbone = Backbone(std::vector<std::shared_ptr<BlockImpl>>(b.begin() + s.n_in, b.begin() + (L - s.n_out)));
-  seg.output = OutputAdapter(std::vector<std::shared_ptr<BlockImpl>>(b.begin() + (L - s.n_out), b.end()), model->head);
+  seg.input = InputAdapter(model->embed,
+                           std::vector<std::shared_ptr<BlockImpl>>(b.begin(), b.begin() + s.n_in));
+  seg.backbone = Backbone(
+      std::vector<std::shared_ptr<BlockImpl>>(b.begin() + s.n_in, b.begin() + (L - s.n_out)));
+  seg.output = OutputAdapter(
+      std::vector<std::shared_ptr<BlockImpl>>(b.begin() + (L - s.n_out), b.end()), model->head);
   return seg;
 }
 

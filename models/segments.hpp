@@ -19,7 +19,8 @@ struct SplitPoints {
 void check_split_points(const ModelConfig& cfg, SplitPoints split);
 
 struct InputAdapterImpl : torch::nn::Module {
-  InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> embed, std::vector<std::shared_ptr<BlockImpl>> blocks);
+  InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> embed,
+                   std::vector<std::shared_ptr<BlockImpl>> blocks);
   // (B, T) ids -> a1 (B, T, C). `ctx` from make_attention_context.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                         const AttentionContext& ctx);
@@ -32,7 +33,8 @@ TORCH_MODULE(InputAdapter);
 
 struct BackboneImpl : torch::nn::Module {
   explicit BackboneImpl(std::vector<std::shared_ptr<BlockImpl>> blocks);
-  torch::Tensor forward(const torch::Tensor& a1, const AttentionContext& ctx);  // a1 -> a2, (B, T, C)
+  torch::Tensor forward(const torch::Tensor& a1,
+                        const AttentionContext& ctx);  // a1 -> a2, (B, T, C)
   std::vector<const PartImpl*> parts() const;
 
   std::vector<std::shared_ptr<BlockImpl>> blocks;
@@ -41,7 +43,8 @@ TORCH_MODULE(Backbone);
 
 struct OutputAdapterImpl : torch::nn::Module {
   OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> blocks, std::shared_ptr<HeadImpl> head);
-  torch::Tensor forward(const torch::Tensor& a2, const AttentionContext& ctx);  // a2 -> logits (B, T, V)
+  torch::Tensor forward(const torch::Tensor& a2,
+                        const AttentionContext& ctx);  // a2 -> logits (B, T, V)
   std::vector<const PartImpl*> parts() const;
 
   std::vector<std::shared_ptr<BlockImpl>> blocks;

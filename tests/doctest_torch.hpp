@@ -3,9 +3,9 @@
 // failing the test. Restore doctest's CHECK after both are in.
 #pragma once
 
+#include <doctest/doctest.h>
 #include <torch/torch.h>
 
-#include <doctest/doctest.h>
 #include <string>
 
 #undef CHECK
@@ -13,5 +13,7 @@
 
 namespace gt::test {
 // doctest::Contains takes a const char*; keep the string alive for the assertion.
-inline doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
+inline doctest::Contains contains(const std::string& s) {
+  return doctest::Contains(s.c_str());
+}
 }  // namespace gt::test
