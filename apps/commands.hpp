@@ -13,5 +13,7 @@ struct ExitStatus {
 void add_finetune(CLI::App& app);
 void add_verify(CLI::App& app);
 void add_eval_ppl(CLI::App& app);
+void add_simulate(CLI::App& app);
+void add_node(CLI::App& app);
 
 }  // namespace gt::cli

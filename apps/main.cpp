@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   CLI::App app{"gtune: privacy-preserving fine-tuning of LLMs (GuardedTuning)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "gtune 0.1.0");
+  gt::cli::add_simulate(app);
+  gt::cli::add_node(app);
   gt::cli::add_finetune(app);
   gt::cli::add_verify(app);
   gt::cli::add_eval_ppl(app);

@@ -7,23 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "data/batch_source.hpp"
 #include "models/tokenizer.hpp"
 
 namespace gt {
 
-struct LmBatch {
-  torch::Tensor input_ids;       // (B, T) int64
-  torch::Tensor attention_mask;  // (B, T) int64, 1 = real token
-  torch::Tensor labels;          // (B, T) int64, -100 at padding
-};
-
-class LmDataset {
+class LmDataset : public BatchSource {
  public:
   // Each text becomes [bos] + encode(text) + [eos], cut to max_len tokens.
   LmDataset(const std::vector<std::string>& texts, const Tokenizer& tokenizer, int64_t max_len);
-  size_t size() const { return sequences_.size(); }
+  size_t size() const override { return sequences_.size(); }
   int64_t num_tokens() const;
-  LmBatch batch(const std::vector<size_t>& indices) const;
+  LmBatch batch(const std::vector<size_t>& indices) const override;
 
  private:
   std::vector<std::vector<int64_t>> sequences_;

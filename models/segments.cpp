@@ -91,6 +91,7 @@ Segments split_model(const DecoderLM& model, SplitPoints s) {
   Segments seg;
   seg.cfg = model->cfg;
   seg.split = s;
+  seg.dtype = model->dtype;
   seg.input = InputAdapter(model->embed,
                            std::vector<std::shared_ptr<BlockImpl>>(b.begin(), b.begin() + s.n_in));
   seg.backbone = Backbone(

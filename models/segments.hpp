@@ -55,6 +55,7 @@ TORCH_MODULE(OutputAdapter);
 struct Segments {
   ModelConfig cfg;
   SplitPoints split;
+  torch::ScalarType dtype = torch::kFloat;  // of the weights and activations
   InputAdapter input{nullptr};
   Backbone backbone{nullptr};
   OutputAdapter output{nullptr};

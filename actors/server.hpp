@@ -1,0 +1,25 @@
+// The server actor (model owner): serves split-learning sessions over the
+// typed server_actor interface. A bad message is answered with an error and
+// logged; the server keeps serving. A client that dies loses its session.
+#pragma once
+
+#include <memory>
+
+#include "protocols/interfaces.hpp"
+#include "strategies/split_server.hpp"
+
+namespace gt {
+
+struct ServerActorState {
+  std::shared_ptr<SplitServer> server;
+  std::shared_ptr<WireStats> stats;  // as the server sees the wire: "up" received, "down" sent
+  std::map<caf::actor_addr, uint64_t> session_of;  // client actor -> its session
+  std::map<uint64_t, std::string> link_of;         // session -> link label
+  static inline const char* name = "gt.server";
+};
+
+server_actor::behavior_type server_behavior(server_actor::stateful_pointer<ServerActorState> self,
+                                            std::shared_ptr<SplitServer> server,
+                                            std::shared_ptr<WireStats> stats);
+
+}  // namespace gt

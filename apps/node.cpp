@@ -1,0 +1,105 @@
+// gtune node: one party in its own process. The server publishes its actor on
+// a TCP port through CAF's middleman; a client connects to it and runs its plan.
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "actors/server.hpp"
+#include "apps/commands.hpp"
+#include "apps/run_client.hpp"
+#include "apps/run_options.hpp"
+#include "apps/run_report.hpp"
+#include "common/error.hpp"
+
+namespace gt::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) {
+  g_stop = true;
+}
+
+struct Options {
+  RunOptions run;
+  std::string role, listen = "127.0.0.1:0", connect, port_file, out;
+};
+
+std::pair<std::string, uint16_t> host_port(const std::string& s, const char* option) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos)
+    throw Error(std::string(option) + ": expected HOST:PORT, got '" + s + "'");
+  try {
+    const auto port = std::stoul(s.substr(colon + 1));
+    if (port > 65535) throw std::out_of_range("port");
+    return {s.substr(0, colon), static_cast<uint16_t>(port)};
+  } catch (const std::logic_error&) {
+    throw Error(std::string(option) + ": '" + s.substr(colon + 1) + "' is not a port number");
+  }
+}
+
+void run_server(const Options& opt) {
+  auto cfg = opt.run.load();
+  auto [host, port] = host_port(opt.listen, "--listen");
+  ActorConfig acfg;
+  caf::actor_system sys{acfg};
+  auto server =
+      sys.spawn(server_behavior, make_server_side(cfg, "server"), std::make_shared<WireStats>());
+  auto bound = caf::io::publish(server, port, host.c_str(), true);
+  if (!bound) throw Error("cannot listen on " + opt.listen + ": " + caf::to_string(bound.error()));
+  spdlog::info("server: listening on {}:{}", host, *bound);
+  if (!opt.port_file.empty()) {
+    std::ofstream(opt.port_file + ".tmp") << *bound << "\n";
+    std::rename((opt.port_file + ".tmp").c_str(), opt.port_file.c_str());
+  }
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("server: shutting down");
+  caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+}
+
+void run_client_node(const Options& opt) {
+  auto cfg = opt.run.load();
+  auto [host, port] = host_port(opt.connect, "--connect");
+  auto client = make_client_side(cfg);
+  ActorConfig acfg;
+  caf::actor_system sys{acfg};
+  auto server = sys.middleman().remote_actor<server_actor>(host, port);
+  if (!server)
+    throw Error("cannot reach the server at " + opt.connect + ": " +
+                caf::to_string(server.error()));
+  spdlog::info("client {}: connected to {}", cfg.run.name, opt.connect);
+  auto results = run_client(sys, cfg, client, *server, !opt.run.quiet);
+  print_summary(results);
+  const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
+  if (!out.empty()) write_outputs(out, results, client);
+}
+
+}  // namespace
+
+void add_node(CLI::App& app) {
+  auto opt = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("node", "Run one party (server or client) in this process");
+  cmd->add_option("--role", opt->role, "which party this process is")
+      ->required()
+      ->check(CLI::IsMember({"server", "client"}));
+  opt->run.add_to(*cmd);
+  cmd->add_option("--listen", opt->listen,
+                  "server: HOST:PORT to listen on (port 0 = any free port)")
+      ->capture_default_str();
+  cmd->add_option("--port-file", opt->port_file, "server: write the bound port to this file");
+  cmd->add_option("--connect", opt->connect, "client: the server's HOST:PORT");
+  cmd->add_option("--out", opt->out, "client: directory for results.json and adapters.safetensors");
+  cmd->callback([opt] {
+    if (opt->role == "server") return run_server(*opt);
+    if (opt->connect.empty()) throw Error("node --role client needs --connect HOST:PORT");
+    run_client_node(*opt);
+  });
+}
+
+}  // namespace gt::cli

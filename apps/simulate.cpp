@@ -1,0 +1,162 @@
+// gtune simulate: a multi-party fine-tuning run on one machine. The client and
+// server are actors in one actor system (default) or, with --processes, each
+// in its own process talking over 127.0.0.1 through CAF's middleman.
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "actors/server.hpp"
+#include "apps/commands.hpp"
+#include "apps/run_client.hpp"
+#include "apps/run_options.hpp"
+#include "apps/run_report.hpp"
+#include "common/error.hpp"
+
+namespace gt::cli {
+namespace {
+
+struct Options {
+  RunOptions run;
+  bool processes = false;
+  std::string out;
+};
+
+void print_plan(const RunConfig& cfg, const ClientSide& c, const char* mode) {
+  std::printf("run       %s: strategy %s, %s\n", cfg.run.name.c_str(), to_string(cfg.strategy.kind),
+              mode);
+  std::printf(
+      "model     %s (%s, %lld layers), cut n_in=%lld n_out=%lld, %s training, %lld trainable "
+      "parameters\n",
+      cfg.model.path.c_str(), c.seg.cfg.model_type.c_str(),
+      static_cast<long long>(c.seg.cfg.num_layers), static_cast<long long>(cfg.model.n_in),
+      static_cast<long long>(cfg.model.n_out), cfg.model.train.c_str(),
+      static_cast<long long>(c.trainable_parameters));
+  if (cfg.strategy.kind == StrategyKind::online)
+    std::printf("wire      a1 %s, a2 %s, g2 %s, g1 %s; dcor lambda %g\n",
+                cfg.strategy.quantize_a1.c_str(), cfg.strategy.quantize_a2.c_str(),
+                cfg.strategy.quantize_g2.c_str(), cfg.strategy.quantize_g1.c_str(),
+                cfg.strategy.dcor_lambda);
+  std::printf("data      %s; %lld steps of %lld\n", c.data_summary.c_str(),
+              static_cast<long long>(planned_steps(cfg, c.train->size())),
+              static_cast<long long>(cfg.training.batch));
+  std::fflush(stdout);
+}
+
+std::string run_in_process(const RunConfig& cfg, ClientSide& client, bool progress) {
+  ActorConfig acfg;
+  caf::actor_system sys{acfg};
+  auto server =
+      sys.spawn(server_behavior, make_server_side(cfg, "server"), std::make_shared<WireStats>());
+  auto results = run_client(sys, cfg, client, server, progress);
+  caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+  return results;
+}
+
+// fork + exec of this same binary with `args`; returns the child's pid.
+pid_t spawn_self(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  static std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  argv.push_back(self.data());
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw Error("cannot start a child process");
+  if (pid == 0) {
+    execv(self.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_child(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void run_in_processes(const Options& opt, const std::string& out) {
+  std::vector<std::string> common;
+  if (!opt.run.config.empty()) common = {"--config", opt.run.config};
+  for (const auto& s : opt.run.sets) common.insert(common.end(), {"--set", s});
+  const auto port_file = out + "/server.port";
+  std::filesystem::remove(port_file);
+  auto server_args = std::vector<std::string>{"node",        "--role",      "server", "--listen",
+                                              "127.0.0.1:0", "--port-file", port_file};
+  server_args.insert(server_args.end(), common.begin(), common.end());
+  const pid_t server = spawn_self(server_args);
+  // The server writes its port once it listens.
+  std::string port;
+  for (int i = 0; i < 600 && port.empty(); ++i) {
+    std::ifstream in(port_file);
+    if (!(in >> port)) port.clear(), std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    int status = 0;
+    if (port.empty() && waitpid(server, &status, WNOHANG) == server)
+      throw Error("the server process exited early");
+  }
+  if (port.empty()) {
+    kill(server, SIGTERM);
+    throw Error("the server process did not start listening within 60 s");
+  }
+  auto client_args = std::vector<std::string>{
+      "node", "--role", "client", "--connect", "127.0.0.1:" + port, "--out", out};
+  client_args.insert(client_args.end(), common.begin(), common.end());
+  if (opt.run.quiet) client_args.push_back("--quiet");
+  const int client_status = wait_child(spawn_self(client_args));
+  kill(server, SIGTERM);
+  wait_child(server);
+  if (client_status != 0)
+    throw Error("the client process failed (exit status " + std::to_string(client_status) + ")");
+}
+
+void run(const Options& opt) {
+  auto cfg = opt.run.load();
+  const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
+  if (opt.processes) {
+    if (cfg.strategy.kind == StrategyKind::centralized)
+      throw Error("--processes: the centralized baseline runs in one place; use split or online");
+    const auto dir =
+        out.empty() ? std::filesystem::temp_directory_path() / ("gtune-" + std::to_string(getpid()))
+                    : std::filesystem::path(out);
+    std::filesystem::create_directories(dir);
+    run_in_processes(opt, dir.string());  // the client process prints the summary
+    if (out.empty())
+      std::filesystem::remove_all(dir);
+    else
+      std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
+    return;
+  }
+  auto client = make_client_side(cfg);
+  const bool centralized = cfg.strategy.kind == StrategyKind::centralized;
+  print_plan(cfg, client,
+             centralized ? "whole model in one place (no actors)"
+                         : "client and server actors in one process");
+  auto results = centralized ? run_centralized(cfg, client, !opt.run.quiet)
+                             : run_in_process(cfg, client, !opt.run.quiet);
+  print_summary(results);
+  if (!out.empty()) {
+    write_outputs(out, results, client);
+    std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
+  }
+}
+
+}  // namespace
+
+void add_simulate(CLI::App& app) {
+  auto opt = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("simulate",
+                                 "Run a multi-party fine-tuning (client + server) on this machine");
+  opt->run.add_to(*cmd);
+  cmd->add_flag("--processes", opt->processes,
+                "each party in its own process, talking over 127.0.0.1");
+  cmd->add_option("--out", opt->out,
+                  "directory for results.json and adapters.safetensors (overrides run.out)");
+  cmd->callback([opt] { run(*opt); });
+}
+
+}  // namespace gt::cli

@@ -1,0 +1,122 @@
+// The run configuration of `gtune simulate`: one TOML file (config/README.md lists every key),
+// parsed and validated here, plus "section.key=value" overrides from the command line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gt {
+
+enum class StrategyKind { centralized, split, online };
+
+struct ModelSection {
+  std::string path = "models/pretrained/opt-mini-gcide";  // HuggingFace checkpoint directory
+  std::string dtype = "float32";                          // float32 | bfloat16
+  int64_t n_in = 1, n_out = 1;  // decoder layers in the input / output adapter
+  std::string train = "full";   // full | lora
+  int64_t lora_rank = 8;        // used when train = lora
+  double lora_alpha = 16;       // used when train = lora
+  std::vector<std::string> lora_targets{"q_proj", "v_proj"};
+};
+
+struct StrategySection {
+  StrategyKind kind = StrategyKind::online;
+  // Wire quantization of activations a1 (up), a2 (down), gradients g2 (up), g1 (down):
+  // none | int8 | int4. These and dcor_lambda are online's knobs: with split and centralized
+  // they are "none" / 0 (see config/README.md).
+  std::string quantize_a1 = "int8", quantize_a2 = "none", quantize_g2 = "none",
+              quantize_g1 = "none";
+  double dcor_lambda = 0.1;  // weight of the distance-correlation penalty, >= 0
+};
+
+struct OptimizerSection {
+  std::string name = "adamw";                            // adamw | sgd
+  double lr = 1e-4, weight_decay = 0.0, momentum = 0.0;  // momentum: sgd only
+  double grad_clip = 0.0;                                // max global grad norm, 0 = off
+};
+
+struct TrainingSection {
+  // Exactly one of steps / epochs is > 0; when the file sets epochs, steps defaults to 0.
+  int64_t steps = 100;
+  int64_t epochs = 0;
+  int64_t batch = 8, max_len = 64;
+  uint64_t seed = 0;
+  int64_t eval_every = 0;  // steps between evaluations; 0 = only before and after training
+};
+
+struct DataSection {
+  std::string kind = "wordnet";  // wordnet | jsonl
+  std::string path;              // jsonl training file; required for jsonl
+  std::string valid_path;        // optional jsonl validation file
+  std::string wordnet_dir = "/usr/share/wordnet";
+  double valid_fraction = 0.05;                          // held out when there is no valid_path
+  int64_t train_examples = 20000, valid_examples = 256;  // 0 = all
+};
+
+struct RunSection {
+  std::string name = "run";
+  std::string out;      // output directory; "" = write nothing
+  int64_t threads = 0;  // compute threads; 0 = LibTorch's default
+};
+
+struct RunConfig {
+  ModelSection model;
+  StrategySection strategy;
+  OptimizerSection optimizer;
+  TrainingSection training;
+  DataSection data;
+  RunSection run;
+  std::string source = "<defaults>";  // the file it came from, or "<defaults>"
+};
+
+// Equal when every key (as listed by run_config_keys) is equal; `source` is not compared.
+bool operator==(const RunConfig& a, const RunConfig& b);
+inline bool operator!=(const RunConfig& a, const RunConfig& b) {
+  return !(a == b);
+}
+
+RunConfig default_run_config();
+
+// Reads a TOML file. Relative paths the file sets (model.path, data.path, data.valid_path,
+// data.wordnet_dir, run.out) resolve against the file's directory, except that model.path,
+// if not found there, is tried relative to the current directory. Errors name the file.
+RunConfig load_run_config(const std::string& path);
+
+// Parses TOML text; `where` names it in errors (and becomes `source`). Relative paths the text
+// sets resolve against base_dir as in load_run_config; base_dir "" leaves them as written.
+RunConfig parse_run_config(const std::string& toml_text, const std::string& where,
+                           const std::string& base_dir);
+
+// Applies one "section.key=value" override (e.g. "training.steps=20", "strategy.kind=split",
+// "model.lora_targets=q_proj,v_proj"), with the same validation; errors name the override.
+// Setting training.steps > 0 zeroes training.epochs and vice versa; changing a kind or name
+// makes keys that only apply to another kind (strategy.quantize_*, dcor_lambda, data.path, ...)
+// neutral. Paths are taken as written. Rules between keys (steps vs epochs, jsonl needs
+// data.path, ...) are left to validate_run_config, so that e.g. "data.kind=jsonl" and
+// "data.path=x.jsonl" work in either order. A failed override leaves cfg unchanged.
+void apply_override(RunConfig& cfg, const std::string& assignment);
+// Every override in order, then validate_run_config.
+void apply_overrides(RunConfig& cfg, const std::vector<std::string>& assignments);
+
+// Checks every key and the rules between keys; throws gt::Error naming the key.
+void validate_run_config(const RunConfig& cfg, const std::string& where);
+
+// The effective configuration as TOML, every key in README order:
+// parse_run_config(to_toml(c), w, "") == c.
+std::string to_toml(const RunConfig& cfg);
+
+const char* to_string(StrategyKind kind);
+StrategyKind parse_strategy_kind(const std::string& name);  // throws gt::Error
+
+// One key of the schema, for help texts and the README: every key, in file order.
+struct ConfigKey {
+  std::string name;           // "training.steps"
+  std::string type;           // string | integer | float | string array
+  std::string default_value;  // as TOML
+  std::string allowed;        // "none, int8, int4", "> 0", ... ("" = any)
+  std::string doc;
+};
+std::vector<ConfigKey> run_config_keys();
+
+}  // namespace gt

@@ -1,0 +1,226 @@
+// cereal (portable binary) serialization of the messages in messages.hpp. Every
+// length read from the wire is checked against the bytes that remain before
+// anything is allocated, so a hostile length cannot exhaust memory.
+#include "protocols/codec.hpp"
+
+#include <cereal/archives/portable_binary.hpp>
+#include <sstream>
+
+#include "protocols/messages.hpp"
+
+namespace gt {
+namespace {
+
+// A read-only streambuf over the encoded bytes (no copy).
+struct ByteSource : std::streambuf {
+  ByteSource(const uint8_t* data, size_t size) {
+    auto* p = reinterpret_cast<char*>(const_cast<uint8_t*>(data));
+    setg(p, p, p + size);
+  }
+  size_t remaining() const { return static_cast<size_t>(egptr() - gptr()); }
+};
+
+struct Reader {
+  cereal::PortableBinaryInputArchive& ar;
+  const ByteSource& src;
+
+  template <class T>
+  void scalar(T& x) {
+    if (src.remaining() < sizeof(T)) throw ProtocolError("message truncated");
+    ar(x);
+  }
+  uint64_t length(size_t elem_size) {
+    uint64_t n = 0;
+    scalar(n);
+    if (elem_size && n > src.remaining() / elem_size)
+      throw ProtocolError("declared length " + std::to_string(n) + " exceeds the message");
+    return n;
+  }
+  template <class T>
+  void vec(std::vector<T>& v) {
+    v.resize(length(sizeof(T)));
+    if (!v.empty()) ar(cereal::binary_data(v.data(), v.size() * sizeof(T)));
+  }
+  void str(std::string& s) {
+    s.resize(length(1));
+    if (!s.empty()) ar(cereal::binary_data(&s[0], s.size()));
+  }
+};
+
+struct Writer {
+  cereal::PortableBinaryOutputArchive& ar;
+  template <class T>
+  void scalar(const T& x) {
+    ar(x);
+  }
+  template <class T>
+  void vec(const std::vector<T>& v) {
+    ar(static_cast<uint64_t>(v.size()));
+    if (!v.empty()) ar(cereal::binary_data(v.data(), v.size() * sizeof(T)));
+  }
+  void str(const std::string& s) {
+    ar(static_cast<uint64_t>(s.size()));
+    if (!s.empty()) ar(cereal::binary_data(s.data(), s.size()));
+  }
+};
+
+// One field list per message, used for both directions (IO is Reader or Writer).
+template <class IO, class H>
+void fields(IO& io, H& h) {
+  io.scalar(h.protocol_version);
+  io.scalar(h.session);
+  io.scalar(h.step);
+}
+
+template <class IO, class W>
+void tensor_fields(IO& io, W& w) {
+  auto dtype = static_cast<uint8_t>(w.dtype);
+  auto scheme = static_cast<uint8_t>(w.scheme);
+  io.scalar(dtype);
+  io.scalar(scheme);
+  w.dtype = static_cast<WireDtype>(dtype);
+  w.scheme = static_cast<QuantScheme>(scheme);
+  io.vec(w.shape);
+  io.vec(w.scale);
+  io.vec(w.zero);
+  io.vec(w.payload);
+}
+
+template <class IO, class M>
+void body(IO& io, M& m);
+
+template <class IO>
+void body(IO& io, SessionHello& m) {
+  io.str(m.client_name);
+  io.str(m.strategy);
+  io.str(m.model_type);
+  io.scalar(m.num_layers);
+  io.scalar(m.hidden_size);
+  io.scalar(m.n_in);
+  io.scalar(m.n_out);
+  io.scalar(m.backward);
+  io.scalar(m.quant_a2);
+  io.scalar(m.quant_g1);
+}
+template <class IO>
+void body(IO& io, SessionAccept& m) {
+  io.str(m.server_name);
+}
+template <class IO>
+void body(IO& io, ForwardRequest& m) {
+  tensor_fields(io, m.activations);
+  tensor_fields(io, m.attention_mask);
+  io.scalar(m.keep_graph);
+}
+template <class IO>
+void body(IO& io, ForwardReply& m) {
+  tensor_fields(io, m.activations);
+}
+template <class IO>
+void body(IO& io, BackwardRequest& m) {
+  tensor_fields(io, m.gradient);
+}
+template <class IO>
+void body(IO& io, BackwardReply& m) {
+  tensor_fields(io, m.gradient);
+}
+template <class IO>
+void body(IO&, SessionBye&) {}
+template <class IO>
+void body(IO& io, DataUpload& m) {
+  tensor_fields(io, m.input_ids);
+  tensor_fields(io, m.attention_mask);
+  tensor_fields(io, m.labels);
+}
+
+// A 4-byte tag before every message: a message of the wrong kind, or garbage, fails fast.
+template <class T>
+uint32_t tag() {
+  uint32_t h = 2166136261u;
+  for (const char* p = message_kind<T>(); *p; ++p) h = (h ^ uint8_t(*p)) * 16777619u;
+  return h;
+}
+
+}  // namespace
+
+template <class T>
+Encoded<T> encode(const T& message) {
+  std::ostringstream os(std::ios::binary);
+  {
+    cereal::PortableBinaryOutputArchive ar(os);
+    Writer w{ar};
+    w.scalar(tag<T>());
+    auto& m = const_cast<T&>(
+        message);  // the field lists are shared with decoding; writing does not modify
+    fields(w, m.header);
+    body(w, m);
+  }
+  const auto s = os.str();
+  return Encoded<T>{std::vector<uint8_t>(s.begin(), s.end())};
+}
+
+template <class T>
+T decode(const Encoded<T>& encoded, size_t max_bytes) {
+  const char* kind = message_kind<T>();
+  if (encoded.bytes.size() > max_bytes)
+    throw ProtocolError(std::string(kind) + ": message of " + std::to_string(encoded.bytes.size()) +
+                        " bytes exceeds the limit of " + std::to_string(max_bytes));
+  ByteSource src(encoded.bytes.data(), encoded.bytes.size());
+  std::istream is(&src);
+  T m;
+  try {
+    cereal::PortableBinaryInputArchive ar(is);
+    Reader r{ar, src};
+    uint32_t t = 0;
+    r.scalar(t);
+    if (t != tag<T>()) throw ProtocolError("not a " + std::string(kind) + " message (wrong tag)");
+    fields(r, m.header);
+    if (m.header.protocol_version != kProtocolVersion)
+      throw ProtocolError("protocol version " + std::to_string(m.header.protocol_version) +
+                          ", this party speaks " + std::to_string(kProtocolVersion));
+    body(r, m);
+    if (src.remaining() != 0)
+      throw ProtocolError(std::to_string(src.remaining()) + " unexpected trailing bytes");
+  } catch (const ProtocolError& e) {
+    throw ProtocolError(std::string(kind) + ": " + e.what());
+  } catch (const cereal::Exception& e) {
+    throw ProtocolError(std::string(kind) + ": malformed message: " + e.what());
+  }
+  return m;
+}
+
+#define GT_CODEC_INSTANTIATE(T)         \
+  template Encoded<T> encode(const T&); \
+  template T decode(const Encoded<T>&, size_t);
+GT_CODEC_INSTANTIATE(SessionHello)
+GT_CODEC_INSTANTIATE(SessionAccept)
+GT_CODEC_INSTANTIATE(ForwardRequest)
+GT_CODEC_INSTANTIATE(ForwardReply)
+GT_CODEC_INSTANTIATE(BackwardRequest)
+GT_CODEC_INSTANTIATE(BackwardReply)
+GT_CODEC_INSTANTIATE(SessionBye)
+GT_CODEC_INSTANTIATE(DataUpload)
+#undef GT_CODEC_INSTANTIATE
+
+void WireStats::add(const std::string& link, const std::string& direction, const std::string& kind,
+                    int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& c = counts_[Key{link, direction, kind}];
+  c.messages += 1;
+  c.bytes += bytes;
+}
+
+std::map<WireStats::Key, WireStats::Count> WireStats::snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return counts_;
+}
+
+int64_t WireStats::total_bytes(const std::string& direction) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  int64_t n = 0;
+  for (const auto& [key, c] : counts_)
+    if (direction.empty() || std::get<1>(key) == direction) n += c.bytes;
+  return n;
+}
+
+}  // namespace gt

@@ -1,0 +1,32 @@
+// CAF registration and project errors.
+#include "protocols/interfaces.hpp"
+
+namespace gt {
+namespace {
+constexpr caf::atom_value kWireCategory = caf::atom("gtwire");
+
+std::string render(uint8_t code, const caf::message& ctx) {
+  std::string s = code == static_cast<uint8_t>(wire_errc::rejected) ? "rejected" : "failed";
+  if (!ctx.empty() && ctx.match_elements<std::string>()) s += ": " + ctx.get_as<std::string>(0);
+  return s;
+}
+}  // namespace
+
+caf::error make_wire_error(wire_errc code, std::string reason) {
+  return caf::error(static_cast<uint8_t>(code), kWireCategory,
+                    caf::make_message(std::move(reason)));
+}
+
+std::string describe(const caf::error& err) {
+  if (err.category() == kWireCategory) return render(err.code(), err.context());
+  return caf::to_string(err);
+}
+
+void register_protocol(caf::actor_system_config& cfg) {
+  cfg.add_message_types<caf::id_block::gtune>();
+  cfg.add_error_category(kWireCategory, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+    return render(code, ctx);
+  });
+}
+
+}  // namespace gt

@@ -1,0 +1,139 @@
+// WireTensor <-> torch::Tensor.
+#include "protocols/wire_tensor.hpp"
+
+#include <cstring>
+
+#include "protocols/codec.hpp"
+
+namespace gt {
+namespace {
+
+size_t itemsize(WireDtype d) {
+  switch (d) {
+    case WireDtype::f32:
+      return 4;
+    case WireDtype::f16:
+    case WireDtype::bf16:
+      return 2;
+    case WireDtype::i64:
+      return 8;
+  }
+  return 0;
+}
+
+torch::ScalarType to_scalar(WireDtype d) {
+  switch (d) {
+    case WireDtype::f16:
+      return torch::kHalf;
+    case WireDtype::bf16:
+      return torch::kBFloat16;
+    case WireDtype::i64:
+      return torch::kLong;
+    default:
+      return torch::kFloat;
+  }
+}
+
+WireDtype from_scalar(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat:
+      return WireDtype::f32;
+    case torch::kHalf:
+      return WireDtype::f16;
+    case torch::kBFloat16:
+      return WireDtype::bf16;
+    case torch::kLong:
+      return WireDtype::i64;
+    default:
+      throw ProtocolError("cannot send tensors of dtype " + std::string(c10::toString(t)));
+  }
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  return c10::str(c10::IntArrayRef(s));
+}
+
+}  // namespace
+
+int64_t WireTensor::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+int64_t WireTensor::data_bytes() const {
+  return static_cast<int64_t>(payload.size() + 4 * (scale.size() + zero.size()));
+}
+
+WireTensor to_wire(const torch::Tensor& x, QuantScheme scheme) {
+  auto t = x.detach().to(torch::kCPU).contiguous();
+  WireTensor w;
+  w.shape = t.sizes().vec();
+  w.scheme = scheme;
+  if (scheme == QuantScheme::none) {
+    w.dtype = from_scalar(t.scalar_type());
+    const auto n = static_cast<size_t>(t.numel()) * itemsize(w.dtype);
+    w.payload.resize(n);
+    if (n) std::memcpy(w.payload.data(), t.data_ptr(), n);
+    return w;
+  }
+  auto q = quantize(t, scheme);
+  w.dtype = WireDtype::f32;
+  w.payload.assign(q.codes.data_ptr<uint8_t>(), q.codes.data_ptr<uint8_t>() + q.codes.numel());
+  w.scale.assign(q.scale.data_ptr<float>(), q.scale.data_ptr<float>() + q.scale.numel());
+  w.zero.assign(q.zero.data_ptr<float>(), q.zero.data_ptr<float>() + q.zero.numel());
+  return w;
+}
+
+torch::Tensor from_wire(const WireTensor& w, const char* what,
+                        const std::vector<int64_t>& expected) {
+  const std::string name(what);
+  for (auto d : w.shape)
+    if (d < 0 || d > (int64_t(1) << 40))
+      throw ProtocolError(name + ": invalid shape " + shape_str(w.shape));
+  if (!expected.empty()) {
+    bool ok = expected.size() == w.shape.size();
+    for (size_t i = 0; ok && i < expected.size(); ++i)
+      ok = expected[i] < 0 || expected[i] == w.shape[i];
+    if (!ok)
+      throw ProtocolError(name + ": shape " + shape_str(w.shape) +
+                          " does not match the session's " + shape_str(expected));
+  }
+  if (w.scheme == QuantScheme::none) {
+    if (itemsize(w.dtype) == 0) throw ProtocolError(name + ": unknown dtype code");
+    const auto want = static_cast<uint64_t>(w.numel()) * itemsize(w.dtype);
+    if (w.payload.size() != want)
+      throw ProtocolError(name + ": payload has " + std::to_string(w.payload.size()) +
+                          " bytes, shape " + shape_str(w.shape) + " needs " + std::to_string(want));
+    auto t = torch::empty(w.shape, torch::TensorOptions().dtype(to_scalar(w.dtype)));
+    if (want) std::memcpy(t.data_ptr(), w.payload.data(), want);
+    return t;
+  }
+  if (w.scheme != QuantScheme::int8 && w.scheme != QuantScheme::int4)
+    throw ProtocolError(name + ": unknown quantization scheme");
+  if (w.shape.empty()) throw ProtocolError(name + ": quantized tensor without shape");
+  QuantizedTensor q;
+  q.scheme = w.scheme;
+  q.shape = w.shape;
+  const auto rows = w.shape.back() ? w.numel() / w.shape.back() : 0;
+  if (static_cast<int64_t>(w.scale.size()) != rows || static_cast<int64_t>(w.zero.size()) != rows)
+    throw ProtocolError(name + ": " + std::to_string(w.scale.size()) + " row scales for " +
+                        std::to_string(rows) + " rows");
+  if (static_cast<int64_t>(w.payload.size()) + 4 * 2 * rows !=
+      quantized_payload_bytes(w.shape, w.scheme))
+    throw ProtocolError(name + ": quantized payload has " + std::to_string(w.payload.size()) +
+                        " bytes, wrong for shape " + shape_str(w.shape));
+  auto u8 = torch::TensorOptions().dtype(torch::kUInt8);
+  q.codes =
+      torch::from_blob(const_cast<uint8_t*>(w.payload.data()), {int64_t(w.payload.size())}, u8)
+          .clone();
+  q.scale = torch::tensor(w.scale, torch::kFloat);
+  q.zero = torch::tensor(w.zero, torch::kFloat);
+  try {
+    return dequantize(q);
+  } catch (const std::exception& e) {
+    throw ProtocolError(name + ": " + e.what());
+  }
+}
+
+}  // namespace gt

@@ -1,0 +1,53 @@
+// See centralized.hpp.
+#include "strategies/centralized.hpp"
+
+#include "models/decoder.hpp"
+#include "protocols/messages.hpp"
+
+namespace gt {
+
+CentralizedTrainer::CentralizedTrainer(Segments seg,
+                                       std::shared_ptr<torch::optim::Optimizer> optimizer,
+                                       double grad_clip)
+    : seg_(std::move(seg)), optimizer_(std::move(optimizer)), grad_clip_(grad_clip) {}
+
+torch::Tensor CentralizedTrainer::logits(const LmBatch& batch) {
+  auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);
+  auto a1 = seg_.input->forward(batch.input_ids, batch.attention_mask, ctx);
+  return seg_.output->forward(seg_.backbone->forward(a1, ctx), ctx);
+}
+
+StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
+                                     const std::string& link) {
+  DataUpload upload;
+  upload.header.step = step_;
+  upload.input_ids = to_wire(batch.input_ids);
+  upload.attention_mask = to_wire(batch.attention_mask);
+  upload.labels = to_wire(batch.labels);
+  stats.add(link, "up", message_kind<DataUpload>(),
+            static_cast<int64_t>(encode(upload).bytes.size()));
+
+  auto loss = causal_lm_loss(logits(batch), batch.labels);
+  optimizer_->zero_grad();
+  loss.backward();
+  if (grad_clip_ > 0) clip_adapter_gradients(*optimizer_, grad_clip_);
+  optimizer_->step();
+  ++step_;
+  StepOutcome out;
+  out.loss = loss.item<double>();
+  out.tokens = batch.labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  return out;
+}
+
+std::pair<double, int64_t> CentralizedTrainer::eval_loss(const LmBatch& batch) {
+  torch::NoGradGuard no_grad;
+  auto lg = logits(batch);
+  const auto V = lg.size(-1);
+  auto labels = batch.labels.slice(1, 1).reshape({-1});
+  auto sum = torch::nn::functional::cross_entropy(
+      lg.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat), labels,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+  return {sum.item<double>(), labels.ne(-100).sum().item<int64_t>()};
+}
+
+}  // namespace gt
