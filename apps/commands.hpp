@@ -10,7 +10,6 @@ struct ExitStatus {
   int code;
 };
 
-void add_finetune(CLI::App& app);
 void add_verify(CLI::App& app);
 void add_eval_ppl(CLI::App& app);
 void add_simulate(CLI::App& app);

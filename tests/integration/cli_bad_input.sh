@@ -46,5 +46,5 @@ echo "a line of text" >"$tmp/text.txt"
 expect_error "missing tokenizer file" "merges.txt" "$gtune" eval-ppl --model "$tmp/notok" --text "$tmp/text.txt"
 
 expect_error "missing text file" "$tmp/none.txt" "$gtune" eval-ppl --text "$tmp/none.txt"
-expect_error "split point out of range" "n_in=9" "$gtune" finetune --n-in 9 --steps 1
+expect_error "split point out of range" "n_in=9" "$gtune" simulate --set model.n_in=9 --set training.steps=1 --quiet
 echo "cli_bad_input: ok"

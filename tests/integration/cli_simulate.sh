@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job in short: an Online run between client and server actors lowers
+# the held-out loss and writes its results; eval-ppl scores text.
+set -uo pipefail
+gtune="$1" src="$2"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+out=$("$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=12 \
+  --set data.train_examples=300 --set data.valid_examples=32 --quiet --out "$tmp/run" 2>"$tmp/log") ||
+  fail "simulate exited $?: $(cat "$tmp/log")"
+echo "$out"
+before=$(echo "$out" | awk '/held-out loss before/ {print $4}')
+after=$(echo "$out" | awk '/held-out loss after/ {print $4}')
+[ -n "$before" ] && [ -n "$after" ] || fail "no before/after loss"
+awk -v b="$before" -v a="$after" 'BEGIN {exit !(a < b)}' || fail "held-out loss did not fall: $before -> $after"
+[ -s "$tmp/run/results.json" ] || fail "no results.json"
+[ -s "$tmp/run/adapters.safetensors" ] || fail "no adapters written"
+grep -q "session 1 opened" "$tmp/log" || fail "no server session logged"
+
+printf 'a plant having a woody stem\nthe act of moving quickly from one place to another\n' >"$tmp/text.txt"
+out=$("$gtune" eval-ppl --text "$tmp/text.txt" 2>/dev/null) || fail "eval-ppl exited $?"
+echo "$out" | grep -q "perplexity" || fail "eval-ppl printed no perplexity: $out"
+echo "cli_simulate: ok"
