@@ -33,13 +33,17 @@ std::pair<std::string, uint16_t> host_port(const std::string& s, const char* opt
   const auto colon = s.rfind(':');
   if (colon == std::string::npos)
     throw Error(std::string(option) + ": expected HOST:PORT, got '" + s + "'");
-  try {
-    const auto port = std::stoul(s.substr(colon + 1));
-    if (port > 65535) throw std::out_of_range("port");
-    return {s.substr(0, colon), static_cast<uint16_t>(port)};
-  } catch (const std::logic_error&) {
-    throw Error(std::string(option) + ": '" + s.substr(colon + 1) + "' is not a port number");
-  }
+  const auto digits = s.substr(colon + 1);
+  const auto bad = [&] {
+    return Error(std::string(option) + ": '" + digits + "' is not a port number");
+  };
+  // All digits: stoul alone would take "80x" as 80, " 80" as 80 and "-1" as ULONG_MAX.
+  if (digits.empty() || digits.size() > 5 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    throw bad();
+  const auto port = std::stoul(digits);
+  if (port > 65535) throw bad();
+  return {s.substr(0, colon), static_cast<uint16_t>(port)};
 }
 
 void run_server(const Options& opt) {

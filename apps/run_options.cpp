@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 namespace gt::cli {
 
 void RunOptions::add_to(CLI::App& cmd) {
@@ -15,6 +17,10 @@ void RunOptions::add_to(CLI::App& cmd) {
 RunConfig RunOptions::load() const {
   auto cfg = config.empty() ? default_run_config() : load_run_config(config);
   apply_overrides(cfg, sets);
+  // The default model path is relative to the repository; from elsewhere, use
+  // the embedded model this binary was built with.
+  if (cfg.model.path == default_run_config().model.path && !std::filesystem::exists(cfg.model.path))
+    cfg.model.path = GT_DEFAULT_MODEL_DIR;
   if (cfg.run.threads > 0) torch::set_num_threads(static_cast<int>(cfg.run.threads));
   return cfg;
 }

@@ -103,6 +103,7 @@ void run_in_processes(const Options& opt, const std::string& out) {
     kill(server, SIGTERM);
     throw Error("the server process did not start listening within 60 s");
   }
+  std::filesystem::remove(port_file);
   auto client_args = std::vector<std::string>{
       "node", "--role", "client", "--connect", "127.0.0.1:" + port, "--out", out};
   client_args.insert(client_args.end(), common.begin(), common.end());

@@ -5,6 +5,7 @@
 
 #include <cereal/archives/portable_binary.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "protocols/messages.hpp"
 
@@ -27,7 +28,14 @@ struct Reader {
   template <class T>
   void scalar(T& x) {
     if (src.remaining() < sizeof(T)) throw ProtocolError("message truncated");
-    ar(x);
+    if constexpr (std::is_same_v<T, bool>) {
+      uint8_t byte = 0;  // a bool must be 0 or 1: any other byte is a forged message
+      ar(byte);
+      if (byte > 1) throw ProtocolError("boolean field holds " + std::to_string(byte));
+      x = byte == 1;
+    } else {
+      ar(x);
+    }
   }
   uint64_t length(size_t elem_size) {
     uint64_t n = 0;

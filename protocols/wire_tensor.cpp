@@ -88,9 +88,16 @@ WireTensor to_wire(const torch::Tensor& x, QuantScheme scheme) {
 torch::Tensor from_wire(const WireTensor& w, const char* what,
                         const std::vector<int64_t>& expected) {
   const std::string name(what);
-  for (auto d : w.shape)
-    if (d < 0 || d > (int64_t(1) << 40))
+  // Every dimension and every partial product bounded, so numel and rows cannot overflow.
+  int64_t numel = 1, rows = 1;
+  for (size_t i = 0; i < w.shape.size(); ++i) {
+    const auto d = w.shape[i];
+    if (d < 0 || d > (int64_t(1) << 40) || __builtin_mul_overflow(numel, d, &numel) ||
+        numel > (int64_t(1) << 40))
       throw ProtocolError(name + ": invalid shape " + shape_str(w.shape));
+    if (i + 1 < w.shape.size()) rows *= d;  // rows = product of all but the last dimension
+  }
+  if (itemsize(w.dtype) == 0) throw ProtocolError(name + ": unknown dtype code");
   if (!expected.empty()) {
     bool ok = expected.size() == w.shape.size();
     for (size_t i = 0; ok && i < expected.size(); ++i)
@@ -100,8 +107,7 @@ torch::Tensor from_wire(const WireTensor& w, const char* what,
                           " does not match the session's " + shape_str(expected));
   }
   if (w.scheme == QuantScheme::none) {
-    if (itemsize(w.dtype) == 0) throw ProtocolError(name + ": unknown dtype code");
-    const auto want = static_cast<uint64_t>(w.numel()) * itemsize(w.dtype);
+    const auto want = static_cast<uint64_t>(numel) * itemsize(w.dtype);
     if (w.payload.size() != want)
       throw ProtocolError(name + ": payload has " + std::to_string(w.payload.size()) +
                           " bytes, shape " + shape_str(w.shape) + " needs " + std::to_string(want));
@@ -115,10 +121,10 @@ torch::Tensor from_wire(const WireTensor& w, const char* what,
   QuantizedTensor q;
   q.scheme = w.scheme;
   q.shape = w.shape;
-  const auto rows = w.shape.back() ? w.numel() / w.shape.back() : 0;
   if (static_cast<int64_t>(w.scale.size()) != rows || static_cast<int64_t>(w.zero.size()) != rows)
-    throw ProtocolError(name + ": " + std::to_string(w.scale.size()) + " row scales for " +
-                        std::to_string(rows) + " rows");
+    throw ProtocolError(name + ": " + std::to_string(w.scale.size()) + " row scales and " +
+                        std::to_string(w.zero.size()) + " zero points for " + std::to_string(rows) +
+                        " rows");
   if (static_cast<int64_t>(w.payload.size()) + 4 * 2 * rows !=
       quantized_payload_bytes(w.shape, w.scheme))
     throw ProtocolError(name + ": quantized payload has " + std::to_string(w.payload.size()) +

@@ -58,10 +58,14 @@ ForwardReply SplitServer::forward(const ForwardRequest& req) {
   auto mask = from_wire(req.attention_mask, "attention_mask", {-1, -1});
   if (mask.scalar_type() != torch::kLong) throw ProtocolError("attention_mask: must be int64");
   const auto B = mask.size(0), T = mask.size(1);
+  if (B == 0 || T == 0) throw ProtocolError("attention_mask: empty batch");
+  if (mask.lt(0).logical_or(mask.gt(1)).any().item<bool>())
+    throw ProtocolError("attention_mask: values must be 0 or 1");
   if (T > seg_.cfg.max_positions && seg_.cfg.family == Family::opt)
     throw ProtocolError("sequence of " + std::to_string(T) + " tokens exceeds the model's " +
                         std::to_string(seg_.cfg.max_positions) + " positions");
   auto a1 = from_wire(req.activations, "a1", {B, T, C}).to(seg_.dtype);
+  if (!torch::isfinite(a1).all().item<bool>()) throw ProtocolError("a1: contains NaN or infinity");
   auto ctx = make_attention_context(seg_.cfg, mask, seg_.dtype);
   ForwardReply reply;
   reply.header = req.header;
@@ -85,6 +89,7 @@ BackwardReply SplitServer::backward(const BackwardRequest& req) {
     throw ProtocolError("gradient for step " + std::to_string(req.header.step) +
                         " without a pending forward of that step");
   auto g2 = from_wire(req.gradient, "g2", s.a2.sizes().vec()).to(s.a2.scalar_type());
+  if (!torch::isfinite(g2).all().item<bool>()) throw ProtocolError("g2: contains NaN or infinity");
   s.a2.backward(g2);  // through the frozen backbone to the received a1
   BackwardReply reply;
   reply.header = req.header;
