@@ -2,18 +2,13 @@
 #include "apps/parties.hpp"
 
 #include "common/error.hpp"
+#include "common/stable_hash.hpp"
 #include "data/instructions.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
 
 namespace gt::cli {
 namespace {
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
 
 InstructionSplit load_examples(const DataSection& d) {
   if (d.kind == "wordnet")
@@ -27,8 +22,9 @@ InstructionSplit load_examples(const DataSection& d) {
   } else {
     // Held out by a hash of the text, so the split never depends on file order.
     for (auto& ex : all)
-      (double(fnv1a(ex.prompt + ex.response) % 1000000) / 1e6 < d.valid_fraction ? split.valid
-                                                                                 : split.train)
+      (double(stable_hash(ex.prompt + ex.response) % 1000000) / 1e6 < d.valid_fraction
+           ? split.valid
+           : split.train)
           .push_back(std::move(ex));
   }
   if (d.train_examples > 0 && split.train.size() > size_t(d.train_examples))

@@ -12,6 +12,9 @@ namespace gt::cli {
 
 ActorConfig::ActorConfig() {
   register_protocol(*this);
+  // Work sharing: CAF's default work-stealing workers poll when idle and took
+  // 9-14% of a training step from the tensor compute on 2 cores (docs/performance.md).
+  set("scheduler.policy", caf::atom("sharing"));
   load<caf::io::middleman>();
 }
 

@@ -4,33 +4,10 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/stable_hash.hpp"
 #include "data/wordnet.hpp"
 
 namespace gt {
-namespace {
-
-// FNV-1a: stable across platforms and library versions (std::hash is not).
-uint64_t stable_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
-const char* pos_name(char pos) {
-  switch (pos) {
-    case 'n':
-      return "noun";
-    case 'v':
-      return "verb";
-    case 'r':
-      return "adverb";
-    default:
-      return "adjective";
-  }
-}
-
-}  // namespace
-
 TextSplit wordnet_definitions(const std::string& dir, double valid_fraction, size_t max_train,
                               size_t max_valid) {
   struct Keyed {
@@ -46,7 +23,7 @@ TextSplit wordnet_definitions(const std::string& dir, double valid_fraction, siz
       const bool is_valid = double(key % 1000000) / 1e6 < valid_fraction;
       (is_valid ? valid : train)
           .push_back({stable_hash(std::to_string(key)),
-                      s.words[0] + " (" + pos_name(s.pos) + "): " + def});
+                      s.words[0] + " (" + part_of_speech_name(s.pos) + "): " + def});
     }
   auto take = [](std::vector<Keyed>& xs, size_t max) {
     std::sort(xs.begin(), xs.end(), [](const Keyed& a, const Keyed& b) { return a.key < b.key; });

@@ -9,30 +9,11 @@
 #include <unordered_set>
 
 #include "common/error.hpp"
+#include "common/stable_hash.hpp"
 #include "data/wordnet.hpp"
 
 namespace gt {
 namespace {
-
-// FNV-1a, as data/default_task.cpp: stable across platforms and library versions.
-uint64_t stable_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
-const char* pos_name(char pos) {
-  switch (pos) {
-    case 'n':
-      return "noun";
-    case 'v':
-      return "verb";
-    case 'r':
-      return "adverb";
-    default:
-      return "adjective";
-  }
-}
 
 // Offsets are unique per data file; satellites ('s') live in data.adj with the 'a' synsets.
 std::string synset_id(char pos, const std::string& offset) {
@@ -47,16 +28,6 @@ std::string indefinite_article(const std::string& word) {
 
 bool blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
-}
-
-// gloss_definition keeps the gloss's leading spaces (some adjective and adverb glosses start
-// with two) and misses examples glued on without a space ("responsive;\"an alert mind\"").
-std::string clean_definition(const std::string& gloss) {
-  auto def = gloss_definition(gloss);
-  def = def.substr(0, def.find(";\""));
-  const auto first = def.find_first_not_of(" ;");
-  const auto last = def.find_last_not_of(" ;");
-  return first == std::string::npos ? "" : def.substr(first, last - first + 1);
 }
 
 }  // namespace
@@ -88,11 +59,11 @@ InstructionSplit wordnet_instructions(const std::string& dir, double valid_fract
   };
   std::vector<Keyed> train, valid;
   for (const auto& s : synsets) {
-    const auto def = clean_definition(s.gloss);
+    const auto def = gloss_definition(s.gloss);
     if (s.words.empty() || def.empty()) continue;
     const auto& word = s.words[0];
     std::vector<InstructionExample> choices = {
-        {"Define the " + std::string(pos_name(s.pos)) + " \"" + word + "\":", " " + def},
+        {"Define the " + std::string(part_of_speech_name(s.pos)) + " \"" + word + "\":", " " + def},
         {"Which word means: " + def + "?", " " + word}};
     if (s.pos == 'n')
       if (auto hyper = related_word(s, "@"); !hyper.empty())

@@ -58,11 +58,26 @@ std::vector<Synset> read_wordnet(const std::string& dir, const std::string& part
   return out;
 }
 
+const char* part_of_speech_name(char pos) {
+  switch (pos) {
+    case 'n':
+      return "noun";
+    case 'v':
+      return "verb";
+    case 'r':
+      return "adverb";
+    default:
+      return "adjective";
+  }
+}
+
 std::string gloss_definition(const std::string& gloss) {
-  auto cut = gloss.find("; \"");
-  auto def = gloss.substr(0, cut);
-  while (!def.empty() && (def.back() == ' ' || def.back() == ';')) def.pop_back();
-  return def;
+  // Examples follow as '; "..."', sometimes glued on without the space; some
+  // adjective and adverb glosses start with spaces.
+  auto def = gloss.substr(0, std::min(gloss.find("; \""), gloss.find(";\"")));
+  const auto first = def.find_first_not_of(" ;");
+  const auto last = def.find_last_not_of(" ;");
+  return first == std::string::npos ? "" : def.substr(first, last - first + 1);
 }
 
 }  // namespace gt

@@ -27,6 +27,9 @@ inline const char* kDefaultWordnetDir = "/usr/share/wordnet";
 // the file and line for anything malformed, or the package when it is missing.
 std::vector<Synset> read_wordnet(const std::string& dir, const std::string& part);
 
+// "noun", "verb", "adjective" (a and s) or "adverb".
+const char* part_of_speech_name(char pos);
+
 // The definition part of a gloss (before the first "; \"" example).
 std::string gloss_definition(const std::string& gloss);
 

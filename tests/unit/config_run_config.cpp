@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "config/run_config.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using doctest::Contains;
@@ -24,24 +25,7 @@ gt::RunConfig parse(const std::string& text) {
   return gt::parse_run_config(text, "test.toml", "");
 }
 
-// A fresh directory under the system temp dir, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() /
-           ("gt_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return (path / name).string();
-  }
-};
+using gt::test::TempDir;
 
 }  // namespace
 

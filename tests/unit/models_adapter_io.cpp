@@ -16,6 +16,7 @@
 #include "models/safetensors.hpp"
 #include "models/segments.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
 namespace fs = std::filesystem;
@@ -35,22 +36,7 @@ Batch reference_batch(const std::string& name) {
   return {f.tensor("input_ids", torch::kLong), f.tensor("attention_mask", torch::kLong)};
 }
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("gt-adapters-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using gt::test::TempDir;
 
 // A model split at `split`, with the adapters (not the backbone) trainable in `mode`.
 struct Split {

@@ -11,6 +11,7 @@
 #include "models/checkpoint.hpp"
 #include "models/safetensors.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
 namespace fs = std::filesystem;
@@ -18,22 +19,7 @@ using gt::CheckpointReader;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("gt-ckpt-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using gt::test::TempDir;
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;

@@ -15,6 +15,7 @@
 #include "models/model_config.hpp"
 #include "models/parts.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
 namespace fs = std::filesystem;
@@ -45,20 +46,7 @@ gt::ModelConfig parse(const json& j) {
   return gt::parse_model_config(j.dump(), "inline.json");
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("gt-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using gt::test::TempDir;
 
 // Fields both families share, compared with what config.json states.
 void check_common(const gt::ModelConfig& c, const json& j) {

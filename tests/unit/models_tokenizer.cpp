@@ -13,6 +13,7 @@
 
 #include "common/error.hpp"
 #include "models/tokenizer.hpp"
+#include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
 namespace fs = std::filesystem;
@@ -40,25 +41,7 @@ const Tokenizer& model_tokenizer() {
   return tok;
 }
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("gt-tok-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const { return path.string(); }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-  }
-};
+using gt::test::TempDir;
 
 std::string utf8(uint32_t cp) {
   std::string s;

@@ -28,8 +28,9 @@ Party make_client(const std::string& dir, double lr) {
   gt::set_trainable(*p.model, gt::TrainMode::frozen);
   gt::set_trainable(*p.seg.input, gt::TrainMode::full);
   gt::set_trainable(*p.seg.output, gt::TrainMode::full);
-  p.optimizer = std::make_shared<torch::optim::AdamW>(gt::unique_parameters({p.seg.input.get(), p.seg.output.get()}),
-                                                      torch::optim::AdamWOptions(lr));
+  p.optimizer = std::make_shared<torch::optim::AdamW>(
+      gt::unique_parameters({p.seg.input.get(), p.seg.output.get()}),
+      torch::optim::AdamWOptions(lr));
   return p;
 }
 
@@ -45,7 +46,8 @@ T wire(const T& m) {
   return gt::decode(gt::encode(m));
 }
 
-gt::StepOutcome split_step(gt::SplitClient& client, gt::SplitServer& server, const gt::LmBatch& batch) {
+gt::StepOutcome split_step(gt::SplitClient& client, gt::SplitServer& server,
+                           const gt::LmBatch& batch) {
   auto fwd = server.forward(wire(client.start_step(batch)));
   auto bwd = server.backward(wire(client.on_forward_reply(wire(fwd))));
   return client.on_backward_reply(wire(bwd));
@@ -61,7 +63,8 @@ gt::LmBatch random_batch(int64_t vocab, int64_t step) {
 
 }  // namespace
 
-TEST_CASE("split: fp32 split learning without dCor trains the same adapters as centralized training") {
+TEST_CASE(
+    "split: fp32 split learning without dCor trains the same adapters as centralized training") {
   const auto dir = gt::test::fixture("hf-reference/opt-tiny-s1");
   auto central = make_client(dir, 1e-3);
   auto split = make_client(dir, 1e-3);
