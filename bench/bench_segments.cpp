@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.hpp"
 #include "data/default_task.hpp"
 #include "data/lm_dataset.hpp"
 #include "models/checkpoint.hpp"
@@ -22,7 +23,7 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace gt::bench;  // Clock, median, now_string, loadavg, seconds_since
 
 struct Options {
   std::string model = GT_DEFAULT_MODEL_DIR;
@@ -90,30 +91,6 @@ Options parse(int argc, char** argv) {
       o.load_runs < 1)
     usage(argv[0], "counts must be positive (max-len >= 2)");
   return o;
-}
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> xs) {
-  std::sort(xs.begin(), xs.end());
-  const size_t n = xs.size();
-  return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
-}
-
-std::string now_string() {
-  const std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", std::localtime(&t));
-  return buf;
-}
-
-// The 1/5/15-minute load averages: on a shared machine, what else was running.
-std::string loadavg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  return in >> a >> b >> c ? a + " " + b + " " + c : "n/a";
 }
 
 std::vector<gt::LmBatch> make_batches(const Options& o) {

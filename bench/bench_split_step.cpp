@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "actors/server.hpp"
+#include "bench/bench_util.hpp"
 #include "config/run_config.hpp"
 #include "data/instructions.hpp"
 #include "models/lora.hpp"
@@ -38,7 +39,7 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace gt::bench;  // Clock, median, now_string, loadavg, seconds_since
 
 struct Options {
   std::string model = GT_DEFAULT_MODEL_DIR;
@@ -83,25 +84,6 @@ Options parse(int argc, char** argv) {
   if (o.caf_policy != "stealing" && o.caf_policy != "sharing")
     usage(argv[0], "--caf-policy must be stealing or sharing");
   return o;
-}
-
-double median(std::vector<double> xs) {
-  std::sort(xs.begin(), xs.end());
-  const size_t n = xs.size();
-  return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
-}
-
-std::string now_string() {
-  const std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", std::localtime(&t));
-  return buf;
-}
-
-std::string loadavg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  return in >> a >> b >> c ? a + " " + b + " " + c : "n/a";
 }
 
 struct ActorConfig : caf::actor_system_config {

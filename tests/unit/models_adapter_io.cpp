@@ -16,6 +16,7 @@
 #include "models/safetensors.hpp"
 #include "models/segments.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/reference_batch.hpp"
 #include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
@@ -23,18 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string fixture_dir(const std::string& name) {
-  return gt::test::fixture("hf-reference/" + name);
-}
-
-struct Batch {
-  torch::Tensor ids, mask;
-};
-
-Batch reference_batch(const std::string& name) {
-  gt::SafetensorsFile f(fixture_dir(name) + "/reference.safetensors");
-  return {f.tensor("input_ids", torch::kLong), f.tensor("attention_mask", torch::kLong)};
-}
+using gt::test::fixture_dir;
+using gt::test::reference_batch;
 
 using gt::test::TempDir;
 
@@ -68,7 +59,7 @@ void perturb(const gt::Segments& seg, uint64_t seed) {
     p.add_(torch::randn_like(p) * 0.05);
 }
 
-torch::Tensor logits(gt::DecoderLM model, const Batch& b) {
+torch::Tensor logits(gt::DecoderLM model, const gt::test::Batch& b) {
   torch::NoGradGuard no_grad;
   return model->forward(b.ids, b.mask);
 }

@@ -15,6 +15,7 @@
 #include "models/model_config.hpp"
 #include "models/parts.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/reference_batch.hpp"
 #include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
@@ -23,9 +24,8 @@ using nlohmann::json;
 
 namespace {
 
-std::string fixture_dir(const std::string& name) {
-  return gt::test::fixture("hf-reference/" + name);
-}
+using gt::test::fixture_dir;
+using gt::test::reference_batch;
 
 json read_json(const std::string& path) {
   std::ifstream in(path);

@@ -11,23 +11,13 @@
 #include "models/safetensors.hpp"
 #include "models/segments.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/reference_batch.hpp"
 #include "tests/test_paths.hpp"
 
 namespace {
 
-std::string fixture_dir(const std::string& name) {
-  return gt::test::fixture("hf-reference/" + name);
-}
-
-struct Batch {
-  torch::Tensor ids, mask, labels;
-};
-
-Batch reference_batch(const std::string& name) {
-  gt::SafetensorsFile f(fixture_dir(name) + "/reference.safetensors");
-  return {f.tensor("input_ids", torch::kLong), f.tensor("attention_mask", torch::kLong),
-          f.tensor("labels", torch::kLong)};
-}
+using gt::test::fixture_dir;
+using gt::test::reference_batch;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&

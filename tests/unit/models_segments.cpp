@@ -9,26 +9,15 @@
 #include "models/safetensors.hpp"
 #include "models/segments.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/reference_batch.hpp"
 #include "tests/test_paths.hpp"
 
 namespace {
 
+using gt::test::fixture_dir;
+using gt::test::reference_batch;
+
 const char* const kFixtures[] = {"opt-tiny-s1", "llama-tiny-s1"};
-
-std::string fixture_dir(const std::string& name) {
-  return gt::test::fixture("hf-reference/" + name);
-}
-
-// The fixture's inputs as transformers saw them (3 x 10; row 1 right-, row 2 left-padded).
-struct Batch {
-  torch::Tensor ids, mask, labels;
-};
-
-Batch reference_batch(const std::string& name) {
-  gt::SafetensorsFile f(fixture_dir(name) + "/reference.safetensors");
-  return {f.tensor("input_ids", torch::kLong), f.tensor("attention_mask", torch::kLong),
-          f.tensor("labels", torch::kLong)};
-}
 
 // Every split of an L-layer model that leaves the backbone at least one block.
 std::vector<gt::SplitPoints> valid_splits(int64_t L) {
