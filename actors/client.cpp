@@ -1,46 +1,52 @@
-// See client.hpp. The plan runs as a chain of request/then continuations, so
-// the actor never blocks: hello -> eval -> step* -> eval -> bye -> reply.
+// See client.hpp. Everything runs as chains of request/then continuations,
+// so the actor never blocks and operator messages arrive between steps.
 #include "actors/client.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <functional>
 
 #include "data/lm_dataset.hpp"
+#include "models/emulator.hpp"
+#include "protocols/file_transfer.hpp"
 
 namespace gt {
 namespace {
 
 using Self = client_actor::stateful_pointer<ClientActorState>;
+using Next = std::function<void()>;
 constexpr auto kReplyTimeout = std::chrono::minutes(10);
+constexpr int kChunkAttempts = 5;
 
-std::string link(Self self) {
-  return self->state.plan.name + "-server";
+std::string link(Self self, const char* peer = "server") {
+  return self->state.plan.name + "-" + peer;
 }
 
 template <class T>
-Encoded<T> send_counted(Self self, const T& msg, const std::string& kind_suffix = "") {
+Encoded<T> send_counted(Self self, const T& msg, const std::string& suffix = "",
+                        const char* peer = "server") {
   auto enc = encode(msg);
-  self->state.stats->add(link(self), "up", message_kind<T>() + kind_suffix,
-                         static_cast<int64_t>(enc.bytes.size()));
+  self->state.parts.stats->add(link(self, peer), "up", message_kind<T>() + suffix,
+                               static_cast<int64_t>(enc.bytes.size()));
   return enc;
 }
 
 template <class T>
-T receive_counted(Self self, const Encoded<T>& enc, const std::string& kind_suffix = "") {
-  self->state.stats->add(link(self), "down", message_kind<T>() + kind_suffix,
-                         static_cast<int64_t>(enc.bytes.size()));
+T receive_counted(Self self, const Encoded<T>& enc, const std::string& suffix = "",
+                  const char* peer = "server") {
+  self->state.parts.stats->add(link(self, peer), "down", message_kind<T>() + suffix,
+                               static_cast<int64_t>(enc.bytes.size()));
   return decode(enc);
 }
 
 void fail(Self self, const std::string& what) {
   spdlog::error("client {}: {}", self->state.plan.name, what);
-  self->state.done.deliver(make_wire_error(wire_errc::internal, what));
-  self->quit();
+  if (self->state.phase_done.pending())
+    self->state.phase_done.deliver(make_wire_error(wire_errc::internal, what));
+  self->quit(caf::exit_reason::user_shutdown);
 }
 
-// Runs `fn`, turning exceptions into a failed run (an actor must not throw).
+// Runs `fn`, turning exceptions into a failed phase (an actor must not throw).
 template <class F>
 void guarded(Self self, F&& fn) {
   try {
@@ -50,14 +56,18 @@ void guarded(Self self, F&& fn) {
   }
 }
 
-// Held-out loss through the wire (forward only), batch by batch, then `next`.
-void evaluate(Self self, size_t start, double loss_sum, int64_t tokens,
-              std::function<void()> next) {
+auto on_error(Self self, std::string what) {
+  return [self, what](caf::error& err) { fail(self, what + ": " + describe(err)); };
+}
+
+// ---- evaluation: held-out loss through the wire (forward only) --------------
+
+void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next next) {
   auto& st = self->state;
-  const auto n = st.valid->size();
+  const auto n = st.parts.valid->size();
   if (start >= n) {
     EvalRecord r;
-    r.step = st.client->steps_done();
+    r.step = st.channel->steps_done();
     r.tokens = tokens;
     r.loss = tokens ? loss_sum / double(tokens) : 0;
     r.perplexity = std::exp(r.loss);
@@ -69,136 +79,344 @@ void evaluate(Self self, size_t start, double loss_sum, int64_t tokens,
   }
   std::vector<size_t> idx;
   for (size_t i = start; i < std::min(n, start + size_t(st.plan.eval_batch)); ++i) idx.push_back(i);
-  auto req = st.client->start_step(st.valid->batch(idx), /*train=*/false);
-  self->request(st.server, kReplyTimeout, send_counted(self, req, ".eval"))
+  auto req = st.channel->eval_request(st.parts.valid->batch(idx));
+  self->request(st.parts.server, kReplyTimeout, send_counted(self, req, ".eval"))
       .then(
           [self, start, loss_sum, tokens, next, count = idx.size()](Encoded<ForwardReply>& enc) {
             guarded(self, [&] {
-              auto [sum, toks] = self->state.client->eval_loss(receive_counted(self, enc, ".eval"));
+              auto [sum, toks] =
+                  self->state.channel->eval_loss(receive_counted(self, enc, ".eval"));
               evaluate(self, start + count, loss_sum + sum, tokens + toks, next);
             });
           },
-          [self](caf::error& err) { fail(self, "evaluation: server " + describe(err)); });
+          on_error(self, "evaluation: server"));
 }
 
-LmBatch next_batch(Self self) {
+// ---- sessions and strategies ------------------------------------------------
+
+void hello(Self self, Next next) {
   auto& st = self->state;
-  std::vector<size_t> idx;
-  while (static_cast<int64_t>(idx.size()) < st.plan.batch) {
-    if (st.cursor == st.order.size()) {
-      st.order = epoch_order(st.train->size(), st.plan.seed, ++st.epoch);
+  self->request(st.parts.server, kReplyTimeout, send_counted(self, st.channel->hello(st.plan.name)))
+      .then(
+          [self, next](Encoded<SessionAccept>& enc) {
+            guarded(self, [&] {
+              auto& st = self->state;
+              auto accept = receive_counted(self, enc);
+              if (st.channel->session() == 0)
+                spdlog::info("client {}: session {} with server '{}'", st.plan.name,
+                             accept.header.session, accept.server_name);
+              st.channel->set_session(accept.header.session);
+              next();
+            });
+          },
+          on_error(self, "session refused: server"));
+}
+
+void fetch_chunks(Self self, std::shared_ptr<FileSink> sink, int failures,
+                  std::function<void(const std::string&)> done) {
+  auto& st = self->state;
+  if (sink->done()) return done(sink->path());
+  auto req = sink->next_request();
+  self->request(st.parts.builder, kReplyTimeout, send_counted(self, req, "", "builder"))
+      .then(
+          [self, sink, done](Encoded<ChunkReply>& enc) {
+            guarded(self, [&] {
+              sink->accept(receive_counted(self, enc, "", "builder"));
+              fetch_chunks(self, sink, 0, done);
+            });
+          },
+          [self, sink, failures, done](caf::error& err) {
+            // A lost chunk is asked for again; the bytes already on disk stay.
+            if (failures + 1 >= kChunkAttempts)
+              return fail(self, "emulator transfer: builder " + describe(err) + " (" +
+                                    std::to_string(kChunkAttempts) + " attempts)");
+            spdlog::warn("client {}: emulator chunk at {} failed ({}); retrying",
+                         self->state.plan.name, sink->received(), describe(err));
+            fetch_chunks(self, sink, failures + 1, done);
+          });
+}
+
+// Asks the builder for the emulator of `strategy` and downloads it (resuming a
+// partial download); calls `done` with the loaded emulator.
+void fetch_emulator(Self self, const std::string& strategy, std::function<void(Backbone)> done) {
+  auto& st = self->state;
+  if (!st.parts.builder) return fail(self, strategy + ": no emulator builder in this run");
+  const auto& seg = st.parts.model->seg;
+  EmulatorRequest req;
+  req.strategy = strategy;
+  req.model_type = seg.cfg.model_type;
+  req.num_layers = seg.cfg.num_layers;
+  req.hidden_size = seg.cfg.hidden_size;
+  req.n_in = seg.split.n_in;
+  req.n_out = seg.split.n_out;
+  self->request(st.parts.builder, kReplyTimeout, send_counted(self, req, "", "builder"))
+      .then(
+          [self, done](Encoded<TransferOffer>& enc) {
+            guarded(self, [&] {
+              auto& st = self->state;
+              auto offer = receive_counted(self, enc, "", "builder");
+              auto sink = std::make_shared<FileSink>(offer, st.plan.work_dir);
+              spdlog::info("client {}: emulator {} ({}, {:.2f} MB){}", st.plan.name,
+                           offer.transfer_id, offer.description, offer.total_bytes / 1e6,
+                           sink->resumed_from() > 0
+                               ? " resuming at " + std::to_string(sink->resumed_from()) + " bytes"
+                               : "");
+              fetch_chunks(self, sink, 0, [self, done](const std::string& path) {
+                guarded(self, [&] {
+                  auto& st = self->state;
+                  done(load_emulator(path, st.parts.model->seg.cfg, st.plan.dtype).backbone);
+                });
+              });
+            });
+          },
+          on_error(self, "emulator request: builder"));
+}
+
+// Sends the adapters tuned offline to the server and adopts exactly the values
+// the server plugs in, so both sides hold the same adapters afterwards.
+void upload_adapters(Self self, Next next) {
+  auto& st = self->state;
+  const auto fmt = st.parts.settings.uploads.at(st.strategy);
+  auto up = make_adapter_upload(st.parts.model->seg, *st.parts.pretrained, fmt.delta, fmt.scheme);
+  up.header = Header{kProtocolVersion, st.channel->session(), st.channel->steps_done()};
+  auto values =
+      reconstruct_upload(up, *st.parts.pretrained, trainable_adapters(st.parts.model->seg));
+  self->request(st.parts.server, kReplyTimeout, send_counted(self, up))
+      .then(
+          [self, next, values](Encoded<AdapterAck>& enc) {
+            guarded(self, [&] {
+              auto& st = self->state;
+              auto ack = receive_counted(self, enc);
+              assign_adapters(trainable_adapters(st.parts.model->seg), values);
+              st.steps_since_upload = false;
+              spdlog::info(
+                  "client {}: {} adapter tensors ({} parameters) plugged into the full "
+                  "model",
+                  st.plan.name, ack.tensors, ack.parameters);
+              next();
+            });
+          },
+          on_error(self, "adapter upload: server"));
+}
+
+// Leaves the installed strategy (uploading adapters if it tunes offline).
+void leave_strategy(Self self, Next next) {
+  auto& st = self->state;
+  if (!st.strategy.empty() && st.channel->strategy().uploads_adapters() && st.steps_since_upload)
+    return upload_adapters(self, next);
+  next();
+}
+
+void install(Self self, const std::string& strategy, Backbone emulator, Next next) {
+  auto& st = self->state;
+  auto s = make_client_strategy(strategy, st.parts.model, st.parts.settings, emulator);
+  if (!st.channel)
+    st.channel = std::make_unique<ClientChannel>(st.parts.model, std::move(s));
+  else
+    st.channel->set_strategy(std::move(s));
+  if (!st.strategy.empty())
+    spdlog::info("client {}: strategy {} -> {} at step {}", st.plan.name, st.strategy, strategy,
+                 st.channel->steps_done());
+  st.strategy = strategy;
+  st.log.note_strategy(strategy);
+  hello(self, next);  // opens the session, or updates its terms
+}
+
+// Makes `strategy` the installed one, then `next`.
+void ensure_strategy(Self self, const std::string& strategy, Next next) {
+  auto& st = self->state;
+  if (st.strategy == strategy) return next();
+  leave_strategy(self, [self, strategy, next] {
+    if (!needs_emulator(strategy)) return install(self, strategy, nullptr, next);
+    fetch_emulator(self, strategy, [self, strategy, next](Backbone emulator) {
+      install(self, strategy, emulator, next);
+    });
+  });
+}
+
+// ---- steps -----------------------------------------------------------------
+
+StepInput next_input(Self self) {
+  auto& st = self->state;
+  StepInput in;
+  while (static_cast<int64_t>(in.samples.size()) < st.plan.batch) {
+    if (st.cursor == st.order_of_samples.size()) {
+      st.order_of_samples = epoch_order(st.parts.train->size(), st.plan.seed, ++st.epoch);
       st.cursor = 0;
     }
-    idx.push_back(st.order[st.cursor++]);
+    in.samples.push_back(st.order_of_samples[st.cursor++]);
   }
-  return st.train->batch(idx);
+  in.batch = st.parts.train->batch(in.samples);
+  return in;
 }
 
-void finish(Self self) {
-  auto& st = self->state;
-  SessionBye bye;
-  bye.header = Header{kProtocolVersion, st.client->session(), st.client->steps_done()};
-  self->send(st.server, send_counted(self, bye));
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - st.run_start).count();
-  st.done.deliver(st.log.to_json(st.plan.config_toml, *st.stats, wall));
-  self->quit();
-}
-
-void train_step(Self self);
+void next_step(Self self);
 
 void after_step(Self self, const StepOutcome& out) {
   auto& st = self->state;
   StepRecord rec;
-  rec.step = st.client->steps_done();
+  rec.step = st.channel->steps_done();
+  rec.strategy = st.strategy;
   rec.loss = out.loss;
   rec.dcor = out.dcor;
   rec.a1_quant_error = out.a1_quant_error;
   rec.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - st.step_start).count();
-  st.log.add_step(rec, *st.stats);
-  st.ema_loss = rec.step == 1 ? out.loss : 0.9 * st.ema_loss + 0.1 * out.loss;
-  if (st.progress) {
-    char status[128];
-    std::snprintf(status, sizeof status, "loss %.3f  up %.1f MB  down %.1f MB", st.ema_loss,
-                  st.stats->total_bytes("up") / 1e6, st.stats->total_bytes("down") / 1e6);
-    st.progress->update(rec.step, status);
-  }
-  const bool last = rec.step >= st.plan.steps;
-  if (last && st.progress) st.progress->finish();
-  if (last)
-    evaluate(self, 0, 0, 0, [self] { finish(self); });
-  else if (st.plan.eval_every > 0 && rec.step % st.plan.eval_every == 0)
-    evaluate(self, 0, 0, 0, [self] { train_step(self); });
-  else
-    train_step(self);
+  st.log.add_step(rec, *st.parts.stats);
+  ++st.phase_steps;
+  st.steps_since_upload = true;
+  auto go_on = [self, step = rec.step] {
+    auto& st = self->state;
+    const bool phase_over = st.phase_steps >= st.order.steps;
+    if (!phase_over && st.plan.eval_every > 0 && step % st.plan.eval_every == 0)
+      return evaluate(self, 0, 0, 0, [self] { next_step(self); });
+    next_step(self);
+  };
+  if (!st.scheduler) return go_on();
+  StepReport report{st.plan.name,
+                    st.strategy,
+                    st.order.index,
+                    rec.step,
+                    rec.loss,
+                    st.log.step_bytes("up"),
+                    st.log.step_bytes("down")};
+  // The scheduler's reply is the directive for the next step boundary.
+  self->request(st.scheduler, caf::infinite, report)
+      .then(
+          [self, go_on](std::string& directive) {
+            guarded(self, [&] {
+              const std::string prefix = "switch:";
+              if (directive.rfind(prefix, 0) == 0)
+                return ensure_strategy(self, directive.substr(prefix.size()), go_on);
+              go_on();
+            });
+          },
+          on_error(self, "scheduler"));
 }
+
+void handle(Self self, Outgoing out);
 
 void train_step(Self self) {
   auto& st = self->state;
   st.step_start = std::chrono::steady_clock::now();
-  auto req = st.client->start_step(next_batch(self));
-  self->request(st.server, kReplyTimeout, send_counted(self, req))
-      .then(
-          [self](Encoded<ForwardReply>& enc) {
-            guarded(self, [&] {
-              auto& st = self->state;
-              auto breq = st.client->on_forward_reply(receive_counted(self, enc));
-              self->request(st.server, kReplyTimeout, send_counted(self, breq))
-                  .then(
-                      [self](Encoded<BackwardReply>& enc2) {
-                        guarded(self, [&] {
-                          after_step(self, self->state.client->on_backward_reply(
-                                               receive_counted(self, enc2)));
-                        });
-                      },
-                      [self](caf::error& err) { fail(self, "backward: server " + describe(err)); });
-            });
-          },
-          [self](caf::error& err) { fail(self, "forward: server " + describe(err)); });
+  handle(self, st.channel->begin_step(next_input(self)));
+}
+
+// Sends what the strategy asks for and feeds the reply back, until the step is done.
+void handle(Self self, Outgoing out) {
+  auto& st = self->state;
+  if (auto* fwd = std::get_if<ForwardRequest>(&out)) {
+    self->request(st.parts.server, kReplyTimeout, send_counted(self, *fwd))
+        .then(
+            [self](Encoded<ForwardReply>& enc) {
+              guarded(self, [&] {
+                handle(self, self->state.channel->on_reply(receive_counted(self, enc)));
+              });
+            },
+            on_error(self, "forward: server"));
+  } else if (auto* bwd = std::get_if<BackwardRequest>(&out)) {
+    self->request(st.parts.server, kReplyTimeout, send_counted(self, *bwd))
+        .then(
+            [self](Encoded<BackwardReply>& enc) {
+              guarded(self, [&] {
+                handle(self, self->state.channel->on_reply(receive_counted(self, enc)));
+              });
+            },
+            on_error(self, "backward: server"));
+  } else {
+    after_step(self, std::get<StepOutcome>(out));
+  }
+}
+
+void end_phase(Self self) {
+  leave_strategy(self, [self] {
+    evaluate(self, 0, 0, 0, [self] {
+      auto& st = self->state;
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - st.phase_start).count();
+      auto& p = st.log.end_phase(*st.parts.stats, seconds);
+      nlohmann::json j = {{"client", st.plan.name},
+                          {"index", p.index},
+                          {"strategies", p.strategies},
+                          {"steps", p.last_step - p.first_step + 1},
+                          {"eval_loss", st.log.evals().back().loss}};
+      st.phase_done.deliver(j.dump());
+    });
+  });
+}
+
+void next_step(Self self) {
+  guarded(self, [&] {
+    if (self->state.phase_steps >= self->state.order.steps) return end_phase(self);
+    train_step(self);
+  });
+}
+
+void start_phase(Self self) {
+  auto& st = self->state;
+  st.log.begin_phase(st.order.index, st.order.strategy, *st.parts.stats);
+  st.phase_steps = 0;
+  st.phase_start = std::chrono::steady_clock::now();
+  ensure_strategy(self, st.order.strategy, [self] {
+    auto& st = self->state;
+    if (st.evaluated_before) return next_step(self);
+    st.evaluated_before = true;
+    evaluate(self, 0, 0, 0, [self] { next_step(self); });
+  });
+}
+
+std::string finish_json(Self self) {
+  auto& st = self->state;
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - st.run_start).count();
+  auto j = st.log.to_json(*st.parts.stats, wall);
+  j["client"] = st.plan.name;
+  return j.dump();
 }
 
 }  // namespace
 
-client_actor::behavior_type client_behavior(Self self, std::shared_ptr<SplitClient> client,
-                                            std::shared_ptr<const BatchSource> train,
-                                            std::shared_ptr<const BatchSource> valid,
-                                            ClientPlan plan, server_actor server,
-                                            std::shared_ptr<WireStats> stats) {
+client_actor::behavior_type client_behavior(Self self, ClientParts parts, ClientPlan plan) {
   auto& st = self->state;
-  st.client = std::move(client);
-  st.train = std::move(train);
-  st.valid = std::move(valid);
+  st.parts = std::move(parts);
   st.plan = std::move(plan);
-  st.server = std::move(server);
-  st.stats = std::move(stats);
+  st.run_start = std::chrono::steady_clock::now();
+  st.order_of_samples = epoch_order(st.parts.train->size(), st.plan.seed, 0);
   return {
-      [self](train_atom) -> caf::result<std::string> {
+      [self](PhaseOrder& order) -> caf::result<std::string> {
         auto& st = self->state;
-        st.done = self->make_response_promise<std::string>();
-        st.run_start = std::chrono::steady_clock::now();
-        st.order = epoch_order(st.train->size(), st.plan.seed, 0);
-        guarded(self, [&] {
-          auto hello = st.client->hello(st.plan.name, st.plan.strategy);
-          self->request(st.server, kReplyTimeout, send_counted(self, hello))
-              .then(
-                  [self](Encoded<SessionAccept>& enc) {
-                    guarded(self, [&] {
-                      auto& st = self->state;
-                      auto accept = receive_counted(self, enc);
-                      st.client->set_session(accept.header.session);
-                      spdlog::info("client {}: session {} with server '{}'", st.plan.name,
-                                   accept.header.session, accept.server_name);
-                      if (st.plan.show_progress)
-                        st.progress = std::make_unique<Progress>(st.plan.name, st.plan.steps);
-                      evaluate(self, 0, 0, 0, [self] { train_step(self); });
-                    });
-                  },
-                  [self](caf::error& err) {
-                    fail(self, "session refused: server " + describe(err));
-                  });
-        });
-        return st.done;
+        if (st.phase_done.pending())
+          return make_wire_error(wire_errc::rejected, "a phase is already running");
+        st.order = order;
+        st.scheduler = caf::actor_cast<scheduler_actor>(self->current_sender());
+        st.phase_done = self->make_response_promise<std::string>();
+        guarded(self, [&] { start_phase(self); });
+        return st.phase_done;
+      },
+      [self](finish_atom) -> caf::result<std::string> {
+        auto& st = self->state;
+        auto json = finish_json(self);
+        if (st.channel && st.channel->session() != 0) {
+          SessionBye bye;
+          bye.header = Header{kProtocolVersion, st.channel->session(), st.channel->steps_done()};
+          self->send(st.parts.server, send_counted(self, bye));
+          json = finish_json(self);  // with the goodbye counted
+        }
+        return json;
+      },
+      [self](adapters_atom) -> caf::result<Encoded<AdapterUpload>> {
+        auto& st = self->state;
+        return encode(make_adapter_upload(st.parts.model->seg, {}, false, QuantScheme::none));
+      },
+      [self](adapters_atom, Encoded<AdapterUpload>& enc) -> caf::result<bool> {
+        auto& st = self->state;
+        try {
+          auto params = trainable_adapters(st.parts.model->seg);
+          assign_adapters(params, reconstruct_upload(decode(enc), {}, params));
+          return true;
+        } catch (const std::exception& e) {
+          return make_wire_error(wire_errc::rejected, e.what());
+        }
       },
   };
 }

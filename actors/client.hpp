@@ -1,47 +1,63 @@
-// The client actor (data owner): on `train`, opens a session with its server,
-// evaluates, runs its training steps (each: a1 up, a2 down, g2 up, g1 down),
-// evaluates again, says goodbye and replies with the run's results JSON.
+// The client actor (data owner), driven by the scheduler one phase at a time.
+// A phase: make sure the session and strategy are in place (download an
+// emulator for the offline designs), run its steps, upload the adapters if the
+// strategy tunes offline, evaluate, reply with the phase's JSON. After every
+// step it reports to the scheduler and follows its directive (go on, switch).
 #pragma once
 
+#include <functional>
 #include <memory>
 
-#include "common/progress.hpp"
 #include "data/batch_source.hpp"
 #include "protocols/interfaces.hpp"
+#include "strategies/adapter_upload.hpp"
+#include "strategies/client_channel.hpp"
 #include "strategies/run_log.hpp"
-#include "strategies/split_client.hpp"
+#include "strategies/strategy_factory.hpp"
 
 namespace gt {
 
 struct ClientPlan {
-  std::string name = "client0", strategy = "online", config_toml;
-  int64_t steps = 100, batch = 8, eval_batch = 32, eval_every = 0;
+  std::string name = "client0";
+  int64_t batch = 8, eval_batch = 32, eval_every = 0;
   uint64_t seed = 0;
-  bool show_progress = true;
+  std::string work_dir;  // emulator downloads (resumable .part files)
+  torch::ScalarType dtype = torch::kFloat;
+};
+
+// What a client needs besides its plan.
+struct ClientParts {
+  std::shared_ptr<ClientModel> model;
+  std::shared_ptr<const NamedTensors> pretrained;  // adapters as loaded: what deltas refer to
+  StrategySettings settings;
+  std::shared_ptr<const BatchSource> train, valid;
+  server_actor server;
+  emulator_builder_actor builder;    // may be null when no phase needs an emulator
+  std::shared_ptr<WireStats> stats;  // as the client sees the wire: "up" sent, "down" received
 };
 
 struct ClientActorState {
-  std::shared_ptr<SplitClient> client;
-  std::shared_ptr<const BatchSource> train, valid;
+  ClientParts parts;
   ClientPlan plan;
-  server_actor server;
-  std::shared_ptr<WireStats> stats;  // as the client sees the wire: "up" sent, "down" received
+  std::unique_ptr<ClientChannel> channel;
+  std::string strategy;  // installed strategy ("" = none yet)
+  bool steps_since_upload = false;
   RunLog log;
-  std::unique_ptr<Progress> progress;
-  caf::typed_response_promise<std::string> done;
-  std::vector<size_t> order;
+  // The phase in flight.
+  PhaseOrder order;
+  int64_t phase_steps = 0;
+  caf::typed_response_promise<std::string> phase_done;
+  scheduler_actor scheduler;
+  std::chrono::steady_clock::time_point phase_start, run_start, step_start;
+  // Data order.
+  std::vector<size_t> order_of_samples;
   size_t cursor = 0;
   int64_t epoch = 0;
-  std::chrono::steady_clock::time_point step_start, run_start;
-  double ema_loss = 0;
+  bool evaluated_before = false;
   static inline const char* name = "gt.client";
 };
 
 client_actor::behavior_type client_behavior(client_actor::stateful_pointer<ClientActorState> self,
-                                            std::shared_ptr<SplitClient> client,
-                                            std::shared_ptr<const BatchSource> train,
-                                            std::shared_ptr<const BatchSource> valid,
-                                            ClientPlan plan, server_actor server,
-                                            std::shared_ptr<WireStats> stats);
+                                            ClientParts parts, ClientPlan plan);
 
 }  // namespace gt

@@ -63,12 +63,25 @@ server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServ
   return {
       [self](Encoded<SessionHello>& msg) -> caf::result<Encoded<SessionAccept>> {
         return serve<SessionHello, SessionAccept>(self, msg, [&](const SessionHello& hello) {
-          auto accept = self->state.server->open(hello);
+          auto& st = self->state;
+          const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+          // Only the party that opened a session may change its terms.
+          if (hello.header.session != 0) {
+            auto owner = st.session_of.find(sender);
+            if (owner == st.session_of.end() || owner->second != hello.header.session)
+              throw ProtocolError("session " + std::to_string(hello.header.session) +
+                                  " belongs to another party");
+          }
+          auto accept = st.server->open(hello);
           const auto id = accept.header.session;
-          self->state.link_of[id] = link_for(hello.client_name);
-          if (auto sender = self->current_sender()) {
-            self->monitor(sender);
-            self->state.session_of[caf::actor_cast<caf::actor_addr>(sender)] = id;
+          if (hello.header.session != 0) {
+            spdlog::info("server: session {} ({}) now runs {}", id, st.link_of[id], hello.strategy);
+            return accept;
+          }
+          st.link_of[id] = link_for(hello.client_name);
+          if (auto s = self->current_sender()) {
+            self->monitor(s);
+            st.session_of[sender] = id;
           }
           spdlog::info("server: session {} opened for client '{}' ({})", id, hello.client_name,
                        hello.strategy);
@@ -82,6 +95,15 @@ server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServ
       [self](Encoded<BackwardRequest>& msg) -> caf::result<Encoded<BackwardReply>> {
         return serve<BackwardRequest, BackwardReply>(self, msg, [&](const BackwardRequest& req) {
           return self->state.server->backward(req);
+        });
+      },
+      [self](Encoded<AdapterUpload>& msg) -> caf::result<Encoded<AdapterAck>> {
+        return serve<AdapterUpload, AdapterAck>(self, msg, [&](const AdapterUpload& up) {
+          auto ack = self->state.server->plug(up);
+          spdlog::info("server: plugged {} adapter tensors ({} parameters{}) of session {}",
+                       ack.tensors, ack.parameters, up.delta ? ", as deltas" : "",
+                       up.header.session);
+          return ack;
         });
       },
       [self](Encoded<SessionBye>& msg) {

@@ -14,5 +14,6 @@ void add_verify(CLI::App& app);
 void add_eval_ppl(CLI::App& app);
 void add_simulate(CLI::App& app);
 void add_node(CLI::App& app);
+void add_ctl(CLI::App& app);
 
 }  // namespace gt::cli

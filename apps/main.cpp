@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   gt::cli::add_node(app);
   gt::cli::add_verify(app);
   gt::cli::add_eval_ppl(app);
+  gt::cli::add_ctl(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,8 +11,8 @@
 
 #include "actors/server.hpp"
 #include "apps/commands.hpp"
-#include "apps/run_client.hpp"
 #include "apps/run_options.hpp"
+#include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
 #include "common/error.hpp"
 
@@ -70,7 +70,12 @@ void run_server(const Options& opt) {
 void run_client_node(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.connect, "--connect");
-  auto client = make_client_side(cfg);
+  if (plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
+      cfg.scheduler.clients > 1)
+    throw Error(
+        "node --role client: offsite/offline phases and several clients run in `gtune simulate` "
+        "for now");
+  std::vector<ClientSide> clients{make_client_side(cfg)};
   ActorConfig acfg;
   caf::actor_system sys{acfg};
   auto server = sys.middleman().remote_actor<server_actor>(host, port);
@@ -78,10 +83,16 @@ void run_client_node(const Options& opt) {
     throw Error("cannot reach the server at " + opt.connect + ": " +
                 caf::to_string(server.error()));
   spdlog::info("client {}: connected to {}", cfg.run.name, opt.connect);
-  auto results = run_client(sys, cfg, client, *server, !opt.run.quiet);
-  print_summary(results);
   const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
-  if (!out.empty()) write_outputs(out, results, client);
+  PlanRun run;
+  run.clients = &clients;
+  run.server = *server;
+  run.work_dir = transfer_dir(cfg, out);
+  run.control = cfg.scheduler.control;
+  run.show_progress = !opt.run.quiet;
+  auto results = execute_plan(sys, cfg, run);
+  print_summary(results);
+  if (!out.empty()) write_outputs(out, results, clients);
 }
 
 }  // namespace

@@ -1,9 +1,16 @@
 // See parties.hpp.
 #include "apps/parties.hpp"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "common/error.hpp"
 #include "common/stable_hash.hpp"
+#include "data/default_task.hpp"
 #include "data/instructions.hpp"
+#include "data/lm_dataset.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
 
@@ -48,6 +55,55 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& 
       params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
 }
 
+// The model with the adapter structure and trainable flags every party agrees
+// on: LoRA factors (seeded, so every party starts from the same ones) or full.
+Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
+  torch::manual_seed(cfg.training.seed);
+  model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
+  auto seg = split_model(model, {cfg.model.n_in, cfg.model.n_out});
+  set_trainable(*model, TrainMode::frozen);
+  const auto mode = parse_train_mode(cfg.model.train);
+  if (mode == TrainMode::lora) {
+    LoraOptions lora{cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets};
+    apply_lora(*seg.input, lora);
+    apply_lora(*seg.output, lora);
+  }
+  set_trainable(*seg.input, mode);
+  set_trainable(*seg.output, mode);
+  return seg;
+}
+
+QuantScheme upload_scheme(const std::string& upload) {
+  return upload == "full" ? QuantScheme::none : parse_quant_scheme(upload);
+}
+
+// Public text for distillation: a file with one passage per line, or WordNet glosses.
+std::shared_ptr<const BatchSource> public_text(const RunConfig& cfg, const Tokenizer& tokenizer) {
+  std::vector<std::string> texts;
+  const auto& path = cfg.emulator.distill_data;
+  if (path.empty()) {
+    texts = wordnet_definitions(cfg.data.wordnet_dir, 0.05, 4000, 1).train;
+  } else {
+    std::ifstream in(path);
+    if (!in) throw error_at(path, "cannot read the distillation text (emulator.distill_data)");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) texts.push_back(line);
+    if (texts.empty()) throw error_at(path, "no text (one passage per line expected)");
+  }
+  return std::make_shared<LmDataset>(texts, tokenizer, cfg.training.max_len);
+}
+
+EmulatorRecipe recipe(const EmulatorDesign& d, const EmulatorSection& e, uint64_t seed) {
+  EmulatorRecipe r;
+  r.emulator.keep_every = d.keep_every;
+  r.emulator.int8_weights = d.weights == "int8";
+  r.distill.steps = d.distill_steps;
+  r.distill.lr = e.distill_lr;
+  r.distill.batch = e.distill_batch;
+  r.distill.seed = seed;
+  return r;
+}
+
 }  // namespace
 
 torch::ScalarType parse_dtype(const std::string& name) {
@@ -55,47 +111,47 @@ torch::ScalarType parse_dtype(const std::string& name) {
   return torch::kFloat;
 }
 
-int64_t planned_steps(const RunConfig& cfg, size_t train_examples) {
-  if (cfg.training.steps > 0) return cfg.training.steps;
+std::vector<PhaseOrder> phase_orders(const RunConfig& cfg, size_t train_examples) {
+  std::vector<PhaseOrder> out;
   const auto per_epoch =
       (static_cast<int64_t>(train_examples) + cfg.training.batch - 1) / cfg.training.batch;
-  return cfg.training.epochs * per_epoch;
+  for (const auto& p : gt::run_plan(cfg)) {
+    PhaseOrder o;
+    o.index = static_cast<int64_t>(out.size());
+    o.strategy = to_string(p.strategy);
+    o.steps = p.steps > 0 ? p.steps : p.epochs * per_epoch;
+    out.push_back(o);
+  }
+  return out;
 }
 
-ClientSide make_client_side(const RunConfig& cfg) {
-  torch::manual_seed(cfg.training.seed);  // LoRA factors start the same in every mode
-  ClientSide c;
-  c.model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
-  c.seg = split_model(c.model, {cfg.model.n_in, cfg.model.n_out});
-  set_trainable(*c.model, TrainMode::frozen);
-  const auto mode = parse_train_mode(cfg.model.train);
-  if (mode == TrainMode::lora) {
-    LoraOptions lora{cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets};
-    apply_lora(*c.seg.input, lora);
-    apply_lora(*c.seg.output, lora);
-  }
-  set_trainable(*c.seg.input, mode);
-  set_trainable(*c.seg.output, mode);
-  auto params = unique_parameters({c.seg.input.get(), c.seg.output.get()});
-  for (const auto& p : params) c.trainable_parameters += p.numel();
-  c.optimizer = make_optimizer(cfg.optimizer, params);
+int64_t planned_steps(const RunConfig& cfg, size_t train_examples) {
+  int64_t n = 0;
+  for (const auto& p : phase_orders(cfg, train_examples)) n += p.steps;
+  return n;
+}
 
-  const auto& s = cfg.strategy;
-  c.options.a1 = parse_quant_scheme(s.quantize_a1);
-  c.options.a2 = parse_quant_scheme(s.quantize_a2);
-  c.options.g2 = parse_quant_scheme(s.quantize_g2);
-  c.options.g1 = parse_quant_scheme(s.quantize_g1);
-  c.options.dcor_lambda = s.dcor_lambda;
-  c.options.grad_clip = cfg.optimizer.grad_clip;
+ClientSide make_client_side(const RunConfig& cfg, int64_t index, int64_t count) {
+  ClientSide c;
+  c.name = count == 1 ? cfg.run.name : cfg.run.name + "-" + std::to_string(index);
+  c.trainer = std::make_shared<ClientModel>();
+  c.trainer->seg = load_adapter_model(cfg, c.model);
+  c.trainer->grad_clip = cfg.optimizer.grad_clip;
+  auto params = unique_parameters({c.seg().input.get(), c.seg().output.get()});
+  for (const auto& p : params) c.trainable_parameters += p.numel();
+  c.trainer->optimizer = make_optimizer(cfg.optimizer, params);
+  c.pretrained = std::make_shared<const NamedTensors>(snapshot_adapters(c.seg()));
 
   auto tokenizer = Tokenizer::from_dir(cfg.model.path);
   auto examples = load_examples(cfg.data);
-  auto train =
-      std::make_shared<InstructionDataset>(examples.train, tokenizer, cfg.training.max_len);
+  std::vector<InstructionExample> shard;  // every count-th example: shards of equal size
+  for (size_t i = size_t(index); i < examples.train.size(); i += size_t(count))
+    shard.push_back(examples.train[i]);
+  auto train = std::make_shared<InstructionDataset>(shard, tokenizer, cfg.training.max_len);
   auto valid =
       std::make_shared<InstructionDataset>(examples.valid, tokenizer, cfg.training.max_len);
   if (train->size() == 0)
-    throw Error("no training example fits in training.max_len=" +
+    throw Error("client " + c.name + ": no training example fits in training.max_len=" +
                 std::to_string(cfg.training.max_len));
   c.data_summary =
       std::to_string(train->size()) + " train / " + std::to_string(valid->size()) + " held-out " +
@@ -106,9 +162,58 @@ ClientSide make_client_side(const RunConfig& cfg) {
 }
 
 std::shared_ptr<SplitServer> make_server_side(const RunConfig& cfg, const std::string& name) {
-  auto model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
-  set_trainable(*model, TrainMode::frozen);  // the backbone never trains
-  return std::make_shared<SplitServer>(split_model(model, {cfg.model.n_in, cfg.model.n_out}), name);
+  DecoderLM model{nullptr};
+  auto seg = load_adapter_model(cfg, model);  // adapters shaped like the clients', for plugging
+  return std::make_shared<SplitServer>(seg, name);
+}
+
+BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir) {
+  BuilderParts b;
+  DecoderLM model{nullptr};
+  b.full = load_adapter_model(cfg, model);
+  b.recipes["offsite"] = recipe(cfg.offsite, cfg.emulator, cfg.training.seed);
+  b.recipes["offline"] = recipe(cfg.offline, cfg.emulator, cfg.training.seed);
+  if (cfg.offsite.distill_steps > 0 || cfg.offline.distill_steps > 0)
+    b.public_data = public_text(cfg, Tokenizer::from_dir(cfg.model.path));
+  b.work_dir = work_dir + "/builder";
+  b.chunk_bytes = cfg.emulator.chunk_bytes;
+  b.stats = std::make_shared<WireStats>();
+  return b;
+}
+
+StrategySettings strategy_settings(const RunConfig& cfg) {
+  StrategySettings s;
+  const auto& st = cfg.strategy;
+  s.online = {parse_quant_scheme(st.quantize_a1), parse_quant_scheme(st.quantize_a2),
+              parse_quant_scheme(st.quantize_g2), parse_quant_scheme(st.quantize_g1)};
+  s.dcor_lambda = st.dcor_lambda;
+  s.noise_std = st.noise_std;
+  s.seed = cfg.training.seed;
+  s.gradfree_cache = cfg.gradfree.cache_a2;
+  for (const auto* name : {"offsite", "offline"}) {
+    const auto& d = std::string(name) == "offsite" ? cfg.offsite : cfg.offline;
+    s.uploads[name] = {d.upload != "full", upload_scheme(d.upload)};
+  }
+  return s;
+}
+
+std::string transfer_dir(const RunConfig& cfg, const std::string& out) {
+  if (!cfg.emulator.work_dir.empty()) return cfg.emulator.work_dir;
+  if (!out.empty()) return out + "/transfers";
+  return (std::filesystem::temp_directory_path() / ("gtune-" + std::to_string(getpid())) /
+          "transfers")
+      .string();
+}
+
+ClientPlan client_plan(const RunConfig& cfg, const ClientSide& side, const std::string& work_dir) {
+  ClientPlan plan;
+  plan.name = side.name;
+  plan.batch = cfg.training.batch;
+  plan.eval_every = cfg.training.eval_every;
+  plan.seed = cfg.training.seed;
+  plan.work_dir = work_dir + "/" + side.name;
+  plan.dtype = parse_dtype(cfg.model.dtype);
+  return plan;
 }
 
 }  // namespace gt::cli

@@ -1,33 +1,47 @@
-// Builds each party's side of a run from its configuration: the client's
-// adapters, optimizer and data; the server's backbone. Shared by `simulate`
-// (all parties here) and `node` (one party per process).
+// Builds each party's side of a run from its configuration: a client's
+// adapters, optimizer and data shard; the server's full model; the emulator
+// builder's recipes. Shared by `simulate` (all parties here) and `node`.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "actors/client.hpp"
+#include "actors/emulator_builder.hpp"
 #include "config/run_config.hpp"
 #include "data/batch_source.hpp"
-#include "strategies/centralized.hpp"
-#include "strategies/split_client.hpp"
+#include "strategies/adapter_upload.hpp"
 #include "strategies/split_server.hpp"
+#include "strategies/strategy_factory.hpp"
 
 namespace gt::cli {
 
 struct ClientSide {
+  std::string name;
   DecoderLM model{nullptr};  // the client's copy; only the adapters are used and trained
-  Segments seg;
-  std::shared_ptr<torch::optim::Optimizer> optimizer;
+  std::shared_ptr<ClientModel> trainer;
+  std::shared_ptr<const NamedTensors> pretrained;  // adapters as loaded (deltas refer to them)
   std::shared_ptr<const BatchSource> train, valid;
-  SplitOptions options;
   int64_t trainable_parameters = 0;
   std::string data_summary;
+  const Segments& seg() const { return trainer->seg; }
 };
 
-ClientSide make_client_side(const RunConfig& cfg);
+// Client `index` of `count`: its own model copy and every count-th training example.
+ClientSide make_client_side(const RunConfig& cfg, int64_t index = 0, int64_t count = 1);
 std::shared_ptr<SplitServer> make_server_side(const RunConfig& cfg, const std::string& name);
+// The builder's full model and recipes; public text only when a recipe distils.
+BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir);
+
+StrategySettings strategy_settings(const RunConfig& cfg);
+ClientPlan client_plan(const RunConfig& cfg, const ClientSide& side, const std::string& work_dir);
+// The plan's phases with every phase's length in steps (epochs over the client's shard).
+std::vector<PhaseOrder> phase_orders(const RunConfig& cfg, size_t train_examples);
+// Where emulators are written and downloaded: emulator.work_dir, <out>/transfers, or a temp dir.
+std::string transfer_dir(const RunConfig& cfg, const std::string& out);
+
 torch::ScalarType parse_dtype(const std::string& name);
-// Optimizer steps the plan runs (training.steps, or epochs x batches per epoch).
+// Optimizer steps of the whole plan for one client.
 int64_t planned_steps(const RunConfig& cfg, size_t train_examples);
 
 }  // namespace gt::cli

@@ -1,6 +1,7 @@
 // See run_report.hpp.
 #include "apps/run_report.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,7 +14,7 @@
 namespace gt::cli {
 
 void write_outputs(const std::string& dir, const std::string& results_json,
-                   const ClientSide& client) {
+                   const std::vector<ClientSide>& clients) {
   std::filesystem::create_directories(dir);
   const auto path = dir + "/results.json";
   {
@@ -22,21 +23,39 @@ void write_outputs(const std::string& dir, const std::string& results_json,
     if (!out) throw error_at(path, "cannot write");
   }
   std::filesystem::rename(path + ".tmp", path);  // never a half-written results file
-  save_adapters(dir + "/adapters.safetensors", client.seg, true);
+  save_adapters(dir + "/adapters.safetensors", clients.front().seg(), true);
+  if (clients.size() > 1)
+    for (const auto& c : clients)
+      save_adapters(dir + "/adapters-" + c.name + ".safetensors", c.seg(), true);
 }
 
 void print_summary(const std::string& results_json) {
   auto j = nlohmann::json::parse(results_json);
-  const auto& evals = j["evals"];
   const auto& totals = j["totals"];
   std::printf("\n%-34s %s\n", "", "summary");
-  if (!evals.empty()) {
-    std::printf("%-34s %.4f (perplexity %.2f)\n", "held-out loss before",
-                evals.front()["loss"].get<double>(), evals.front()["perplexity"].get<double>());
-    std::printf("%-34s %.4f (perplexity %.2f)\n", "held-out loss after",
-                evals.back()["loss"].get<double>(), evals.back()["perplexity"].get<double>());
+  std::printf("%-34s %.4f -> %.4f (perplexity %.2f -> %.2f)\n", "held-out loss",
+              totals["eval_loss_before"].get<double>(), totals["eval_loss_after"].get<double>(),
+              std::exp(totals["eval_loss_before"].get<double>()),
+              std::exp(totals["eval_loss_after"].get<double>()));
+  if (j["phases"].size() > 1 || totals["clients"].get<int64_t>() > 1 || !j["switches"].empty()) {
+    std::printf("  %-5s %-22s %7s %13s %13s %13s %9s\n", "phase", "strategy", "steps", "up (B)",
+                "down (B)", "other (B)", "loss");
+    for (const auto& p : j["phases"]) {
+      std::string strategies;
+      for (const auto& s : p["strategies"])
+        strategies += (strategies.empty() ? "" : "->") + s.get<std::string>();
+      std::printf("  %-5lld %-22s %7lld %13lld %13lld %13lld %9.4f\n",
+                  static_cast<long long>(p["index"].get<int64_t>() + 1), strategies.c_str(),
+                  static_cast<long long>(p["steps"].get<int64_t>()),
+                  static_cast<long long>(p["step_bytes_up"].get<int64_t>()),
+                  static_cast<long long>(p["step_bytes_down"].get<int64_t>()),
+                  static_cast<long long>(p["other_bytes"].get<int64_t>()),
+                  p["eval_loss"].get<double>());
+    }
   }
-  std::printf("%-34s %lld\n", "steps", static_cast<long long>(totals["steps"].get<int64_t>()));
+  std::printf("%-34s %lld (%lld client(s))\n", "steps",
+              static_cast<long long>(totals["steps"].get<int64_t>()),
+              static_cast<long long>(totals["clients"].get<int64_t>()));
   std::printf("%-34s %.3f MB up, %.3f MB down\n", "training traffic",
               totals["step_bytes_up"].get<int64_t>() / 1e6,
               totals["step_bytes_down"].get<int64_t>() / 1e6);
@@ -49,6 +68,15 @@ void print_summary(const std::string& results_json) {
         b["bytes"].get<int64_t>();
   for (const auto& [kind, bytes] : by_kind)
     std::printf("  %-32s %14lld bytes\n", kind.c_str(), static_cast<long long>(bytes));
+  if (j.contains("emulators"))
+    for (const auto& e : j["emulators"])
+      std::printf(
+          "%-34s %s: %.2f MB; standalone loss %.4f vs full model %.4f; tuned adapters "
+          "%.4f on the emulator, %.4f plugged into the full model\n",
+          "emulator", e["strategy"].get<std::string>().c_str(),
+          e["file_bytes"].get<int64_t>() / 1e6, e["emulator_pretrained_loss"].get<double>(),
+          e["full_pretrained_loss"].get<double>(), e["emulator_tuned_loss"].get<double>(),
+          e["full_tuned_loss"].get<double>());
   std::printf("%-34s %.1f s\n", "wall time", totals["wall_seconds"].get<double>());
 }
 

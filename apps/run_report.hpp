@@ -3,14 +3,17 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "apps/parties.hpp"
 
 namespace gt::cli {
 
-// Writes DIR/results.json and DIR/adapters.safetensors (the client's trained adapters).
+// Writes DIR/results.json and DIR/adapters.safetensors (the first client's
+// trained adapters), plus DIR/adapters-<client>.safetensors for every client
+// when there are several.
 void write_outputs(const std::string& dir, const std::string& results_json,
-                   const ClientSide& client);
+                   const std::vector<ClientSide>& clients);
 void print_summary(const std::string& results_json);
 
 }  // namespace gt::cli

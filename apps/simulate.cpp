@@ -9,14 +9,18 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
+#include "actors/emulator_builder.hpp"
 #include "actors/server.hpp"
 #include "apps/commands.hpp"
-#include "apps/run_client.hpp"
 #include "apps/run_options.hpp"
+#include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
 #include "common/error.hpp"
+#include "models/emulator.hpp"
 
 namespace gt::cli {
 namespace {
@@ -27,35 +31,95 @@ struct Options {
   std::string out;
 };
 
+// "online" or "offline 30 steps -> online 30 steps, 2 clients, FedAvg".
+std::string plan_text(const RunConfig& cfg) {
+  const auto plan = gt::run_plan(cfg);
+  std::string out;
+  if (plan.size() == 1) {
+    out = std::string("strategy ") + to_string(plan[0].strategy);
+  } else {
+    for (const auto& p : plan)
+      out += (out.empty() ? "plan " : " -> ") + std::string(to_string(p.strategy)) + " " +
+             std::to_string(p.steps > 0 ? p.steps : p.epochs) +
+             (p.steps > 0 ? " steps" : " epochs");
+  }
+  if (cfg.scheduler.clients > 1) out += ", " + std::to_string(cfg.scheduler.clients) + " clients";
+  if (cfg.scheduler.fedavg) out += ", FedAvg";
+  if (cfg.scheduler.budget_bytes > 0)
+    out += ", budget " + std::to_string(cfg.scheduler.budget_bytes) + " bytes then " +
+           to_string(cfg.scheduler.fallback);
+  return out;
+}
+
 void print_plan(const RunConfig& cfg, const ClientSide& c, const char* mode) {
-  std::printf("run       %s: strategy %s, %s\n", cfg.run.name.c_str(), to_string(cfg.strategy.kind),
-              mode);
+  std::printf("run       %s: %s, %s\n", cfg.run.name.c_str(), plan_text(cfg).c_str(), mode);
   std::printf(
       "model     %s (%s, %lld layers), cut n_in=%lld n_out=%lld, %s training, %lld trainable "
       "parameters\n",
-      cfg.model.path.c_str(), c.seg.cfg.model_type.c_str(),
-      static_cast<long long>(c.seg.cfg.num_layers), static_cast<long long>(cfg.model.n_in),
+      cfg.model.path.c_str(), c.seg().cfg.model_type.c_str(),
+      static_cast<long long>(c.seg().cfg.num_layers), static_cast<long long>(cfg.model.n_in),
       static_cast<long long>(cfg.model.n_out), cfg.model.train.c_str(),
       static_cast<long long>(c.trainable_parameters));
-  if (cfg.strategy.kind == StrategyKind::online)
-    std::printf("wire      a1 %s, a2 %s, g2 %s, g1 %s; dcor lambda %g\n",
+  if (plan_uses(cfg, StrategyKind::online))
+    std::printf("wire      online: a1 %s, a2 %s, g2 %s, g1 %s; dcor lambda %g\n",
                 cfg.strategy.quantize_a1.c_str(), cfg.strategy.quantize_a2.c_str(),
                 cfg.strategy.quantize_g2.c_str(), cfg.strategy.quantize_g1.c_str(),
                 cfg.strategy.dcor_lambda);
-  std::printf("data      %s; %lld steps of %lld\n", c.data_summary.c_str(),
+  std::printf("data      %s per client; %lld steps of %lld per client\n", c.data_summary.c_str(),
               static_cast<long long>(planned_steps(cfg, c.train->size())),
               static_cast<long long>(cfg.training.batch));
   std::fflush(stdout);
 }
 
-std::string run_in_process(const RunConfig& cfg, ClientSide& client, bool progress) {
+bool needs_builder(const RunConfig& cfg) {
+  return plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline);
+}
+
+// IP leakage and utility of every emulator the builder made, on the first client's held-out set.
+nlohmann::json emulator_reports(const std::vector<EmulatorReport>& reports,
+                                const BuilderParts& builder, const ClientSide& client) {
+  auto out = nlohmann::json::array();
+  for (const auto& r : reports) {
+    auto emulator = load_emulator(r.path, client.seg().cfg, client.seg().dtype).backbone;
+    const auto& full = builder.full;  // pretrained adapters and the real backbone
+    out.push_back(
+        {{"strategy", r.strategy},
+         {"description", r.description},
+         {"file_bytes", r.file_bytes},
+         {"distill_mse", r.distill_mse},
+         {"full_pretrained_loss", lm_loss_through(full, full.backbone, *client.valid)},
+         {"emulator_pretrained_loss", lm_loss_through(full, emulator, *client.valid)},
+         {"full_tuned_loss", lm_loss_through(client.seg(), full.backbone, *client.valid)},
+         {"emulator_tuned_loss", lm_loss_through(client.seg(), emulator, *client.valid)}});
+  }
+  return out;
+}
+
+std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& clients,
+                           const std::string& out, bool progress) {
   ActorConfig acfg;
   caf::actor_system sys{acfg};
   auto server =
       sys.spawn(server_behavior, make_server_side(cfg, "server"), std::make_shared<WireStats>());
-  auto results = run_client(sys, cfg, client, server, progress);
+  PlanRun run;
+  run.clients = &clients;
+  run.server = server;
+  run.work_dir = transfer_dir(cfg, out);
+  run.show_progress = progress;
+  run.control = cfg.scheduler.control;
+  auto reports = std::make_shared<std::vector<EmulatorReport>>();
+  std::optional<BuilderParts> builder;
+  if (needs_builder(cfg)) {
+    builder = make_builder_side(cfg, run.work_dir);
+    run.builder = sys.spawn<caf::detached>(emulator_builder_behavior, *builder, reports);
+  }
+  auto results = execute_plan(sys, cfg, run);
   caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
-  return results;
+  if (run.builder) caf::anon_send_exit(run.builder, caf::exit_reason::user_shutdown);
+  if (reports->empty()) return results;
+  auto j = nlohmann::json::parse(results);
+  j["emulators"] = emulator_reports(*reports, *builder, clients.front());
+  return j.dump(1);
 }
 
 // fork + exec of this same binary with `args`; returns the child's pid.
@@ -119,8 +183,12 @@ void run(const Options& opt) {
   auto cfg = opt.run.load();
   const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
   if (opt.processes) {
-    if (cfg.strategy.kind == StrategyKind::centralized)
+    if (plan_uses(cfg, StrategyKind::centralized))
       throw Error("--processes: the centralized baseline runs in one place; use split or online");
+    if (needs_builder(cfg) || cfg.scheduler.clients > 1)
+      throw Error(
+          "--processes: offsite/offline phases and several clients run in one process for now "
+          "(drop --processes)");
     const auto dir =
         out.empty() ? std::filesystem::temp_directory_path() / ("gtune-" + std::to_string(getpid()))
                     : std::filesystem::path(out);
@@ -132,16 +200,18 @@ void run(const Options& opt) {
       std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
     return;
   }
-  auto client = make_client_side(cfg);
-  const bool centralized = cfg.strategy.kind == StrategyKind::centralized;
-  print_plan(cfg, client,
+  std::vector<ClientSide> clients;
+  for (int64_t i = 0; i < cfg.scheduler.clients; ++i)
+    clients.push_back(make_client_side(cfg, i, cfg.scheduler.clients));
+  const bool centralized = plan_uses(cfg, StrategyKind::centralized);
+  print_plan(cfg, clients.front(),
              centralized ? "whole model in one place (no actors)"
-                         : "client and server actors in one process");
-  auto results = centralized ? run_centralized(cfg, client, !opt.run.quiet)
-                             : run_in_process(cfg, client, !opt.run.quiet);
+                         : "scheduler, clients and server actors in one process");
+  auto results = centralized ? run_centralized(cfg, clients.front(), !opt.run.quiet)
+                             : run_in_process(cfg, clients, out, !opt.run.quiet);
   print_summary(results);
   if (!out.empty()) {
-    write_outputs(out, results, client);
+    write_outputs(out, results, clients);
     std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
   }
 }

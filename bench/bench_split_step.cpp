@@ -1,7 +1,7 @@
 // Benchmark: what the actors and the wire add to one split-learning training step of
 // opt-mini (issue 3), all variants interleaved in one run on the same fixed batches:
 //   A0  CentralizedTrainer, whole model in one place (the compute floor);
-//   A   SplitClient + SplitServer objects called directly, every message through
+//   A   ClientChannel + SplitServer objects called directly, every message through
 //       encode/decode (fp32 wire, no dCor);
 //   B   A's step with the server as a CAF actor in this process (a scoped_actor plays
 //       the client: request(...).receive(...) per message);
@@ -34,8 +34,10 @@
 #include "data/instructions.hpp"
 #include "models/lora.hpp"
 #include "strategies/centralized.hpp"
+#include "strategies/client_channel.hpp"
 #include "strategies/split_client.hpp"
 #include "strategies/split_server.hpp"
+#include "strategies/wire_quantization.hpp"
 
 namespace {
 
@@ -121,6 +123,14 @@ ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
   return c;
 }
 
+// The client's split-learning half over `copy`, with the given wire quantization.
+std::unique_ptr<gt::ClientChannel> channel(const ClientCopy& copy, gt::WireSchemes schemes = {}) {
+  auto model = std::make_shared<gt::ClientModel>(gt::ClientModel{copy.seg, copy.optimizer, 0});
+  return std::make_unique<gt::ClientChannel>(
+      model, std::make_unique<gt::WireQuantization>(
+                 std::make_unique<gt::SplitClient>(model, "split"), schemes));
+}
+
 std::shared_ptr<gt::SplitServer> make_server(const gt::RunConfig& cfg, const std::string& name) {
   auto model = gt::load_decoder(cfg.model.path);
   gt::set_trainable(*model, gt::TrainMode::frozen);
@@ -154,10 +164,11 @@ T wire(const T& msg, int64_t& counter) {
   return gt::decode(enc);
 }
 
-double step_direct(gt::SplitClient& c, gt::SplitServer& s, const gt::LmBatch& b, Bytes& n) {
-  auto fwd = s.forward(wire(c.start_step(b), n.up));
-  auto bwd = s.backward(wire(c.on_forward_reply(wire(fwd, n.down)), n.up));
-  return c.on_backward_reply(wire(bwd, n.down)).loss;
+double step_direct(gt::ClientChannel& c, gt::SplitServer& s, const gt::LmBatch& b, Bytes& n) {
+  auto fwd = s.forward(wire(std::get<gt::ForwardRequest>(c.begin_step({b, {}})), n.up));
+  auto up = c.on_reply(wire(fwd, n.down));
+  auto bwd = s.backward(wire(std::get<gt::BackwardRequest>(up), n.up));
+  return std::get<gt::StepOutcome>(c.on_reply(wire(bwd, n.down))).loss;
 }
 
 // One request/reply with a server actor, local or remote; throws on an error reply.
@@ -172,11 +183,12 @@ Rep ask(caf::scoped_actor& self, const gt::server_actor& server, const Req& req)
   return out;
 }
 
-double step_actor(gt::SplitClient& c, caf::scoped_actor& self, const gt::server_actor& server,
+double step_actor(gt::ClientChannel& c, caf::scoped_actor& self, const gt::server_actor& server,
                   const gt::LmBatch& b) {
-  auto fwd = ask<gt::ForwardReply>(self, server, c.start_step(b));
-  auto bwd = ask<gt::BackwardReply>(self, server, c.on_forward_reply(fwd));
-  return c.on_backward_reply(bwd).loss;
+  auto fwd =
+      ask<gt::ForwardReply>(self, server, std::get<gt::ForwardRequest>(c.begin_step({b, {}})));
+  auto bwd = ask<gt::BackwardReply>(self, server, std::get<gt::BackwardRequest>(c.on_reply(fwd)));
+  return std::get<gt::StepOutcome>(c.on_reply(bwd)).loss;
 }
 
 // Variant C's child: publish a server actor on 127.0.0.1, port 0; write the port to serve_fd;
@@ -247,15 +259,15 @@ void stop(Child& ch) {
 }
 
 // Bytes per step of one wire configuration, on a throwaway pair (lr 0: weights never move).
-Bytes bytes_per_step(const gt::RunConfig& cfg, const gt::SplitOptions& opts,
+Bytes bytes_per_step(const gt::RunConfig& cfg, const gt::WireSchemes& schemes,
                      const std::vector<gt::LmBatch>& batches) {
   auto copy = make_client(cfg, 0.0);
-  gt::SplitClient client(copy.seg, copy.optimizer, opts);
+  auto client = channel(copy, schemes);
   auto server = make_server(cfg, "bytes");
   Bytes n;
-  client.set_session(server->open(wire(client.hello("bytes", "online"), n.up)).header.session);
+  client->set_session(server->open(wire(client->hello("bytes"), n.up)).header.session);
   n = Bytes{};
-  for (auto& b : batches) step_direct(client, *server, b, n);
+  for (auto& b : batches) step_direct(*client, *server, b, n);
   const auto k = static_cast<int64_t>(batches.size());
   return {n.up / k, n.down / k};
 }
@@ -294,7 +306,7 @@ int main(int argc, char** argv) {
 
     // ---- bytes per step ----
     using QS = gt::QuantScheme;
-    const std::vector<std::pair<const char*, gt::SplitOptions>> cases = {
+    const std::vector<std::pair<const char*, gt::WireSchemes>> cases = {
         {"split fp32", {}},
         {"online a1 int8", {QS::int8, QS::none, QS::none, QS::none}},
         {"online a1 int4", {QS::int4, QS::none, QS::none, QS::none}},
@@ -323,12 +335,11 @@ int main(int argc, char** argv) {
     auto c0 = make_client(cfg, lr), ca = make_client(cfg, lr), cb = make_client(cfg, lr),
          cc = make_client(cfg, lr);
     gt::CentralizedTrainer trainer(c0.seg, c0.optimizer);
-    gt::SplitClient client_a(ca.seg, ca.optimizer, {}), client_b(cb.seg, cb.optimizer, {}),
-        client_c(cc.seg, cc.optimizer, {});
+    auto channel_a = channel(ca), channel_b = channel(cb), channel_c = channel(cc);
+    auto &client_a = *channel_a, &client_b = *channel_b, &client_c = *channel_c;
     auto server_a = make_server(cfg, "bench-direct");
     Bytes sink;
-    client_a.set_session(
-        server_a->open(wire(client_a.hello("a", "split"), sink.up)).header.session);
+    client_a.set_session(server_a->open(wire(client_a.hello("a"), sink.up)).header.session);
 
     ActorConfig acfg{o.caf_policy};
     caf::actor_system sys{acfg};
@@ -342,9 +353,9 @@ int main(int argc, char** argv) {
     if (!server_c) throw std::runtime_error("remote_actor: " + caf::to_string(server_c.error()));
     caf::scoped_actor self{sys};
     client_b.set_session(
-        ask<gt::SessionAccept>(self, server_b, client_b.hello("b", "split")).header.session);
+        ask<gt::SessionAccept>(self, server_b, client_b.hello("b")).header.session);
     client_c.set_session(
-        ask<gt::SessionAccept>(self, *server_c, client_c.hello("c", "split")).header.session);
+        ask<gt::SessionAccept>(self, *server_c, client_c.hello("c")).header.session);
     std::printf("CAF scheduler: %s, %zu workers; server process pid %d on 127.0.0.1:%u\n",
                 o.caf_policy.c_str(), sys.scheduler().num_workers(), static_cast<int>(child.pid),
                 static_cast<unsigned>(child.port));

@@ -34,11 +34,22 @@ template <>
 ValueType type_of<std::vector<std::string>>() {
   return ValueType::string_list;
 }
+template <>
+ValueType type_of<bool>() {
+  return ValueType::boolean;
+}
+
+template <>
+ValueType type_of<StrategyKind>() {
+  return ValueType::string;
+}
 
 template <class T>
 Value to_value(const T& v) {
   if constexpr (std::is_same_v<T, uint64_t>)
     return static_cast<int64_t>(v);
+  else if constexpr (std::is_same_v<T, StrategyKind>)
+    return to_string(v);
   else
     return v;
 }
@@ -46,6 +57,8 @@ template <class T>
 T from_value(const Value& v) {
   if constexpr (std::is_same_v<T, uint64_t>)
     return static_cast<uint64_t>(std::get<int64_t>(v));
+  else if constexpr (std::is_same_v<T, StrategyKind>)
+    return parse_strategy_kind(std::get<std::string>(v));
   else
     return std::get<T>(v);
 }
@@ -68,6 +81,35 @@ struct SectionRef {
     return f;
   }
 };
+
+// phase("steps", &PhaseSection::steps, "doc") -> the Field of a [[phase]] table's "steps".
+struct PhaseRef {
+  template <class T>
+  Field operator()(const char* key, T PhaseSection::*member, const char* doc) const {
+    Field f;
+    f.section = "phase";
+    f.key = key;
+    f.type = type_of<T>();
+    f.doc = doc;
+    f.write_phase = [member](PhaseSection& p, const Value& v) { p.*member = from_value<T>(v); };
+    f.read_phase = [member](const PhaseSection& p) { return to_value(p.*member); };
+    return f;
+  }
+};
+
+const std::vector<StrategyKind>& all_kinds() {
+  static const std::vector<StrategyKind> kinds{StrategyKind::centralized, StrategyKind::split,
+                                               StrategyKind::online,      StrategyKind::gradfree,
+                                               StrategyKind::offsite,     StrategyKind::offline};
+  return kinds;
+}
+
+std::vector<std::string> kind_names(bool with_centralized) {
+  std::vector<std::string> names;
+  for (auto kind : all_kinds())
+    if (with_centralized || kind != StrategyKind::centralized) names.emplace_back(to_string(kind));
+  return names;
+}
 
 std::string format_number(double v) {
   char buf[64];
@@ -102,29 +144,99 @@ std::string unique_items(const Value& v) {
   return "";
 }
 
+// "" or HOST:PORT, HOST an IPv4 address or "localhost", PORT 0-65535.
+std::string control_address(const Value& v) {
+  const auto& s = std::get<std::string>(v);
+  if (s.empty()) return "";
+  const std::string bad = toml_literal(v) + " is not allowed: ";
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos)
+    return bad + "expected HOST:PORT, e.g. \"127.0.0.1:9470\" (\"\" = off)";
+  const std::string host = s.substr(0, colon), port = s.substr(colon + 1);
+  // 1 to max_digits decimal digits up to max; leading zeros only where allowed (inet_pton
+  // refuses them in an address, control/address.cpp accepts them in a port).
+  auto number = [](const std::string& t, size_t max_digits, long max, bool leading_zeros) {
+    if (t.empty() || t.size() > max_digits || (!leading_zeros && t.size() > 1 && t[0] == '0'))
+      return false;
+    if (!std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+    return std::stol(t) <= max;
+  };
+  bool ipv4 = host == "localhost";
+  if (!ipv4) {
+    int parts = 0;
+    size_t start = 0;
+    ipv4 = true;
+    while (ipv4) {
+      const auto dot = host.find('.', start);
+      const std::string part = host.substr(start, dot == std::string::npos ? dot : dot - start);
+      ipv4 = number(part, 3, 255, false) && ++parts <= 4;
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    ipv4 = ipv4 && parts == 4;
+  }
+  if (!ipv4) return bad + "the host \"" + host + "\" is not an IPv4 address or localhost";
+  if (!number(port, 5, 65535, true)) return bad + "the port \"" + port + "\" is not in 0-65535";
+  return "";
+}
+
+Condition clients_at_least_2() {
+  Condition c;
+  c.text = "scheduler.clients >= 2";
+  c.holds = [](const RunConfig& cfg) { return cfg.scheduler.clients >= 2; };
+  c.state = [](const RunConfig& cfg) { return "it is " + std::to_string(cfg.scheduler.clients); };
+  c.keys = {"scheduler.clients"};
+  return c;
+}
+
 std::vector<Field> make_fields() {
   const SectionRef<ModelSection> model{"model", &RunConfig::model};
   const SectionRef<StrategySection> strategy{"strategy", &RunConfig::strategy};
+  const SectionRef<GradfreeSection> gradfree{"gradfree", &RunConfig::gradfree};
+  const SectionRef<EmulatorDesign> offsite{"offsite", &RunConfig::offsite};
+  const SectionRef<EmulatorDesign> offline{"offline", &RunConfig::offline};
+  const SectionRef<EmulatorSection> emulator{"emulator", &RunConfig::emulator};
+  const SectionRef<SchedulerSection> scheduler{"scheduler", &RunConfig::scheduler};
   const SectionRef<OptimizerSection> optimizer{"optimizer", &RunConfig::optimizer};
   const SectionRef<TrainingSection> training{"training", &RunConfig::training};
   const SectionRef<DataSection> data{"data", &RunConfig::data};
   const SectionRef<RunSection> run{"run", &RunConfig::run};
   const std::vector<std::string> quant{"none", "int8", "int4"};
-  const std::string online = "online";
+  const Condition online = plan_uses_any({StrategyKind::online});
+  const Condition noisy = plan_uses_any({StrategyKind::online, StrategyKind::gradfree});
 
   Field kind;
   kind.section = "strategy";
   kind.key = "kind";
   kind.doc =
-      "the design: raw token ids to the server, vanilla split learning, or split with "
-      "quantized wire tensors and a distance-correlation penalty (docs/DESIGN.md 2)";
+      "the design (docs/DESIGN.md 2): raw token ids to the server, vanilla split learning, split "
+      "with quantized wire tensors and a distance-correlation penalty, split without gradients "
+      "(frozen input adapter), or tuning against a shipped emulator (Offsite-Tuning, or ours); "
+      "with [[phase]] tables it is phase[0].strategy";
   kind.write = [](RunConfig& c, const Value& v) {
     c.strategy.kind = parse_strategy_kind(std::get<std::string>(v));
   };
   kind.read = [](const RunConfig& c) { return Value(std::string(to_string(c.strategy.kind))); };
-  kind.one_of({"centralized", "split", "online"});
+  kind.one_of(kind_names(true));
 
-  return {
+  // An emulator design: [offsite] and [offline] have the same keys, different defaults.
+  auto design = [](const SectionRef<EmulatorDesign>& d) {
+    return std::vector<Field>{
+        d("keep_every", &EmulatorDesign::keep_every,
+          "uniform layer drop: the emulator keeps backbone blocks 0, k, 2k, ...")
+            .at_least(1),
+        d("distill_steps", &EmulatorDesign::distill_steps,
+          "distillation steps of the emulator on public text (emulator.distill_data); 0 = none")
+            .at_least(0),
+        d("weights", &EmulatorDesign::weights, "the emulator's weights as shipped to the client")
+            .one_of({"float32", "int8"}),
+        d("upload", &EmulatorDesign::upload,
+          "the tuned adapters as returned: fp32 values, or quantized deltas")
+            .one_of({"full", "int8", "int4"}),
+    };
+  };
+
+  std::vector<Field> table{
       model("path", &ModelSection::path,
             "HuggingFace checkpoint directory (config.json, safetensors, vocab.json, merges.txt)")
           .check_with(not_empty, "not empty"),
@@ -150,23 +262,63 @@ std::vector<Field> make_fields() {
       strategy("quantize_a1", &StrategySection::quantize_a1,
                "wire format of the input adapter's activations a1 (client -> server)")
           .one_of(quant)
-          .only_when("strategy.kind", online, std::string("none")),
+          .only_when(online, "none"),
       strategy("quantize_a2", &StrategySection::quantize_a2,
                "wire format of the backbone's activations a2 (server -> client)")
           .one_of(quant)
-          .only_when("strategy.kind", online, std::string("none")),
+          .only_when(online, "none"),
       strategy("quantize_g2", &StrategySection::quantize_g2,
                "wire format of the gradient g2 w.r.t. a2 (client -> server)")
           .one_of(quant)
-          .only_when("strategy.kind", online, std::string("none")),
+          .only_when(online, "none"),
       strategy("quantize_g1", &StrategySection::quantize_g1,
                "wire format of the gradient g1 w.r.t. a1 (server -> client)")
           .one_of(quant)
-          .only_when("strategy.kind", online, std::string("none")),
+          .only_when(online, "none"),
       strategy("dcor_lambda", &StrategySection::dcor_lambda,
                "weight of the distance correlation between input embeddings and a1 in the loss")
           .at_least(0)
-          .only_when("strategy.kind", online, 0.0),
+          .only_when(online, 0.0),
+      strategy("noise_std", &StrategySection::noise_std,
+               "standard deviation of the Gaussian noise added to every a1 sent")
+          .at_least(0)
+          .only_when(noisy, 0.0),
+      gradfree("cache_a2", &GradfreeSection::cache_a2,
+               "keep each sample's a2 on the client: from the second epoch on nothing is sent"),
+  };
+  for (const auto* d : {&offsite, &offline})
+    for (auto& f : design(*d)) table.push_back(std::move(f));
+  std::vector<Field> rest{
+      emulator("distill_data", &EmulatorSection::distill_data,
+               "public text for distillation, a JSONL file; \"\" = WordNet glosses"),
+      emulator("distill_lr", &EmulatorSection::distill_lr, "learning rate of the distillation")
+          .above(0),
+      emulator("distill_batch", &EmulatorSection::distill_batch, "sequences per distillation step")
+          .above(0),
+      emulator("chunk_bytes", &EmulatorSection::chunk_bytes,
+               "chunk size of emulator and adapter transfers")
+          .at_least(1024),
+      emulator("work_dir", &EmulatorSection::work_dir,
+               "where emulators are written and clients keep downloads; \"\" = "
+               "<run.out>/transfers, or a temporary directory without run.out"),
+      scheduler("clients", &SchedulerSection::clients,
+                "simulated clients, each with its own data shard and session")
+          .at_least(1)
+          .at_most(64),
+      scheduler("fedavg", &SchedulerSection::fedavg,
+                "average the clients' adapters after every phase")
+          .only_when(clients_at_least_2(), false),
+      scheduler("budget_bytes", &SchedulerSection::budget_bytes,
+                "training bytes on the wire (all clients) after which the run switches to "
+                "fallback; 0 = no budget")
+          .at_least(0),
+      scheduler("fallback", &SchedulerSection::fallback,
+                "the strategy the budget policy switches to once budget_bytes are spent")
+          .one_of(kind_names(false)),
+      scheduler("control", &SchedulerSection::control,
+                "HTTP control API of the running plan (gtune ctl), HOST:PORT; \"\" = off")
+          .check_with(control_address,
+                      "\"\" or HOST:PORT (IPv4 address or localhost, port 0-65535)"),
       optimizer("name", &OptimizerSection::name, "optimizer of the adapters")
           .one_of({"adamw", "sgd"}),
       optimizer("lr", &OptimizerSection::lr, "learning rate").above(0),
@@ -217,6 +369,23 @@ std::vector<Field> make_fields() {
           "output directory (results.json, adapters); \"\" = write nothing"),
       run("threads", &RunSection::threads, "compute threads; 0 = LibTorch's default").at_least(0),
   };
+  for (auto& f : rest) table.push_back(std::move(f));
+  return table;
+}
+
+std::vector<Field> make_phase_fields() {
+  const PhaseRef phase;
+  return {
+      phase("strategy", &PhaseSection::strategy,
+            "the phase's strategy (as strategy.kind); centralized only in a plan of one phase")
+          .one_of(kind_names(true)),
+      phase("steps", &PhaseSection::steps,
+            "optimizer steps of the phase; exactly one of "
+            "steps / epochs is > 0")
+          .at_least(0),
+      phase("epochs", &PhaseSection::epochs, "passes over the training set in the phase")
+          .at_least(0),
+  };
 }
 
 }  // namespace
@@ -231,11 +400,14 @@ const char* type_name(ValueType type) {
       return "float";
     case ValueType::string_list:
       return "string array";
+    case ValueType::boolean:
+      return "boolean";
   }
   return "?";
 }
 
 std::string toml_literal(const Value& value) {
+  if (auto* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
   if (auto* i = std::get_if<int64_t>(&value)) return std::to_string(*i);
   if (auto* d = std::get_if<double>(&value)) {
     if (std::isnan(*d)) return "nan";
@@ -282,6 +454,7 @@ std::string Field::allowed_text() const {
   if (std::isfinite(lo)) parts.push_back((lo_open ? "> " : ">= ") + format_number(lo));
   if (std::isfinite(hi)) parts.push_back((hi_open ? "< " : "<= ") + format_number(hi));
   if (!extra_text.empty() && one_of_values.empty()) parts.push_back(extra_text);
+  if (type == ValueType::boolean) parts.push_back("true, false");
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : " and ") + p;
   return out;
@@ -310,8 +483,7 @@ std::string Field::check(const Value& v) const {
 }
 
 bool Field::applies(const RunConfig& cfg) const {
-  if (when_key.empty()) return true;
-  return std::get<std::string>(find_field(when_key)->read(cfg)) == when_value;
+  return !when.holds || when.holds(cfg);
 }
 
 Field& Field::one_of(std::vector<std::string> values) {
@@ -321,6 +493,11 @@ Field& Field::one_of(std::vector<std::string> values) {
 Field& Field::at_least(double v) {
   lo = v;
   lo_open = false;
+  return *this;
+}
+Field& Field::at_most(double v) {
+  hi = v;
+  hi_open = false;
   return *this;
 }
 Field& Field::above(double v) {
@@ -339,10 +516,51 @@ Field& Field::check_with(std::function<std::string(const Value&)> fn, std::strin
   return *this;
 }
 Field& Field::only_when(std::string key, std::string value, Value neutral_value) {
-  when_key = std::move(key);
-  when_value = std::move(value);
+  return only_when(key_is(std::move(key), std::move(value)), std::move(neutral_value));
+}
+Field& Field::only_when(Condition condition, Value neutral_value) {
+  when = std::move(condition);
   neutral = std::move(neutral_value);
   return *this;
+}
+
+Condition key_is(std::string key, std::string value) {
+  Condition c;
+  c.text = key + " = " + toml_literal(value);
+  c.holds = [key, value](const RunConfig& cfg) {
+    return std::get<std::string>(find_field(key)->read(cfg)) == value;
+  };
+  c.state = [key](const RunConfig& cfg) {
+    return "it is " + toml_literal(find_field(key)->read(cfg));
+  };
+  c.keys = {key};
+  return c;
+}
+
+Condition plan_uses_any(std::vector<StrategyKind> kinds) {
+  Condition c;
+  std::vector<std::string> names;
+  for (auto kind : kinds) names.emplace_back(to_string(kind));
+  c.text = "the plan uses ";
+  for (size_t i = 0; i < names.size(); ++i)
+    c.text += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  c.holds = [kinds](const RunConfig& cfg) {
+    return std::any_of(kinds.begin(), kinds.end(),
+                       [&](StrategyKind kind) { return plan_uses(cfg, kind); });
+  };
+  c.state = [](const RunConfig& cfg) {
+    std::vector<std::string> used;
+    for (const auto& phase : run_plan(cfg)) {
+      const std::string name = to_string(phase.strategy);
+      if (std::find(used.begin(), used.end(), name) == used.end()) used.push_back(name);
+    }
+    std::string out = "the plan runs " + join(used);
+    if (cfg.scheduler.budget_bytes > 0)
+      out += std::string(" and falls back to ") + to_string(cfg.scheduler.fallback);
+    return out;
+  };
+  c.keys = {"strategy.kind", "phase[].strategy", "scheduler.budget_bytes", "scheduler.fallback"};
+  return c;
 }
 
 const std::vector<Field>& fields() {
@@ -351,9 +569,28 @@ const std::vector<Field>& fields() {
 }
 
 const std::vector<std::string>& sections() {
-  static const std::vector<std::string> names{"model",    "strategy", "optimizer",
-                                              "training", "data",     "run"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& f : fields())
+      if (out.empty() || out.back() != f.section) out.push_back(f.section);
+    return out;
+  }();
   return names;
+}
+
+const std::vector<Field>& phase_fields() {
+  static const std::vector<Field> table = make_phase_fields();
+  return table;
+}
+
+const Field* find_phase_field(const std::string& key) {
+  for (const auto& f : phase_fields())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+std::string strategy_kind_list(bool with_centralized) {
+  return join(kind_names(with_centralized));
 }
 
 const Field* find_field(const std::string& name) {

@@ -44,7 +44,34 @@ std::string keys_of(const std::string& section) {
 std::string section_list() {
   std::string out;
   for (const auto& s : sections()) out += (out.empty() ? "" : ", ") + s;
+  return out + ", [[phase]]";
+}
+
+std::string phase_keys() {
+  std::string out;
+  for (const auto& f : phase_fields()) out += (out.empty() ? "" : ", ") + f.key;
   return out;
+}
+
+// "phase[2]", the name of a phase in errors (0-based, as in phase.<i>.<key> overrides).
+std::string phase_name(size_t index) {
+  return "phase[" + std::to_string(index) + "]";
+}
+
+// Why `key` is no key of a [[phase]] table, with the likeliest key the user meant.
+std::string unknown_phase_key(const std::string& key) {
+  std::vector<std::string> keys;
+  for (const auto& f : phase_fields()) keys.push_back(f.key);
+  std::string guess = key == "kind" ? "strategy" : closest(key, keys);
+  if (guess.empty())
+    for (const auto& f : fields())
+      if (f.key == key) {
+        guess = f.name();
+        break;
+      }
+  std::string what = "unknown key";
+  if (!guess.empty()) what += "; did you mean \"" + guess + "\"?";
+  return what + " (keys of [[phase]]: " + phase_keys() + ")";
 }
 
 // Why "section.key" names no field, with the likeliest key the user meant.
@@ -57,9 +84,13 @@ std::string unknown_key(const std::string& section, const std::string& key) {
   const bool known_section =
       std::find(sections().begin(), sections().end(), section) != sections().end();
   if (!known_section) {  // a [section] (key ""), a top-level key (section ""), or an override
-    std::string guess = !same_key.empty() ? "\"" + same_key[0] + "\""
-                        : key.empty()     ? "[" + closest(section, sections()) + "]"
-                                          : "\"" + closest(section + "." + key, names) + "\"";
+    std::vector<std::string> tables = sections();
+    tables.push_back("phase");
+    const std::string table = key.empty() ? closest(section, tables) : "";
+    std::string guess = !same_key.empty()  ? "\"" + same_key[0] + "\""
+                        : !key.empty()     ? "\"" + closest(section + "." + key, names) + "\""
+                        : table == "phase" ? "[[phase]]"
+                                           : "[" + table + "]";
     if (guess.size() == 2) guess.clear();  // closest found nothing
     std::string what = section.empty() ? "keys belong in a section" : "unknown section";
     if (!guess.empty()) what += "; did you mean " + guess + "?";
@@ -115,6 +146,9 @@ std::optional<Value> to_value(const toml::node& n, ValueType type) {
       if (auto* d = n.as_floating_point()) return Value(d->get());
       if (auto* i = n.as_integer()) return Value(static_cast<double>(i->get()));
       break;
+    case ValueType::boolean:
+      if (auto* b = n.as_boolean()) return Value(b->get());
+      break;
     case ValueType::string_list:
       if (auto* a = n.as_array()) {
         std::vector<std::string> items;
@@ -133,30 +167,83 @@ std::string wrong_type(const Field& f, const std::string& got) {
   return "expected " + with_article(type_name(f.type)) + ", got " + got;
 }
 
+bool has(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
 void validate(const RunConfig& cfg, const std::string& where, const Lines& lines) {
   auto line = [&](const std::string& name) {
     auto it = lines.find(name);
     return it == lines.end() ? 0 : it->second;
   };
+  // The line of a phase's key, or else of its [[phase]] header.
+  auto phase_line = [&](size_t i, const std::string& key) {
+    const int at = line(phase_name(i) + "." + key);
+    return at > 0 ? at : line(phase_name(i));
+  };
   for (const auto& f : fields()) {
     const std::string why = f.check(f.read(cfg));
     if (!why.empty()) fail(where, line(f.name()), f.name(), why);
   }
+  for (size_t i = 0; i < cfg.phases.size(); ++i)
+    for (const auto& f : phase_fields()) {
+      const std::string why = f.check(f.read_phase(cfg.phases[i]));
+      if (!why.empty()) fail(where, phase_line(i, f.key), phase_name(i) + "." + f.key, why);
+    }
   for (const auto& f : fields()) {
     if (f.applies(cfg) || f.read(cfg) == f.neutral) continue;
     fail(where, line(f.name()), f.name(),
-         "only used when " + f.when_key + " = \"" + f.when_value + "\" (it is " +
-             toml_literal(find_field(f.when_key)->read(cfg)) + "); remove it or set it to " +
+         "only used when " + f.when.text + " (" + f.when.state(cfg) + "); remove it or set it to " +
              toml_literal(f.neutral));
   }
   const auto& t = cfg.training;
-  if (t.steps > 0 && t.epochs > 0)
-    fail(where, line("training.epochs"), "training.epochs",
-         "set either training.steps or training.epochs, not both (steps = " +
-             std::to_string(t.steps) + ", epochs = " + std::to_string(t.epochs) + ")");
-  if (t.steps == 0 && t.epochs == 0)
-    fail(where, line("training.steps"), "training.steps",
-         "one of training.steps and training.epochs must be > 0");
+  if (cfg.phases.empty()) {
+    if (t.steps > 0 && t.epochs > 0)
+      fail(where, line("training.epochs"), "training.epochs",
+           "set either training.steps or training.epochs, not both (steps = " +
+               std::to_string(t.steps) + ", epochs = " + std::to_string(t.epochs) + ")");
+    if (t.steps == 0 && t.epochs == 0)
+      fail(where, line("training.steps"), "training.steps",
+           "one of training.steps and training.epochs must be > 0");
+  } else {
+    for (const char* name : {"training.steps", "training.epochs"})
+      if (std::get<int64_t>(find_field(name)->read(cfg)) > 0)
+        fail(where, line(name), name,
+             "not used with [[phase]] tables: each phase says how long it runs (remove it or "
+             "set it to 0)");
+    const char* first = to_string(cfg.phases[0].strategy);
+    if (cfg.strategy.kind != cfg.phases[0].strategy)
+      fail(where, line("strategy.kind"), "strategy.kind",
+           "\"" + std::string(to_string(cfg.strategy.kind)) +
+               "\", but the plan starts with phase[0].strategy = \"" + first +
+               "\"; with [[phase]] tables the phases name the strategies (remove strategy.kind)");
+    for (size_t i = 0; i < cfg.phases.size(); ++i) {
+      const auto& p = cfg.phases[i];
+      const std::string name = phase_name(i);
+      if (p.steps > 0 && p.epochs > 0)
+        fail(where, phase_line(i, "epochs"), name + ".epochs",
+             "set either steps or epochs, not both (steps = " + std::to_string(p.steps) +
+                 ", epochs = " + std::to_string(p.epochs) + ")");
+      if (p.steps == 0 && p.epochs == 0)
+        fail(where, phase_line(i, "steps"), name + ".steps", "one of steps and epochs must be > 0");
+      if (p.strategy == StrategyKind::centralized && cfg.phases.size() > 1)
+        fail(where, phase_line(i, "strategy"), name + ".strategy",
+             "\"centralized\" cannot be part of a plan of " + std::to_string(cfg.phases.size()) +
+                 " phases (it has no server session); run it alone");
+    }
+  }
+  // centralized runs alone: one phase (above), one client, no switch to a fallback.
+  if (plan_uses(cfg, StrategyKind::centralized)) {
+    if (cfg.scheduler.clients > 1)
+      fail(where, line("scheduler.clients"), "scheduler.clients",
+           std::to_string(cfg.scheduler.clients) +
+               " clients cannot run \"centralized\" (it has no server session); set "
+               "scheduler.clients = 1 or choose another strategy");
+    if (cfg.scheduler.budget_bytes > 0)
+      fail(where, line("scheduler.budget_bytes"), "scheduler.budget_bytes",
+           "a budget cannot switch away from \"centralized\" (it has no server session); set "
+           "scheduler.budget_bytes = 0 or choose another strategy");
+  }
   if (cfg.data.kind == "jsonl" && cfg.data.path.empty())
     fail(where, line("data.kind"), "data.path", "required when data.kind = \"jsonl\"");
 }
@@ -164,8 +251,8 @@ void validate(const RunConfig& cfg, const std::string& where, const Lines& lines
 // Relative paths the file set resolve against its directory; see load_run_config.
 void resolve_paths(RunConfig& cfg, const std::string& base_dir, const Lines& lines) {
   if (base_dir.empty()) return;
-  for (const char* name :
-       {"model.path", "data.path", "data.valid_path", "data.wordnet_dir", "run.out"}) {
+  for (const char* name : {"model.path", "data.path", "data.valid_path", "data.wordnet_dir",
+                           "emulator.distill_data", "emulator.work_dir", "run.out"}) {
     const Field& f = *find_field(name);
     const std::string p = std::get<std::string>(f.read(cfg));
     if (!lines.count(name) || p.empty() || fs::path(p).is_absolute()) continue;
@@ -185,20 +272,43 @@ const char* to_string(StrategyKind kind) {
       return "split";
     case StrategyKind::online:
       return "online";
+    case StrategyKind::gradfree:
+      return "gradfree";
+    case StrategyKind::offsite:
+      return "offsite";
+    case StrategyKind::offline:
+      return "offline";
   }
   return "?";
 }
 
 StrategyKind parse_strategy_kind(const std::string& name) {
-  for (auto kind : {StrategyKind::centralized, StrategyKind::split, StrategyKind::online})
+  for (auto kind : {StrategyKind::centralized, StrategyKind::split, StrategyKind::online,
+                    StrategyKind::gradfree, StrategyKind::offsite, StrategyKind::offline})
     if (name == to_string(kind)) return kind;
-  throw Error("strategy.kind: \"" + name +
-              "\" is not allowed (allowed: centralized, split, online)");
+  throw Error("strategy.kind: " + toml_literal(name) +
+              " is not allowed (allowed: " + strategy_kind_list() + ")");
+}
+
+std::vector<PhaseSection> run_plan(const RunConfig& cfg) {
+  if (!cfg.phases.empty()) return cfg.phases;
+  return {PhaseSection{cfg.strategy.kind, cfg.training.steps, cfg.training.epochs}};
+}
+
+bool plan_uses(const RunConfig& cfg, StrategyKind kind) {
+  if (cfg.scheduler.budget_bytes > 0 && cfg.scheduler.fallback == kind) return true;
+  if (cfg.phases.empty()) return cfg.strategy.kind == kind;
+  return std::any_of(cfg.phases.begin(), cfg.phases.end(),
+                     [&](const PhaseSection& p) { return p.strategy == kind; });
 }
 
 bool operator==(const RunConfig& a, const RunConfig& b) {
   for (const auto& f : fields())
     if (f.read(a) != f.read(b)) return false;
+  if (a.phases.size() != b.phases.size()) return false;
+  for (size_t i = 0; i < a.phases.size(); ++i)
+    for (const auto& f : phase_fields())
+      if (f.read_phase(a.phases[i]) != f.read_phase(b.phases[i])) return false;
   return true;
 }
 
@@ -219,12 +329,49 @@ RunConfig parse_run_config(const std::string& toml_text, const std::string& wher
   RunConfig cfg;
   cfg.source = where;
   Lines lines;
+  // One key's value as the field's type, checked; errors name `name`.
+  auto read_value = [&](const Field& f, const toml::node& node, const std::string& name, int line) {
+    const auto value = to_value(node, f.type);
+    if (!value) fail(where, line, name, wrong_type(f, describe(node)));
+    const std::string why = f.check(*value);
+    if (!why.empty()) fail(where, line, name, why);
+    lines[name] = line;
+    return *value;
+  };
   for (auto&& [section_key, section_node] : root) {
     const std::string section(section_key.str());
     const int section_line = static_cast<int>(section_key.source().begin.line);
+    if (section == "phase") {  // [[phase]] tables, or phase = [{...}, ...]
+      const auto* list = section_node.as_array();
+      if (!list)
+        fail(where, section_line, section,
+             "expected [[phase]] tables (an array of tables), got " + describe(section_node));
+      if (list->empty())
+        fail(where, section_line, section, "expected at least one [[phase]] table");
+      for (size_t i = 0; i < list->size(); ++i) {
+        const auto& item = *list->get(i);
+        const std::string phase = phase_name(i);
+        const int phase_line = static_cast<int>(item.source().begin.line);
+        if (!item.is_table())
+          fail(where, phase_line, phase, "expected a table, got " + describe(item));
+        lines[phase] = phase_line;
+        PhaseSection p;
+        for (auto&& [key, node] : *item.as_table()) {
+          const std::string name = phase + "." + std::string(key.str());
+          const int line = static_cast<int>(key.source().begin.line);
+          const Field* f = find_phase_field(std::string(key.str()));
+          if (!f) fail(where, line, name, unknown_phase_key(std::string(key.str())));
+          f->write_phase(p, read_value(*f, node, name, line));
+        }
+        cfg.phases.push_back(p);
+      }
+      continue;
+    }
     if (std::find(sections().begin(), sections().end(), section) == sections().end()) {
       if (section_node.is_table())
         fail(where, section_line, "[" + section + "]", unknown_key(section, ""));
+      if (section_node.is_array_of_tables())
+        fail(where, section_line, "[[" + section + "]]", unknown_key(section, ""));
       fail(where, section_line, section, unknown_key("", section));
     }
     if (!section_node.is_table())
@@ -235,16 +382,21 @@ RunConfig parse_run_config(const std::string& toml_text, const std::string& wher
       const int line = static_cast<int>(key.source().begin.line);
       const Field* f = find_field(name);
       if (!f) fail(where, line, name, unknown_key(section, std::string(key.str())));
-      const auto value = to_value(node, f->type);
-      if (!value) fail(where, line, name, wrong_type(*f, describe(node)));
-      const std::string why = f->check(*value);
-      if (!why.empty()) fail(where, line, name, why);
-      f->write(cfg, *value);
-      lines[name] = line;
+      f->write(cfg, read_value(*f, node, name, line));
     }
   }
-  // Defaults that depend on other keys: epochs replaces steps; keys of other kinds are neutral.
-  if (lines.count("training.epochs") && !lines.count("training.steps")) cfg.training.steps = 0;
+  // Defaults that depend on other keys: the phases say how long and start the plan; epochs
+  // replaces steps; keys that do not apply are neutral.
+  if (!cfg.phases.empty()) {
+    for (const char* name : {"training.steps", "training.epochs"})
+      if (lines.count(name) && std::get<int64_t>(find_field(name)->read(cfg)) > 0)
+        fail(where, lines[name], name,
+             "not used with [[phase]] tables: each phase says how long it runs (remove it)");
+    cfg.training.steps = cfg.training.epochs = 0;
+    if (!lines.count("strategy.kind")) cfg.strategy.kind = cfg.phases[0].strategy;
+  } else if (lines.count("training.epochs") && !lines.count("training.steps")) {
+    cfg.training.steps = 0;
+  }
   for (const auto& f : fields())
     if (!lines.count(f.name()) && !f.applies(cfg)) f.write(cfg, f.neutral);
   resolve_paths(cfg, base_dir, lines);
@@ -271,11 +423,52 @@ void apply_override(RunConfig& cfg, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos) fail(where, 0, "", "expected section.key=value");
   const std::string name = trim(assignment.substr(0, eq)), text = trim(assignment.substr(eq + 1));
-  const Field* f = find_field(name);
-  if (!f) {
-    const auto dot = name.find('.');
-    if (dot == std::string::npos) fail(where, 0, name, unknown_key("", name));
-    fail(where, 0, name, unknown_key(name.substr(0, dot), name.substr(dot + 1)));
+
+  // phase.<i>.<key> changes one phase of the plan.
+  std::optional<size_t> phase;
+  const Field* f = nullptr;
+  if (name.rfind("phase.", 0) == 0) {
+    const auto dot = name.find('.', 6);
+    const std::string index = name.substr(6, dot == std::string::npos ? dot : dot - 6);
+    const bool numeric =
+        !index.empty() && index.size() < 10 &&
+        std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (dot == std::string::npos || !numeric)
+      fail(where, 0, name,
+           "expected phase.<index>.<key>, the index counting from 0, e.g. phase.0.steps=30 "
+           "(keys of [[phase]]: " +
+               phase_keys() + ")");
+    phase = std::stoul(index);
+    const std::string key = name.substr(dot + 1);
+    const size_t n = cfg.phases.size();
+    if (n == 0)
+      fail(where, 0, name,
+           "the configuration has no [[phase]] tables; add them to the file (overrides change "
+           "existing phases)");
+    if (*phase >= n)
+      fail(where, 0, name,
+           n == 1 ? std::string("there is 1 phase (phase.0)")
+                  : "there are " + std::to_string(n) + " phases (phase.0 to phase." +
+                        std::to_string(n - 1) + ")");
+    f = find_phase_field(key);
+    if (!f) fail(where, 0, name, unknown_phase_key(key));
+  } else {
+    f = find_field(name);
+    if (!f) {
+      const auto dot = name.find('.');
+      if (dot == std::string::npos) fail(where, 0, name, unknown_key("", name));
+      fail(where, 0, name, unknown_key(name.substr(0, dot), name.substr(dot + 1)));
+    }
+    if (!cfg.phases.empty() && name == "strategy.kind")
+      fail(where, 0, name,
+           "the [[phase]] tables name the strategies of this plan; change a phase instead, e.g. "
+           "phase.0.strategy=" +
+               text);
+    if (!cfg.phases.empty() && (name == "training.steps" || name == "training.epochs"))
+      fail(where, 0, name,
+           "the [[phase]] tables say how long each phase runs; change a phase instead, e.g. "
+           "phase.0." +
+               name.substr(9) + "=" + text);
   }
   if (text.find_first_of("\r\n") != std::string::npos) fail(where, 0, name, "value spans lines");
 
@@ -303,13 +496,23 @@ void apply_override(RunConfig& cfg, const std::string& assignment) {
   }
   const std::string why = f->check(*value);
   if (!why.empty()) fail(where, 0, name, why);
-  f->write(cfg, *value);
 
   // Keep the rules between keys satisfiable one override at a time.
-  if (name == "training.steps" && cfg.training.steps > 0) cfg.training.epochs = 0;
-  if (name == "training.epochs" && cfg.training.epochs > 0) cfg.training.steps = 0;
+  std::string changed = name;  // the name the fields' conditions know it by
+  if (phase) {
+    auto& p = cfg.phases[*phase];
+    f->write_phase(p, *value);
+    if (f->key == "steps" && p.steps > 0) p.epochs = 0;
+    if (f->key == "epochs" && p.epochs > 0) p.steps = 0;
+    if (f->key == "strategy" && *phase == 0) cfg.strategy.kind = p.strategy;
+    changed = "phase[]." + f->key;
+  } else {
+    f->write(cfg, *value);
+    if (name == "training.steps" && cfg.training.steps > 0) cfg.training.epochs = 0;
+    if (name == "training.epochs" && cfg.training.epochs > 0) cfg.training.steps = 0;
+  }
   for (const auto& g : fields())
-    if (g.when_key == name && !g.applies(cfg)) g.write(cfg, g.neutral);
+    if (has(g.when.keys, changed) && !g.applies(cfg)) g.write(cfg, g.neutral);
 }
 
 void apply_overrides(RunConfig& cfg, const std::vector<std::string>& assignments) {
@@ -327,25 +530,45 @@ std::string to_toml(const RunConfig& cfg) {
       source.begin(), source.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
   std::string out = "# gtune run configuration: the effective settings (source: " + source +
                     ").\n# Every key is listed; config/README.md documents them.\n";
+  auto write_phases = [&] {
+    for (const auto& p : cfg.phases) {
+      out += "\n[[phase]]\n";
+      for (const auto& f : phase_fields())
+        out += f.key + " = " + toml_literal(f.read_phase(p)) + "\n";
+    }
+  };
   std::string section;
   for (const auto& f : fields()) {
-    if (f.section != section) out += "\n[" + (section = f.section) + "]\n";
+    if (f.section != section) {
+      if (section == phases_after()) write_phases();
+      out += "\n[" + (section = f.section) + "]\n";
+    }
     out += f.key + " = " + toml_literal(f.read(cfg)) + "\n";
   }
+  if (section == phases_after()) write_phases();
   return out;
 }
 
 std::vector<ConfigKey> run_config_keys() {
   const RunConfig defaults;
+  const PhaseSection default_phase;
   std::vector<ConfigKey> keys;
+  auto add_phase_keys = [&] {
+    for (const auto& f : phase_fields())
+      keys.push_back({"phase[]." + f.key, type_name(f.type),
+                      toml_literal(f.read_phase(default_phase)), f.allowed_text(), f.doc});
+  };
+  std::string section;
   for (const auto& f : fields()) {
+    if (f.section != section && section == phases_after()) add_phase_keys();
+    section = f.section;
     std::string doc = f.doc;
-    if (!f.when_key.empty())
-      doc += "; only used when " + f.when_key + " = \"" + f.when_value + "\", otherwise " +
-             toml_literal(f.neutral);
+    if (f.conditional())
+      doc += "; only used when " + f.when.text + ", otherwise " + toml_literal(f.neutral);
     keys.push_back(
         {f.name(), type_name(f.type), toml_literal(f.read(defaults)), f.allowed_text(), doc});
   }
+  if (section == phases_after()) add_phase_keys();
   return keys;
 }
 

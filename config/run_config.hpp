@@ -8,7 +8,7 @@
 
 namespace gt {
 
-enum class StrategyKind { centralized, split, online };
+enum class StrategyKind { centralized, split, online, gradfree, offsite, offline };
 
 struct ModelSection {
   std::string path = "models/pretrained/opt-mini-gcide";  // HuggingFace checkpoint directory
@@ -28,6 +28,43 @@ struct StrategySection {
   std::string quantize_a1 = "int8", quantize_a2 = "none", quantize_g2 = "none",
               quantize_g1 = "none";
   double dcor_lambda = 0.1;  // weight of the distance-correlation penalty, >= 0
+  double noise_std = 0.0;    // Gaussian noise added to every a1 sent (online, gradfree), >= 0
+};
+
+struct GradfreeSection {
+  bool cache_a2 = true;  // keep each sample's a2: from the second epoch on nothing is sent
+};
+
+// How the model owner builds an emulator for one offline design.
+struct EmulatorDesign {
+  int64_t keep_every = 2;           // uniform layer drop: keep backbone blocks 0, k, 2k, ...
+  int64_t distill_steps = 0;        // distillation steps on public text; 0 = none
+  std::string weights = "float32";  // float32 | int8: the emulator's weights as shipped
+  std::string upload = "full";      // full (fp32 values) | int8 | int4 (quantized deltas)
+};
+
+// Settings both offline designs share.
+struct EmulatorSection {
+  std::string distill_data;  // public text for distillation: JSONL file; "" = WordNet glosses
+  double distill_lr = 1e-4;
+  int64_t distill_batch = 8;
+  int64_t chunk_bytes = 1 << 20;  // transfer chunk size
+  std::string work_dir;           // where the builder writes emulators and clients keep downloads;
+                         // "" = <run.out>/transfers, or a temporary directory without run.out
+};
+
+// One phase of a plan: [[phase]] tables, run in order.
+struct PhaseSection {
+  StrategyKind strategy = StrategyKind::online;
+  int64_t steps = 0, epochs = 0;  // exactly one > 0
+};
+
+struct SchedulerSection {
+  int64_t clients = 1;       // simulated clients, each with its own data shard and session
+  bool fedavg = false;       // average the clients' adapters after every phase
+  int64_t budget_bytes = 0;  // training bytes (all clients) before switching to fallback; 0 = none
+  StrategyKind fallback = StrategyKind::gradfree;  // strategy the budget policy switches to
+  std::string control = "127.0.0.1:9470";          // HTTP control API (gtune ctl); "" = off
 };
 
 struct OptimizerSection {
@@ -63,6 +100,12 @@ struct RunSection {
 struct RunConfig {
   ModelSection model;
   StrategySection strategy;
+  GradfreeSection gradfree;
+  EmulatorDesign offsite;                        // Offsite-Tuning as published
+  EmulatorDesign offline{3, 0, "int8", "int8"};  // ours: a poorer, smaller emulator
+  EmulatorSection emulator;
+  SchedulerSection scheduler;
+  std::vector<PhaseSection> phases;  // [[phase]]; empty = one phase of strategy.kind
   OptimizerSection optimizer;
   TrainingSection training;
   DataSection data;
@@ -95,6 +138,8 @@ RunConfig parse_run_config(const std::string& toml_text, const std::string& wher
 // neutral. Paths are taken as written. Rules between keys (steps vs epochs, jsonl needs
 // data.path, ...) are left to validate_run_config, so that e.g. "data.kind=jsonl" and
 // "data.path=x.jsonl" work in either order. A failed override leaves cfg unchanged.
+// "phase.<i>.strategy|steps|epochs=value" (i from 0) changes a phase of the file's plan; with
+// phases, strategy.kind, training.steps and training.epochs are errors (change a phase instead).
 void apply_override(RunConfig& cfg, const std::string& assignment);
 // Every override in order, then validate_run_config.
 void apply_overrides(RunConfig& cfg, const std::vector<std::string>& assignments);
@@ -107,12 +152,17 @@ void validate_run_config(const RunConfig& cfg, const std::string& where);
 std::string to_toml(const RunConfig& cfg);
 
 const char* to_string(StrategyKind kind);
+// The plan a run executes: the [[phase]] list, or one phase of strategy.kind with
+// training.steps / training.epochs when there is none.
+std::vector<PhaseSection> run_plan(const RunConfig& cfg);
+// Whether any phase of the plan, or the budget policy's fallback, uses `kind`.
+bool plan_uses(const RunConfig& cfg, StrategyKind kind);
 StrategyKind parse_strategy_kind(const std::string& name);  // throws gt::Error
 
 // One key of the schema, for help texts and the README: every key, in file order.
 struct ConfigKey {
   std::string name;           // "training.steps"
-  std::string type;           // string | integer | float | string array
+  std::string type;           // string | integer | float | string array | boolean
   std::string default_value;  // as TOML
   std::string allowed;        // "none, int8, int4", "> 0", ... ("" = any)
   std::string doc;

@@ -44,6 +44,8 @@ struct Reader {
       throw ProtocolError("declared length " + std::to_string(n) + " exceeds the message");
     return n;
   }
+  // A count of entries, each at least min_entry_bytes on the wire.
+  uint64_t count(uint64_t /*unused*/, size_t min_entry_bytes) { return length(min_entry_bytes); }
   template <class T>
   void vec(std::vector<T>& v) {
     v.resize(length(sizeof(T)));
@@ -60,6 +62,10 @@ struct Writer {
   template <class T>
   void scalar(const T& x) {
     ar(x);
+  }
+  uint64_t count(uint64_t n, size_t /*unused*/) {
+    ar(n);
+    return n;
   }
   template <class T>
   void vec(const std::vector<T>& v) {
@@ -141,6 +147,52 @@ void body(IO& io, DataUpload& m) {
   tensor_fields(io, m.labels);
 }
 
+template <class IO>
+void body(IO& io, AdapterUpload& m) {
+  io.scalar(m.delta);
+  // An entry is at least a name length, dtype, scheme and four vector lengths.
+  m.tensors.resize(io.count(m.tensors.size(), 8 + 2 + 4 * 8));
+  for (auto& t : m.tensors) {
+    io.str(t.name);
+    tensor_fields(io, t.value);
+  }
+}
+template <class IO>
+void body(IO& io, AdapterAck& m) {
+  io.scalar(m.tensors);
+  io.scalar(m.parameters);
+}
+template <class IO>
+void body(IO& io, EmulatorRequest& m) {
+  io.str(m.strategy);
+  io.str(m.model_type);
+  io.scalar(m.num_layers);
+  io.scalar(m.hidden_size);
+  io.scalar(m.n_in);
+  io.scalar(m.n_out);
+}
+template <class IO>
+void body(IO& io, TransferOffer& m) {
+  io.str(m.transfer_id);
+  io.scalar(m.total_bytes);
+  io.scalar(m.chunk_bytes);
+  io.str(m.sha256);
+  io.str(m.description);
+}
+template <class IO>
+void body(IO& io, ChunkRequest& m) {
+  io.str(m.transfer_id);
+  io.scalar(m.offset);
+  io.scalar(m.length);
+}
+template <class IO>
+void body(IO& io, ChunkReply& m) {
+  io.str(m.transfer_id);
+  io.scalar(m.offset);
+  io.scalar(m.checksum);
+  io.vec(m.data);
+}
+
 // A 4-byte tag before every message: a message of the wrong kind, or garbage, fails fast.
 template <class T>
 uint32_t tag() {
@@ -208,6 +260,12 @@ GT_CODEC_INSTANTIATE(BackwardRequest)
 GT_CODEC_INSTANTIATE(BackwardReply)
 GT_CODEC_INSTANTIATE(SessionBye)
 GT_CODEC_INSTANTIATE(DataUpload)
+GT_CODEC_INSTANTIATE(AdapterUpload)
+GT_CODEC_INSTANTIATE(AdapterAck)
+GT_CODEC_INSTANTIATE(EmulatorRequest)
+GT_CODEC_INSTANTIATE(TransferOffer)
+GT_CODEC_INSTANTIATE(ChunkRequest)
+GT_CODEC_INSTANTIATE(ChunkReply)
 #undef GT_CODEC_INSTANTIATE
 
 void WireStats::add(const std::string& link, const std::string& direction, const std::string& kind,

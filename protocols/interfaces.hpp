@@ -7,6 +7,7 @@
 
 #include "protocols/codec.hpp"
 #include "protocols/messages.hpp"
+#include "protocols/scheduling.hpp"
 
 // One CAF type-ID block for everything GuardedTuning sends.
 CAF_BEGIN_TYPE_ID_BLOCK(gtune, caf::first_custom_type_id)
@@ -17,7 +18,21 @@ CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ForwardReply>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::BackwardRequest>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::BackwardReply>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::SessionBye>))
-CAF_ADD_ATOM(gtune, gt, train_atom, "train")
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::AdapterUpload>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::AdapterAck>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::EmulatorRequest>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::TransferOffer>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ChunkRequest>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ChunkReply>))
+CAF_ADD_TYPE_ID(gtune, (gt::PhaseOrder))
+CAF_ADD_TYPE_ID(gtune, (gt::StepReport))
+CAF_ADD_ATOM(gtune, gt, run_atom, "run")
+CAF_ADD_ATOM(gtune, gt, finish_atom, "finish")
+CAF_ADD_ATOM(gtune, gt, status_atom, "status")
+CAF_ADD_ATOM(gtune, gt, switch_atom, "switch")
+CAF_ADD_ATOM(gtune, gt, pause_atom, "pause")
+CAF_ADD_ATOM(gtune, gt, resume_atom, "resume")
+CAF_ADD_ATOM(gtune, gt, adapters_atom, "adapters")
 CAF_END_TYPE_ID_BLOCK(gtune)
 
 namespace gt {
@@ -28,16 +43,54 @@ typename Inspector::result_type inspect(Inspector& f, Encoded<T>& x) {
   return f(caf::meta::type_name(message_kind<T>()), x.bytes);
 }
 
-// The server (model owner): serves forward and backward passes per client session.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PhaseOrder& x) {
+  return f(caf::meta::type_name("phase_order"), x.index, x.strategy, x.steps);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StepReport& x) {
+  return f(caf::meta::type_name("step_report"), x.client, x.strategy, x.phase, x.step, x.loss,
+           x.bytes_up, x.bytes_down);
+}
+
+// The server (model owner): serves forward and backward passes per client
+// session, and plugs adapters tuned offline into the full model. A hello that
+// names an open session of the same client updates that session's terms.
 using server_actor =
     caf::typed_actor<caf::replies_to<Encoded<SessionHello>>::with<Encoded<SessionAccept>>,
                      caf::replies_to<Encoded<ForwardRequest>>::with<Encoded<ForwardReply>>,
                      caf::replies_to<Encoded<BackwardRequest>>::with<Encoded<BackwardReply>>,
+                     caf::replies_to<Encoded<AdapterUpload>>::with<Encoded<AdapterAck>>,
                      caf::reacts_to<Encoded<SessionBye>>>;
 
-// The client (data owner): on `train`, runs its whole plan against its server
-// and replies with the run's results as JSON. Only local parties talk to it.
-using client_actor = caf::typed_actor<caf::replies_to<train_atom>::with<std::string>>;
+// The emulator builder (model owner): builds an emulator of the backbone for
+// an offline strategy and ships it in checksummed chunks a client can resume.
+using emulator_builder_actor =
+    caf::typed_actor<caf::replies_to<Encoded<EmulatorRequest>>::with<Encoded<TransferOffer>>,
+                     caf::replies_to<Encoded<ChunkRequest>>::with<Encoded<ChunkReply>>>;
+
+// The client (data owner), driven by its scheduler: runs a phase and replies
+// with the phase's results as JSON; `finish` ends the session and replies with
+// the whole run's JSON. `adapters` reads or (with a value) replaces its
+// adapters (FedAvg). Only its scheduler talks to it.
+using client_actor =
+    caf::typed_actor<caf::replies_to<PhaseOrder>::with<std::string>,
+                     caf::replies_to<finish_atom>::with<std::string>,
+                     caf::replies_to<adapters_atom>::with<Encoded<AdapterUpload>>,
+                     caf::replies_to<adapters_atom, Encoded<AdapterUpload>>::with<bool>>;
+
+// The scheduler (operator): runs the plan over its clients and replies with
+// the run's results; serves status (JSON) and switch/pause/resume (replies ""
+// when accepted, else the reason). Every client reports each step and waits
+// for the reply, its directive: "" (go on) or "switch:<strategy>"; a paused
+// client's reply waits for resume. So operator commands and policies act at
+// step boundaries, deterministically.
+using scheduler_actor = caf::typed_actor<
+    caf::replies_to<run_atom>::with<std::string>, caf::replies_to<status_atom>::with<std::string>,
+    caf::replies_to<switch_atom, std::string>::with<std::string>,
+    caf::replies_to<pause_atom>::with<std::string>, caf::replies_to<resume_atom>::with<std::string>,
+    caf::replies_to<StepReport>::with<std::string>>;
 
 // Errors a party sends back instead of a reply.
 enum class wire_errc : uint8_t {

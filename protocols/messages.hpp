@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "protocols/wire_tensor.hpp"
 
@@ -74,6 +75,59 @@ struct DataUpload {
   WireTensor input_ids, attention_mask, labels;  // (B, T) int64 each
 };
 
+// A named tensor, e.g. one adapter parameter under its HuggingFace name.
+struct NamedTensor {
+  std::string name;
+  WireTensor value;
+};
+
+// client -> server, when an `offsite`/`offline` phase ends: the adapters tuned
+// around the emulator, to plug into the full model. Also what FedAvg averages.
+struct AdapterUpload {
+  Header header;
+  bool delta = false;  // values are (tuned - pretrained) of the server's own adapters
+  std::vector<NamedTensor> tensors;
+};
+
+// server -> client: the adapters are plugged into the full model.
+struct AdapterAck {
+  Header header;
+  int64_t tensors = 0, parameters = 0;
+};
+
+// client -> emulator builder: an emulator of the backbone for this strategy and cut.
+struct EmulatorRequest {
+  Header header;
+  std::string strategy;    // "offsite" | "offline": the builder's settings for each
+  std::string model_type;  // must match the builder's model
+  int64_t num_layers = 0, hidden_size = 0, n_in = 0, n_out = 0;
+};
+
+// builder -> client: a file ready to be fetched in chunks.
+struct TransferOffer {
+  Header header;
+  std::string transfer_id;  // names the file on both sides; the same content has the same id
+  int64_t total_bytes = 0, chunk_bytes = 0;
+  std::string sha256;       // hex digest of the whole file
+  std::string description;  // human-readable: kept layers, weight format
+};
+
+// client -> builder: bytes [offset, offset + length) of a transfer.
+struct ChunkRequest {
+  Header header;
+  std::string transfer_id;
+  int64_t offset = 0, length = 0;
+};
+
+// builder -> client: one chunk and its checksum.
+struct ChunkReply {
+  Header header;
+  std::string transfer_id;
+  int64_t offset = 0;
+  uint64_t checksum = 0;  // stable_hash of data
+  std::vector<uint8_t> data;
+};
+
 // Names used in byte accounting ("kind" label) and in errors.
 template <class T>
 constexpr const char* message_kind();
@@ -108,6 +162,30 @@ constexpr const char* message_kind<SessionBye>() {
 template <>
 constexpr const char* message_kind<DataUpload>() {
   return "raw_data_up";
+}
+template <>
+constexpr const char* message_kind<AdapterUpload>() {
+  return "adapters_up";
+}
+template <>
+constexpr const char* message_kind<AdapterAck>() {
+  return "adapters_ack";
+}
+template <>
+constexpr const char* message_kind<EmulatorRequest>() {
+  return "emulator_request";
+}
+template <>
+constexpr const char* message_kind<TransferOffer>() {
+  return "transfer_offer";
+}
+template <>
+constexpr const char* message_kind<ChunkRequest>() {
+  return "chunk_request";
+}
+template <>
+constexpr const char* message_kind<ChunkReply>() {
+  return "chunk_down";
 }
 
 }  // namespace gt

@@ -28,9 +28,9 @@ StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
             static_cast<int64_t>(encode(upload).bytes.size()));
 
   auto loss = causal_lm_loss(logits(batch), batch.labels);
-  optimizer_->zero_grad();
+  clear_gradients(*optimizer_);
   loss.backward();
-  if (grad_clip_ > 0) clip_adapter_gradients(*optimizer_, grad_clip_);
+  if (grad_clip_ > 0) clip_gradients(*optimizer_, grad_clip_);
   optimizer_->step();
   ++step_;
   StepOutcome out;

@@ -8,7 +8,7 @@
 #include "data/batch_source.hpp"
 #include "models/segments.hpp"
 #include "protocols/codec.hpp"
-#include "strategies/split_client.hpp"
+#include "strategies/client_strategy.hpp"
 
 namespace gt {
 

@@ -1,8 +1,6 @@
 // See run_log.hpp.
 #include "strategies/run_log.hpp"
 
-#include <nlohmann/json.hpp>
-
 namespace gt {
 namespace {
 
@@ -16,14 +14,47 @@ nlohmann::json bytes_json(const std::map<WireStats::Key, int64_t>& bytes) {
   return out;
 }
 
+std::map<WireStats::Key, int64_t> cumulative(const WireStats& stats) {
+  std::map<WireStats::Key, int64_t> out;
+  for (const auto& [key, c] : stats.snapshot()) out[key] = c.bytes;
+  return out;
+}
+
 }  // namespace
+
+bool is_step_kind(const std::string& kind) {
+  return kind == "activations_up" || kind == "activations_down" || kind == "gradients_up" ||
+         kind == "gradients_down" || kind == "raw_data_up";
+}
+
+void RunLog::begin_phase(int64_t index, const std::string& strategy, const WireStats& stats) {
+  PhaseRecord p;
+  p.index = index;
+  p.strategy = strategy;
+  p.strategies = {strategy};
+  p.first_step = steps_.empty() ? 1 : steps_.back().step + 1;
+  phases_.push_back(p);
+  phase_start_ = cumulative(stats);
+}
+
+void RunLog::note_strategy(const std::string& strategy) {
+  if (!phases_.empty() && phases_.back().strategies.back() != strategy)
+    phases_.back().strategies.push_back(strategy);
+}
+
+PhaseRecord& RunLog::end_phase(const WireStats& stats, double seconds) {
+  auto& p = phases_.back();
+  p.last_step = steps_.empty() ? 0 : steps_.back().step;
+  p.seconds = seconds;
+  for (const auto& [key, n] : cumulative(stats))
+    if (n != phase_start_[key]) p.bytes[key] = n - phase_start_[key];
+  return p;
+}
 
 void RunLog::add_step(StepRecord record, const WireStats& stats) {
   for (const auto& [key, count] : stats.snapshot()) {
     const auto delta = count.bytes - seen_[key];
-    const auto& kind = std::get<2>(key);
-    const bool eval = kind.size() > 5 && kind.compare(kind.size() - 5, 5, ".eval") == 0;
-    if (delta != 0 && !eval) record.bytes[key] = delta;  // evaluation traffic is not a step's cost
+    if (delta != 0 && is_step_kind(std::get<2>(key))) record.bytes[key] = delta;
     seen_[key] = count.bytes;
   }
   steps_.push_back(std::move(record));
@@ -37,13 +68,12 @@ int64_t RunLog::step_bytes(const std::string& direction) const {
   return n;
 }
 
-std::string RunLog::to_json(const std::string& config_toml, const WireStats& stats,
-                            double wall_seconds) const {
+nlohmann::json RunLog::to_json(const WireStats& stats, double wall_seconds) const {
   nlohmann::json j;
-  j["config"] = config_toml;
   j["steps"] = nlohmann::json::array();
   for (const auto& s : steps_)
     j["steps"].push_back({{"step", s.step},
+                          {"strategy", s.strategy},
                           {"loss", s.loss},
                           {"dcor", s.dcor},
                           {"a1_quant_error", s.a1_quant_error},
@@ -53,6 +83,22 @@ std::string RunLog::to_json(const std::string& config_toml, const WireStats& sta
   for (const auto& e : evals_)
     j["evals"].push_back(
         {{"step", e.step}, {"loss", e.loss}, {"perplexity", e.perplexity}, {"tokens", e.tokens}});
+  j["phases"] = nlohmann::json::array();
+  for (const auto& p : phases_) {
+    int64_t up = 0, down = 0;
+    for (const auto& s : steps_)
+      if (s.step >= p.first_step && s.step <= p.last_step)
+        for (const auto& [key, b] : s.bytes) (std::get<1>(key) == "up" ? up : down) += b;
+    j["phases"].push_back({{"index", p.index},
+                           {"strategy", p.strategy},
+                           {"strategies", p.strategies},
+                           {"first_step", p.first_step},
+                           {"last_step", p.last_step},
+                           {"step_bytes_up", up},
+                           {"step_bytes_down", down},
+                           {"seconds", p.seconds},
+                           {"bytes", bytes_json(p.bytes)}});
+  }
   std::map<WireStats::Key, int64_t> all;
   nlohmann::json messages = nlohmann::json::array();
   for (const auto& [key, c] : stats.snapshot()) {
@@ -69,7 +115,7 @@ std::string RunLog::to_json(const std::string& config_toml, const WireStats& sta
                  {"all_bytes", bytes_json(all)},
                  {"messages", messages},
                  {"wall_seconds", wall_seconds}};
-  return j.dump(1);
+  return j;
 }
 
 }  // namespace gt

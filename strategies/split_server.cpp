@@ -2,7 +2,9 @@
 // client raises ProtocolError before any state changes.
 #include "strategies/split_server.hpp"
 
+#include "common/error.hpp"
 #include "protocols/codec.hpp"
+#include "strategies/client_strategy.hpp"
 
 namespace gt {
 namespace {
@@ -15,7 +17,7 @@ QuantScheme scheme_from_wire(uint8_t code, const char* field) {
 }  // namespace
 
 SplitServer::SplitServer(Segments seg, std::string name)
-    : seg_(std::move(seg)), name_(std::move(name)) {}
+    : seg_(std::move(seg)), pretrained_(snapshot_adapters(seg_)), name_(std::move(name)) {}
 
 SessionAccept SplitServer::open(const SessionHello& hello) {
   const auto& c = seg_.cfg;
@@ -34,10 +36,21 @@ SessionAccept SplitServer::open(const SessionHello& hello) {
   // Validate everything before creating the session.
   scheme_from_wire(hello.quant_a2, "quant_a2");
   scheme_from_wire(hello.quant_g1, "quant_g1");
-  const auto id = next_session_++;
+  uint64_t id = hello.header.session;
+  if (id != 0) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.client_name != hello.client_name)
+      throw ProtocolError("session " + std::to_string(id) + " is not an open session of client '" +
+                          hello.client_name + "'");
+    if (it->second.pending_step >= 0)
+      throw ProtocolError("session " + std::to_string(id) + " has a step in flight");
+  } else {
+    id = next_session_++;
+  }
   auto& s = sessions_[id];
   s.client_name = hello.client_name;
   s.strategy = hello.strategy;
+  s.backward = hello.backward;
   s.a2_scheme = scheme_from_wire(hello.quant_a2, "quant_a2");
   s.g1_scheme = scheme_from_wire(hello.quant_g1, "quant_g1");
   SessionAccept accept;
@@ -67,6 +80,9 @@ ForwardReply SplitServer::forward(const ForwardRequest& req) {
   auto a1 = from_wire(req.activations, "a1", {B, T, C}).to(seg_.dtype);
   if (!torch::isfinite(a1).all().item<bool>()) throw ProtocolError("a1: contains NaN or infinity");
   auto ctx = make_attention_context(seg_.cfg, mask, seg_.dtype);
+  if (req.keep_graph && !s.backward)
+    throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
+                        ") sends no gradients; a forward cannot keep a graph");
   ForwardReply reply;
   reply.header = req.header;
   if (req.keep_graph) {
@@ -85,6 +101,9 @@ ForwardReply SplitServer::forward(const ForwardRequest& req) {
 
 BackwardReply SplitServer::backward(const BackwardRequest& req) {
   auto& s = session(req.header);
+  if (!s.backward)
+    throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
+                        ") agreed to send no gradients");
   if (s.pending_step != req.header.step || !s.a2.defined())
     throw ProtocolError("gradient for step " + std::to_string(req.header.step) +
                         " without a pending forward of that step");
@@ -97,6 +116,33 @@ BackwardReply SplitServer::backward(const BackwardRequest& req) {
   s.a1 = s.a2 = torch::Tensor();
   s.pending_step = -1;
   return reply;
+}
+
+AdapterAck SplitServer::plug(const AdapterUpload& upload) {
+  auto& s = session(upload.header);
+  auto values = reconstruct_upload(upload, pretrained_, trainable_adapters(seg_));
+  AdapterAck ack;
+  ack.header = upload.header;
+  ack.tensors = static_cast<int64_t>(values.size());
+  for (auto& [name, v] : values) ack.parameters += v.numel();
+  plugged_[s.client_name] = std::move(values);
+  return ack;
+}
+
+NamedTensors SplitServer::plugged(const std::string& client_name) const {
+  auto it = plugged_.find(client_name);
+  return it == plugged_.end() ? NamedTensors{} : it->second;
+}
+
+std::pair<double, int64_t> SplitServer::evaluate_plugged(const std::string& client_name,
+                                                         const LmBatch& batch) {
+  auto it = plugged_.find(client_name);
+  if (it == plugged_.end()) throw Error("no adapters plugged for client '" + client_name + "'");
+  assign_adapters(trainable_adapters(seg_), it->second);
+  torch::NoGradGuard no_grad;
+  auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);
+  auto a1 = seg_.input->forward(batch.input_ids, batch.attention_mask, ctx);
+  return summed_lm_loss(seg_.output->forward(seg_.backbone->forward(a1, ctx), ctx), batch.labels);
 }
 
 void SplitServer::close(uint64_t session) {

@@ -6,15 +6,18 @@
 #include <map>
 #include <string>
 
+#include "data/batch_source.hpp"
 #include "models/segments.hpp"
 #include "privacy/quantization.hpp"
 #include "protocols/messages.hpp"
+#include "strategies/adapter_upload.hpp"
 
 namespace gt {
 
 struct ServerSession {
   std::string client_name, strategy;
   QuantScheme a2_scheme = QuantScheme::none, g1_scheme = QuantScheme::none;  // what it sends back
+  bool backward = true;  // false (gradfree, offline): no graph is kept, no gradient accepted
   int64_t last_step = -1;
   // Between a training forward and its backward:
   torch::Tensor a1, a2;  // a1 is a leaf requiring grad; a2 its image through the backbone
@@ -23,21 +26,33 @@ struct ServerSession {
 
 class SplitServer {
  public:
+  // `seg`: the full model; its adapters have the clients' structure (LoRA or
+  // not) and trainable flags, and hold the pretrained values deltas refer to.
   SplitServer(Segments seg, std::string name);
 
-  // Checks the client's model matches ours; returns the new session. Throws ProtocolError.
+  // Checks the client's model matches ours; returns the new session, or, when
+  // the hello names an open session of the same client, updates its terms
+  // (a strategy switch). Throws ProtocolError.
   SessionAccept open(const SessionHello& hello);
   ForwardReply forward(const ForwardRequest& request);
   BackwardReply backward(const BackwardRequest& request);
+  // Plugs a client's tuned adapters into the full model (kept per client).
+  AdapterAck plug(const AdapterUpload& upload);
   void close(uint64_t session);
 
   size_t num_sessions() const { return sessions_.size(); }
   bool has_session(uint64_t session) const { return sessions_.count(session) != 0; }
+  // The adapters last plugged for a client (empty when none).
+  NamedTensors plugged(const std::string& client_name) const;
+  // Summed loss and counted tokens of the full model with a client's plugged adapters.
+  std::pair<double, int64_t> evaluate_plugged(const std::string& client_name, const LmBatch& batch);
 
  private:
   ServerSession& session(const Header& h);
 
   Segments seg_;
+  NamedTensors pretrained_;  // the adapters as loaded: what deltas are relative to
+  std::map<std::string, NamedTensors> plugged_;  // client name -> its plugged adapters
   std::string name_;
   uint64_t next_session_ = 1;
   std::map<uint64_t, ServerSession> sessions_;

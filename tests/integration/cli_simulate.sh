@@ -11,8 +11,9 @@ out=$("$gtune" simulate --config "$src/config/examples/online.toml" --set traini
   --set data.train_examples=300 --set data.valid_examples=32 --quiet --out "$tmp/run" 2>"$tmp/log") ||
   fail "simulate exited $?: $(cat "$tmp/log")"
 echo "$out"
-before=$(echo "$out" | awk '/held-out loss before/ {print $4}')
-after=$(echo "$out" | awk '/held-out loss after/ {print $4}')
+# "held-out loss   5.60 -> 4.20 (perplexity ...)"
+before=$(echo "$out" | awk '/^held-out loss/ {print $3}')
+after=$(echo "$out" | awk '/^held-out loss/ {print $5}')
 [ -n "$before" ] && [ -n "$after" ] || fail "no before/after loss"
 awk -v b="$before" -v a="$after" 'BEGIN {exit !(a < b)}' || fail "held-out loss did not fall: $before -> $after"
 [ -s "$tmp/run/results.json" ] || fail "no results.json"

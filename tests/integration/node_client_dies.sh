@@ -87,6 +87,7 @@ code=$?
 python3 - "$tmp/run2/results.json" <<'EOF' || fail "second client's results.json (above)"
 import json, sys
 r = json.load(open(sys.argv[1]))
+r = r["clients"][0]
 assert len(r["steps"]) == 3, f"{len(r['steps'])} step records, want 3"
 assert r["totals"]["step_bytes_up"] > 0, "no bytes up"
 EOF

@@ -12,7 +12,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 steps=6
 small=(--config "$cfg" --set "training.steps=$steps" --set data.train_examples=200
-  --set data.valid_examples=16 --set training.seed=3 --quiet)
+  --set data.valid_examples=16 --set training.seed=3 --set scheduler.control= --quiet)
 
 # run <name> <extra args...>: simulate into $tmp/<name>, stdout/stderr kept beside it.
 run() {
@@ -32,7 +32,7 @@ check_structure() {
   python3 - "$tmp/$1/results.json" "$steps" "${2:-split}" <<'EOF' || fail "$1: results.json structure (above)"
 import json, sys
 path, steps, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-r = json.load(open(path))
+r = json.load(open(path))["clients"][0]
 for key in ("steps", "evals", "totals"):
     assert key in r, f"no '{key}' in {path}"
 s = r["steps"]
@@ -53,7 +53,7 @@ EOF
 
 run inproc
 check_structure inproc
-grep -q "client and server actors in one process" "$tmp/inproc.out" ||
+grep -q "actors in one process" "$tmp/inproc.out" ||
   fail "in-process run did not say so: $(head -3 "$tmp/inproc.out")"
 
 run procs --processes
@@ -67,7 +67,7 @@ grep -q "connected to 127.0.0.1:" "$tmp/procs.err" ||
 # 2.0000001 vs 2.0000002 is a difference even where doubles would round.
 python3 - "$tmp/inproc/results.json" "$tmp/procs/results.json" <<'EOF' || fail "in-process and --processes runs differ (above)"
 import json, sys
-a, b = (json.load(open(p), parse_float=str, parse_int=str) for p in sys.argv[1:3])
+a, b = (json.load(open(p), parse_float=str, parse_int=str)["clients"][0] for p in sys.argv[1:3])
 bad = []
 if len(a["steps"]) != len(b["steps"]):
     bad.append(f"step records: {len(a['steps'])} vs {len(b['steps'])}")

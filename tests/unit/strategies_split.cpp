@@ -7,8 +7,10 @@
 #include "models/tokenizer.hpp"
 #include "protocols/codec.hpp"
 #include "strategies/centralized.hpp"
+#include "strategies/client_channel.hpp"
 #include "strategies/split_client.hpp"
 #include "strategies/split_server.hpp"
+#include "strategies/strategy_factory.hpp"
 #include "tests/doctest_torch.hpp"
 #include "tests/test_paths.hpp"
 
@@ -46,11 +48,19 @@ T wire(const T& m) {
   return gt::decode(gt::encode(m));
 }
 
-gt::StepOutcome split_step(gt::SplitClient& client, gt::SplitServer& server,
+gt::StepOutcome split_step(gt::ClientChannel& client, gt::SplitServer& server,
                            const gt::LmBatch& batch) {
-  auto fwd = server.forward(wire(client.start_step(batch)));
-  auto bwd = server.backward(wire(client.on_forward_reply(wire(fwd))));
-  return client.on_backward_reply(wire(bwd));
+  auto fwd = server.forward(wire(std::get<gt::ForwardRequest>(client.begin_step({batch, {}}))));
+  auto up = client.on_reply(wire(fwd));
+  auto bwd = server.backward(wire(std::get<gt::BackwardRequest>(up)));
+  return std::get<gt::StepOutcome>(client.on_reply(wire(bwd)));
+}
+
+// A channel over the party's adapters running `strategy` (split, online, ...).
+gt::ClientChannel channel(const Party& p, const std::string& strategy,
+                          const gt::StrategySettings& settings = {}) {
+  auto model = std::make_shared<gt::ClientModel>(gt::ClientModel{p.seg, p.optimizer, 0});
+  return gt::ClientChannel(model, gt::make_client_strategy(strategy, model, settings));
 }
 
 gt::LmBatch random_batch(int64_t vocab, int64_t step) {
@@ -70,8 +80,8 @@ TEST_CASE(
   auto split = make_client(dir, 1e-3);
   auto server = make_server(dir);
   gt::CentralizedTrainer trainer(central.seg, central.optimizer);
-  gt::SplitClient client(split.seg, split.optimizer, gt::SplitOptions{});
-  client.set_session(server.open(wire(client.hello("c", "split"))).header.session);
+  auto client = channel(split, "split");
+  client.set_session(server.open(wire(client.hello("c"))).header.session);
   gt::WireStats stats;
   for (int64_t step = 0; step < 6; ++step) {
     auto batch = random_batch(split.seg.cfg.vocab_size, step);
@@ -98,11 +108,11 @@ TEST_CASE("split: online int8 + dCor lowers the loss over 50 steps of the embedd
   const auto dir = gt::test::model_dir();
   auto party = make_client(dir, 3e-4);
   auto server = make_server(dir);
-  gt::SplitOptions options;
-  options.a1 = gt::QuantScheme::int8;
-  options.dcor_lambda = 0.1;
-  gt::SplitClient client(party.seg, party.optimizer, options);
-  client.set_session(server.open(wire(client.hello("c", "online"))).header.session);
+  gt::StrategySettings settings;
+  settings.online.a1 = gt::QuantScheme::int8;
+  settings.dcor_lambda = 0.1;
+  auto client = channel(party, "online", settings);
+  client.set_session(server.open(wire(client.hello("c"))).header.session);
   auto tokenizer = gt::Tokenizer::from_dir(dir);
   auto examples = gt::wordnet_instructions("/usr/share/wordnet", 0.05, 400, 0);
   gt::InstructionDataset data(examples.train, tokenizer, 48);

@@ -1,0 +1,327 @@
+// See scheduler.hpp.
+#include "actors/scheduler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "protocols/codec.hpp"
+#include "strategies/adapter_upload.hpp"
+
+namespace gt {
+namespace {
+
+using Self = scheduler_actor::stateful_pointer<SchedulerState>;
+using json = nlohmann::json;
+
+void fail_run(Self self, const std::string& what) {
+  auto& st = self->state;
+  spdlog::error("scheduler: {}", what);
+  st.state = "failed";
+  if (st.done.pending()) st.done.deliver(make_wire_error(wire_errc::internal, what));
+}
+
+// Calls `each` for every client's reply to `msg...`, then `all_done` once all replied.
+template <class Reply, class Each, class AllDone, class... Msg>
+void ask_all(Self self, const std::vector<client_actor>& to, Each each, AllDone all_done,
+             const Msg&... msg) {
+  auto left = std::make_shared<size_t>(to.size());
+  for (size_t i = 0; i < to.size(); ++i)
+    self->request(to[i], caf::infinite, msg...)
+        .then(
+            [self, i, left, each, all_done](Reply& reply) {
+              each(i, reply);
+              if (--*left == 0) all_done();
+            },
+            [self](caf::error& err) { fail_run(self, describe(err)); });
+}
+
+void run_phase(Self self, size_t index);
+
+void finish(Self self) {
+  auto& st = self->state;
+  auto jsons = std::make_shared<std::vector<json>>(st.clients.size());
+  ask_all<std::string>(
+      self, st.clients, [jsons](size_t i, std::string& s) { (*jsons)[i] = json::parse(s); },
+      [self, jsons] {
+        auto& st = self->state;
+        if (st.progress) st.progress->finish();
+        const double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - st.start).count();
+        st.state = "done";
+        st.done.deliver(combine_results(st.plan.config_toml, *jsons, st.switches, wall).dump(1));
+      },
+      finish_atom_v);
+}
+
+// FedAvg: every client's adapters, weighted by its samples, back to every client.
+void average_adapters(Self self, size_t next_phase) {
+  auto& st = self->state;
+  auto uploads = std::make_shared<std::vector<AdapterUpload>>(st.clients.size());
+  ask_all<Encoded<AdapterUpload>>(
+      self, st.clients,
+      [uploads](size_t i, Encoded<AdapterUpload>& enc) { (*uploads)[i] = decode(enc); },
+      [self, uploads, next_phase] {
+        auto& st = self->state;
+        try {
+          auto avg = encode(average_uploads(*uploads, st.plan.client_weights));
+          ask_all<bool>(
+              self, st.clients, [](size_t, bool) {},
+              [self, next_phase] {
+                spdlog::info("scheduler: adapters of {} clients averaged (FedAvg)",
+                             self->state.clients.size());
+                run_phase(self, next_phase);
+              },
+              adapters_atom_v, avg);
+        } catch (const std::exception& e) {
+          fail_run(self, std::string("FedAvg: ") + e.what());
+        }
+      },
+      adapters_atom_v);
+}
+
+void run_phase(Self self, size_t index) {
+  auto& st = self->state;
+  if (index == st.plan.phases.size()) return finish(self);
+  st.phase = index;
+  const auto& order = st.plan.phases[index];
+  st.current = order.strategy;
+  spdlog::info("scheduler: phase {} of {}: {} for {} steps on {} client(s)", index + 1,
+               st.plan.phases.size(), order.strategy, order.steps, st.clients.size());
+  ask_all<std::string>(
+      self, st.clients, [](size_t, std::string&) {},
+      [self, index] {
+        auto& st = self->state;
+        if (st.plan.fedavg && st.clients.size() > 1) return average_adapters(self, index + 1);
+        run_phase(self, index + 1);
+      },
+      order);
+}
+
+std::string directive(Self self, const std::string& client, int64_t step) {
+  auto& st = self->state;
+  auto it = st.pending.find(client);
+  if (it == st.pending.end()) return "";
+  auto to = it->second;
+  st.pending.erase(it);
+  for (auto& s : st.switches)
+    if (s["client"] == client && s["after_step"].is_null()) s["after_step"] = step;
+  return "switch:" + to;
+}
+
+void request_switch(Self self, const std::string& to, const std::string& by) {
+  auto& st = self->state;
+  st.current = to;
+  for (const auto& c : st.client_names) {
+    st.pending[c] = to;
+    st.switches.push_back({{"client", c}, {"to", to}, {"by", by}, {"after_step", nullptr}});
+  }
+  spdlog::info("scheduler: switching to {} at the next step boundary ({})", to, by);
+}
+
+void check_budget(Self self) {
+  auto& st = self->state;
+  if (st.plan.budget_bytes <= 0 || st.budget_spent) return;
+  int64_t total = 0;
+  for (const auto& [name, s] : st.status) total += s.last.bytes_up + s.last.bytes_down;
+  if (total < st.plan.budget_bytes) return;
+  st.budget_spent = true;
+  request_switch(self, st.plan.fallback,
+                 "budget: " + std::to_string(total) + " of " +
+                     std::to_string(st.plan.budget_bytes) + " bytes spent");
+}
+
+json status_json(Self self) {
+  auto& st = self->state;
+  json clients = json::array();
+  int64_t up = 0, down = 0;
+  for (const auto& name : st.client_names) {
+    const auto& s = st.status[name];
+    up += s.last.bytes_up;
+    down += s.last.bytes_down;
+    clients.push_back({{"name", name},
+                       {"step", s.last.step},
+                       {"strategy", s.last.strategy},
+                       {"loss", s.last.loss},
+                       {"bytes_up", s.last.bytes_up},
+                       {"bytes_down", s.last.bytes_down},
+                       {"paused", s.paused}});
+  }
+  json phases = json::array();
+  for (const auto& p : st.plan.phases)
+    phases.push_back({{"strategy", p.strategy}, {"steps", p.steps}});
+  return {{"state", st.paused && st.state == "running" ? "paused" : st.state},
+          {"phase", st.phase},
+          {"plan", phases},
+          {"strategy", st.current},
+          {"clients", clients},
+          {"bytes_up", up},
+          {"bytes_down", down},
+          {"budget_bytes", st.plan.budget_bytes},
+          {"switches", st.switches}};
+}
+
+}  // namespace
+
+scheduler_actor::behavior_type scheduler_behavior(Self self, SchedulerPlan plan,
+                                                  std::vector<client_actor> clients,
+                                                  std::vector<std::string> client_names) {
+  auto& st = self->state;
+  st.plan = std::move(plan);
+  st.clients = std::move(clients);
+  st.client_names = std::move(client_names);
+  for (const auto& n : st.client_names) st.status[n].last.client = n;
+  return {
+      [self](run_atom) -> caf::result<std::string> {
+        auto& st = self->state;
+        if (st.state != "idle") return make_wire_error(wire_errc::rejected, "already ran");
+        st.done = self->make_response_promise<std::string>();
+        st.state = "running";
+        st.start = std::chrono::steady_clock::now();
+        int64_t total = 0;
+        for (const auto& p : st.plan.phases) total += p.steps * int64_t(st.clients.size());
+        if (st.plan.show_progress) st.progress = std::make_unique<Progress>("plan", total);
+        run_phase(self, 0);
+        return st.done;
+      },
+      [self](status_atom) -> std::string { return status_json(self).dump(); },
+      [self](switch_atom, std::string& to) -> std::string {
+        auto& st = self->state;
+        if (st.state != "running") return "no plan is running (state: " + st.state + ")";
+        if (!st.plan.switchable.count(to)) {
+          std::string known;
+          for (const auto& s : st.plan.switchable) known += (known.empty() ? "" : ", ") + s;
+          return "this run cannot switch to '" + to + "' (it can: " + known + ")";
+        }
+        request_switch(self, to, "operator");
+        return "";
+      },
+      [self](pause_atom) -> std::string {
+        auto& st = self->state;
+        if (st.state != "running") return "no plan is running (state: " + st.state + ")";
+        if (st.paused) return "already paused";
+        st.paused = true;
+        spdlog::info("scheduler: pausing at the next step boundary");
+        return "";
+      },
+      [self](resume_atom) -> std::string {
+        auto& st = self->state;
+        if (!st.paused) return "not paused";
+        st.paused = false;
+        spdlog::info("scheduler: resuming");
+        for (auto& [name, s] : st.status)
+          if (s.paused) {
+            s.paused = false;
+            s.held.deliver(directive(self, name, s.last.step));
+          }
+        return "";
+      },
+      [self](StepReport& report) -> caf::result<std::string> {
+        auto& st = self->state;
+        auto& s = st.status[report.client];
+        s.last = report;
+        ++st.steps_reported;
+        if (st.progress) {
+          char line[160];
+          int64_t up = 0, down = 0;
+          for (const auto& [n, c] : st.status) up += c.last.bytes_up, down += c.last.bytes_down;
+          std::snprintf(line, sizeof line, "%s  loss %.3f  up %.1f MB  down %.1f MB",
+                        report.strategy.c_str(), report.loss, up / 1e6, down / 1e6);
+          st.progress->update(st.steps_reported, line);
+        }
+        check_budget(self);
+        if (st.paused) {
+          s.paused = true;
+          s.held = self->make_response_promise<std::string>();
+          return s.held;
+        }
+        return directive(self, report.client, report.step);
+      },
+  };
+}
+
+json combine_results(const std::string& config_toml, const std::vector<json>& clients,
+                     const std::vector<json>& switches, double wall_seconds) {
+  json out;
+  out["config"] = config_toml;
+  out["clients"] = clients;
+  out["switches"] = switches;
+  // Per phase, summed over clients; the held-out loss after it averaged.
+  json phases = json::array();
+  const size_t n_phases = clients.empty() ? 0 : clients[0]["phases"].size();
+  for (size_t p = 0; p < n_phases; ++p) {
+    json agg = {{"index", p},
+                {"strategy", clients[0]["phases"][p]["strategy"]},
+                {"strategies", json::array()},
+                {"steps", 0},
+                {"step_bytes_up", 0},
+                {"step_bytes_down", 0},
+                {"other_bytes", 0},
+                {"seconds", 0.0}};
+    double loss_sum = 0;
+    for (const auto& c : clients) {
+      const auto& cp = c["phases"][p];
+      for (const auto& s : cp["strategies"])
+        if (std::find(agg["strategies"].begin(), agg["strategies"].end(), s) ==
+            agg["strategies"].end())
+          agg["strategies"].push_back(s);
+      const int64_t steps = cp["last_step"].get<int64_t>() - cp["first_step"].get<int64_t>() + 1;
+      agg["steps"] = agg["steps"].get<int64_t>() + std::max<int64_t>(0, steps);
+      agg["step_bytes_up"] =
+          agg["step_bytes_up"].get<int64_t>() + cp["step_bytes_up"].get<int64_t>();
+      agg["step_bytes_down"] =
+          agg["step_bytes_down"].get<int64_t>() + cp["step_bytes_down"].get<int64_t>();
+      int64_t all = 0;
+      for (const auto& b : cp["bytes"]) all += b["bytes"].get<int64_t>();
+      agg["other_bytes"] = agg["other_bytes"].get<int64_t>() + all -
+                           cp["step_bytes_up"].get<int64_t>() -
+                           cp["step_bytes_down"].get<int64_t>();
+      agg["seconds"] = std::max(agg["seconds"].get<double>(), cp["seconds"].get<double>());
+      for (const auto& e : c["evals"])
+        if (e["step"] == cp["last_step"]) {
+          loss_sum += e["loss"].get<double>();
+          break;
+        }
+    }
+    agg["eval_loss"] = clients.empty() ? 0.0 : loss_sum / double(clients.size());
+    phases.push_back(agg);
+  }
+  out["phases"] = phases;
+  // Totals over clients.
+  int64_t steps = 0, up = 0, down = 0;
+  std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> all;
+  double before = 0, after = 0;
+  for (const auto& c : clients) {
+    const auto& t = c["totals"];
+    steps += t["steps"].get<int64_t>();
+    up += t["step_bytes_up"].get<int64_t>();
+    down += t["step_bytes_down"].get<int64_t>();
+    for (const auto& b : t["all_bytes"])
+      all[{b["link"], b["direction"], b["kind"]}].first += b["bytes"].get<int64_t>();
+    for (const auto& m : t["messages"])
+      all[{m["link"], m["direction"], m["kind"]}].second += m["messages"].get<int64_t>();
+    if (!c["evals"].empty()) {
+      before += c["evals"].front()["loss"].get<double>();
+      after += c["evals"].back()["loss"].get<double>();
+    }
+  }
+  json all_bytes = json::array(), messages = json::array();
+  for (const auto& [key, v] : all) {
+    auto [link, dir, kind] = key;
+    all_bytes.push_back({{"link", link}, {"direction", dir}, {"kind", kind}, {"bytes", v.first}});
+    messages.push_back(
+        {{"link", link}, {"direction", dir}, {"kind", kind}, {"messages", v.second}});
+  }
+  const double n = clients.empty() ? 1.0 : double(clients.size());
+  out["totals"] = {{"clients", clients.size()},
+                   {"steps", steps},
+                   {"step_bytes_up", up},
+                   {"step_bytes_down", down},
+                   {"bytes_per_step", steps ? (up + down) / steps : 0},
+                   {"eval_loss_before", before / n},
+                   {"eval_loss_after", after / n},
+                   {"all_bytes", all_bytes},
+                   {"messages", messages},
+                   {"wall_seconds", wall_seconds}};
+  return out;
+}
+
+}  // namespace gt

@@ -1,0 +1,37 @@
+// Running a plan: a scheduler and its clients against a server (and an
+// emulator builder) that are local actors or remote ones; the operator's
+// control API beside the scheduler; and the centralized baseline, which
+// needs no actors.
+#pragma once
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <string>
+#include <vector>
+
+#include "apps/parties.hpp"
+#include "protocols/interfaces.hpp"
+
+namespace gt::cli {
+
+struct PlanRun {
+  std::vector<ClientSide>* clients = nullptr;
+  server_actor server;
+  emulator_builder_actor builder;  // null when no strategy of the run needs one
+  std::string work_dir;            // emulator downloads
+  std::string control;             // HOST:PORT of the control API; "" = none
+  bool show_progress = true;
+};
+
+// Spawns the clients and the scheduler in `sys`, runs the plan, returns results.json.
+// Throws gt::Error when the run fails (e.g. the server rejects it or dies).
+std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const PlanRun& run);
+
+std::string run_centralized(const RunConfig& cfg, ClientSide& client, bool show_progress);
+
+// An actor-system configuration with every protocol type registered.
+struct ActorConfig : caf::actor_system_config {
+  ActorConfig();
+};
+
+}  // namespace gt::cli

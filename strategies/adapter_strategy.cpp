@@ -1,0 +1,38 @@
+// See adapter_strategy.hpp.
+#include "strategies/adapter_strategy.hpp"
+
+#include "models/decoder.hpp"
+
+namespace gt {
+
+ActivationsUp AdapterStrategy::eval_up(const LmBatch& batch) {
+  torch::NoGradGuard no_grad;
+  auto ctx = make_attention_context(seg().cfg, batch.attention_mask, seg().dtype);
+  ActivationsUp up;
+  up.a1 = seg().input->forward(batch.input_ids, batch.attention_mask, ctx);
+  up.attention_mask = batch.attention_mask;
+  up.keep_graph = false;
+  return up;
+}
+
+std::pair<double, int64_t> AdapterStrategy::eval_loss(const LmBatch& batch,
+                                                      const torch::Tensor& a2) {
+  torch::NoGradGuard no_grad;
+  auto ctx = make_attention_context(seg().cfg, batch.attention_mask, seg().dtype);
+  return summed_lm_loss(seg().output->forward(a2.to(seg().dtype), ctx), batch.labels);
+}
+
+double AdapterStrategy::train_output(const LmBatch& batch, const torch::Tensor& a2,
+                                     const AttentionContext& ctx) {
+  auto loss = causal_lm_loss(seg().output->forward(a2, ctx), batch.labels);
+  clear_gradients(*model_->optimizer);
+  loss.backward();
+  return loss.item<double>();
+}
+
+void AdapterStrategy::apply_step() {
+  if (model_->grad_clip > 0) clip_gradients(*model_->optimizer, model_->grad_clip);
+  model_->optimizer->step();
+}
+
+}  // namespace gt

@@ -1,0 +1,55 @@
+// Between a client strategy and the wire: turns the strategy's tensors into
+// protocol messages (with the session, step and quantization) and the
+// server's replies back into tensors, validating their shapes. The strategy
+// can be replaced between steps; the session, step count and model stay.
+#pragma once
+
+#include <memory>
+#include <variant>
+
+#include "protocols/messages.hpp"
+#include "strategies/client_strategy.hpp"
+
+namespace gt {
+
+// What the client does next: send a message to the server, or the step is done.
+using Outgoing = std::variant<ForwardRequest, BackwardRequest, StepOutcome>;
+
+class ClientChannel {
+ public:
+  ClientChannel(std::shared_ptr<ClientModel> model, std::unique_ptr<ClientStrategy> strategy);
+
+  // Opens a session, or (session already set) updates its terms for the current strategy.
+  SessionHello hello(const std::string& client_name) const;
+  Outgoing begin_step(const StepInput& in);
+  Outgoing on_reply(const ForwardReply& reply);
+  Outgoing on_reply(const BackwardReply& reply);
+  ForwardRequest eval_request(const LmBatch& batch);
+  std::pair<double, int64_t> eval_loss(const ForwardReply& reply);
+
+  // Only between steps (no step in flight).
+  void set_strategy(std::unique_ptr<ClientStrategy> strategy);
+  ClientStrategy& strategy() { return *strategy_; }
+  const ClientModel& model() const { return *model_; }
+  std::shared_ptr<ClientModel> shared_model() const { return model_; }
+
+  void set_session(uint64_t session) { session_ = session; }
+  uint64_t session() const { return session_; }
+  int64_t steps_done() const { return step_; }
+  bool step_in_flight() const { return in_flight_; }
+
+ private:
+  Header header() const { return Header{kProtocolVersion, session_, step_}; }
+  Outgoing send(ClientAction action);
+  torch::Tensor a2_of(const ForwardReply& reply) const;
+
+  std::shared_ptr<ClientModel> model_;
+  std::unique_ptr<ClientStrategy> strategy_;
+  uint64_t session_ = 0;
+  int64_t step_ = 0;
+  bool in_flight_ = false;
+  std::vector<int64_t> shape_;  // (B, T, C) of the request in flight
+  LmBatch eval_batch_;
+};
+
+}  // namespace gt

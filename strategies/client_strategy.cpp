@@ -1,0 +1,43 @@
+// See client_strategy.hpp.
+#include "strategies/client_strategy.hpp"
+
+#include "common/error.hpp"
+
+namespace gt {
+
+ClientAction ClientStrategy::on_activations(const torch::Tensor&) {
+  throw Error(name() + ": no activations expected now");
+}
+
+ClientAction ClientStrategy::on_gradients(const torch::Tensor&) {
+  throw Error(name() + ": no gradients expected now");
+}
+
+void clear_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+}
+
+void clip_gradients(torch::optim::Optimizer& optimizer, double max_norm) {
+  std::vector<torch::Tensor> params;
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params())
+      if (p.grad().defined()) params.push_back(p);
+  torch::nn::utils::clip_grad_norm_(params, max_norm);
+}
+
+std::pair<double, int64_t> summed_lm_loss(const torch::Tensor& logits,
+                                          const torch::Tensor& labels) {
+  const auto V = logits.size(-1);
+  auto next = labels.slice(1, 1).reshape({-1});
+  auto sum = torch::nn::functional::cross_entropy(
+      logits.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat), next,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+  return {sum.item<double>(), next.ne(-100).sum().item<int64_t>()};
+}
+
+int64_t predicted_tokens(const LmBatch& batch) {
+  return batch.labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+}
+
+}  // namespace gt

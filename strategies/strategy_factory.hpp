@@ -1,0 +1,40 @@
+// Builds a client strategy by name, with its wrappers: what `online`,
+// `gradfree`, `offsite` ... mean on the client, in one place.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "strategies/client_strategy.hpp"
+#include "strategies/wire_quantization.hpp"
+
+namespace gt {
+
+// How an offline design returns its adapters.
+struct UploadFormat {
+  bool delta = false;                      // (tuned - pretrained) instead of values
+  QuantScheme scheme = QuantScheme::none;  // of what is sent
+};
+
+struct StrategySettings {
+  WireSchemes online;      // online's wire quantization
+  double dcor_lambda = 0;  // online's NoPeek weight
+  double noise_std = 0;    // Gaussian noise on a1 (online, gradfree)
+  uint64_t seed = 0;       // of the noise
+  bool gradfree_cache = true;
+  std::map<std::string, UploadFormat> uploads{{"offsite", {}},
+                                              {"offline", {true, QuantScheme::int8}}};
+};
+
+// Client strategies this factory knows (centralized runs without a server and is not one).
+bool is_client_strategy(const std::string& name);
+// Whether the strategy trains against an emulator it must download first.
+bool needs_emulator(const std::string& name);
+// Throws gt::Error for an unknown name, or a missing emulator where one is needed.
+std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,
+                                                     std::shared_ptr<ClientModel> model,
+                                                     const StrategySettings& settings,
+                                                     Backbone emulator = nullptr);
+
+}  // namespace gt

@@ -1,0 +1,52 @@
+// See wire_quantization.hpp.
+#include "strategies/wire_quantization.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+namespace gt {
+
+WireQuantization::WireQuantization(std::unique_ptr<ClientStrategy> inner, WireSchemes schemes)
+    : StrategyWrapper(std::move(inner)), schemes_(schemes) {}
+
+SessionTerms WireQuantization::terms() const {
+  auto t = StrategyWrapper::terms();
+  t.a2 = schemes_.a2;
+  t.g1 = t.backward ? schemes_.g1 : QuantScheme::none;
+  return t;
+}
+
+ClientAction WireQuantization::up(ClientAction action) {
+  if (auto* a = std::get_if<ActivationsUp>(&action)) {
+    a->scheme = schemes_.a1;
+    a1_error_ = a->scheme == QuantScheme::none
+                    ? 0
+                    : (dequantize(quantize(a->a1, a->scheme)) - a->a1.to(torch::kFloat))
+                          .abs()
+                          .max()
+                          .item<double>();
+  } else if (auto* g = std::get_if<GradientsUp>(&action)) {
+    g->scheme = schemes_.g2;
+  } else if (auto* done = std::get_if<StepOutcome>(&action)) {
+    done->a1_quant_error = a1_error_;
+    a1_error_ = 0;
+  }
+  return action;
+}
+
+ActivationsUp WireQuantization::up_eval(ActivationsUp a) {
+  a.scheme = schemes_.a1;
+  return a;
+}
+
+GaussianNoise::GaussianNoise(std::unique_ptr<ClientStrategy> inner, double std, uint64_t seed)
+    : StrategyWrapper(std::move(inner)),
+      std_(std),
+      generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
+
+ClientAction GaussianNoise::up(ClientAction action) {
+  if (auto* a = std::get_if<ActivationsUp>(&action); a && std_ > 0)
+    a->a1 = a->a1 + torch::randn(a->a1.sizes(), generator_, a->a1.options()) * std_;
+  return action;
+}
+
+}  // namespace gt

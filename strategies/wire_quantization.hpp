@@ -1,0 +1,78 @@
+// Cross-cutting wire behaviour as wrappers around any client strategy (the
+// decorator pattern): quantization of what crosses the wire, and Gaussian
+// noise on a1. `online` = WireQuantization(SplitClient with dCor).
+#pragma once
+
+#include <memory>
+
+#include "strategies/client_strategy.hpp"
+
+namespace gt {
+
+// Forwards every call to an inner strategy (the base of the wrappers).
+class StrategyWrapper : public ClientStrategy {
+ public:
+  explicit StrategyWrapper(std::unique_ptr<ClientStrategy> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  SessionTerms terms() const override { return inner_->terms(); }
+  bool uploads_adapters() const override { return inner_->uploads_adapters(); }
+  ClientAction begin_step(const StepInput& in) override { return up(inner_->begin_step(in)); }
+  ClientAction on_activations(const torch::Tensor& a2) override {
+    return up(inner_->on_activations(a2));
+  }
+  ClientAction on_gradients(const torch::Tensor& g1) override {
+    return up(inner_->on_gradients(g1));
+  }
+  ActivationsUp eval_up(const LmBatch& batch) override { return up_eval(inner_->eval_up(batch)); }
+  std::pair<double, int64_t> eval_loss(const LmBatch& batch, const torch::Tensor& a2) override {
+    return inner_->eval_loss(batch, a2);
+  }
+  ClientStrategy& inner() { return *inner_; }
+
+ protected:
+  // Rewrites what goes up (or a finished step); identity by default.
+  virtual ClientAction up(ClientAction action) { return action; }
+  // Rewrites an evaluation's a1; like a training a1 by default.
+  virtual ActivationsUp up_eval(ActivationsUp a) {
+    return std::get<ActivationsUp>(up(std::move(a)));
+  }
+
+ private:
+  std::unique_ptr<ClientStrategy> inner_;
+};
+
+struct WireSchemes {
+  QuantScheme a1 = QuantScheme::none, a2 = QuantScheme::none;  // activations up / down
+  QuantScheme g2 = QuantScheme::none, g1 = QuantScheme::none;  // gradients up / down
+};
+
+// Per-token quantization of a1 and g2 (sent) and of a2 and g1 (asked of the
+// server); records the a1 quantization error in the step's outcome.
+class WireQuantization : public StrategyWrapper {
+ public:
+  WireQuantization(std::unique_ptr<ClientStrategy> inner, WireSchemes schemes);
+  SessionTerms terms() const override;
+
+ protected:
+  ClientAction up(ClientAction action) override;
+  ActivationsUp up_eval(ActivationsUp a) override;
+
+ private:
+  WireSchemes schemes_;
+  double a1_error_ = 0;  // of the training step in flight
+};
+
+// Adds N(0, std^2) noise to every a1 the client sends (seeded: runs repeat).
+class GaussianNoise : public StrategyWrapper {
+ public:
+  GaussianNoise(std::unique_ptr<ClientStrategy> inner, double std, uint64_t seed);
+
+ protected:
+  ClientAction up(ClientAction action) override;
+
+ private:
+  double std_;
+  torch::Generator generator_;
+};
+
+}  // namespace gt
