@@ -21,6 +21,7 @@
 #include "apps/run_report.hpp"
 #include "common/error.hpp"
 #include "models/emulator.hpp"
+#include "models/safetensors.hpp"
 
 namespace gt::cli {
 namespace {
@@ -95,27 +96,45 @@ nlohmann::json emulator_reports(const std::vector<EmulatorReport>& reports,
   return out;
 }
 
+// The adapters the server plugged for each client, as the model owner would keep them.
+void write_plugged(const SplitServer& server, const std::vector<ClientSide>& clients,
+                   const std::string& out) {
+  for (const auto& c : clients) {
+    auto plugged = server.plugged(c.name);
+    if (plugged.empty() || out.empty()) continue;
+    std::filesystem::create_directories(out);
+    std::vector<std::pair<std::string, torch::Tensor>> tensors(plugged.begin(), plugged.end());
+    save_safetensors(out + "/plugged-" + c.name + ".safetensors", tensors, {{"format", "pt"}});
+  }
+}
+
 std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& clients,
                            const std::string& out, bool progress) {
-  ActorConfig acfg;
-  caf::actor_system sys{acfg};
-  auto server =
-      sys.spawn(server_behavior, make_server_side(cfg, "server"), std::make_shared<WireStats>());
-  PlanRun run;
-  run.clients = &clients;
-  run.server = server;
-  run.work_dir = transfer_dir(cfg, out);
-  run.show_progress = progress;
-  run.control = cfg.scheduler.control;
+  auto split_server = make_server_side(cfg, "server");
   auto reports = std::make_shared<std::vector<EmulatorReport>>();
   std::optional<BuilderParts> builder;
-  if (needs_builder(cfg)) {
-    builder = make_builder_side(cfg, run.work_dir);
-    run.builder = sys.spawn<caf::detached>(emulator_builder_behavior, *builder, reports);
-  }
-  auto results = execute_plan(sys, cfg, run);
-  caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
-  if (run.builder) caf::anon_send_exit(run.builder, caf::exit_reason::user_shutdown);
+  std::string results;
+  {
+    ActorConfig acfg;
+    caf::actor_system sys{acfg};
+    auto server = sys.spawn(server_behavior, split_server, std::make_shared<WireStats>());
+    PlanRun run;
+    run.clients = &clients;
+    run.server = server;
+    run.work_dir = transfer_dir(cfg, out);
+    run.show_progress = progress;
+    run.control = cfg.scheduler.control;
+    if (needs_builder(cfg)) {
+      builder = make_builder_side(cfg, run.work_dir);
+      run.builder = sys.spawn<caf::detached>(emulator_builder_behavior, *builder, reports);
+    }
+    results = execute_plan(sys, cfg, run);
+    caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+    if (run.builder) caf::anon_send_exit(run.builder, caf::exit_reason::user_shutdown);
+  }  // every actor has finished: their state can be read
+  write_plugged(*split_server, clients, out);
+  if (cfg.emulator.work_dir.empty() && out.empty())  // a temporary transfer directory
+    std::filesystem::remove_all(std::filesystem::path(transfer_dir(cfg, out)).parent_path());
   if (reports->empty()) return results;
   auto j = nlohmann::json::parse(results);
   j["emulators"] = emulator_reports(*reports, *builder, clients.front());

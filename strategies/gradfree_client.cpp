@@ -31,6 +31,9 @@ StepOutcome GradfreeClient::train_on(const torch::Tensor& a2) {
   auto ctx = make_attention_context(seg().cfg, in_.batch.attention_mask, seg().dtype);
   StepOutcome out;
   out.loss = train_output(in_.batch, a2.detach(), ctx);
+  // A head tied to the token embedding would move the input adapter through
+  // the back door: the input adapter, shared weights included, stays frozen.
+  for (auto& p : seg().input->parameters()) p.mutable_grad() = torch::Tensor();
   out.tokens = predicted_tokens(in_.batch);
   apply_step();
   return out;

@@ -1,4 +1,5 @@
-// The `gradfree` design: the input adapter is frozen and only the output
+// The `gradfree` design: the input adapter is frozen (with any weight the
+// output adapter shares with it, e.g. a tied LM head) and only the output
 // adapter trains, so no gradient crosses the wire in either direction. While
 // the input adapter is frozen the server's a2 for a sample never changes: with
 // the cache on, each sample's a2 is kept, and a batch whose samples are all
