@@ -290,7 +290,8 @@ std::vector<Field> make_fields() {
     for (auto& f : design(*d)) table.push_back(std::move(f));
   std::vector<Field> rest{
       emulator("distill_data", &EmulatorSection::distill_data,
-               "public text for distillation, a JSONL file; \"\" = WordNet glosses"),
+               "public text for distillation: a text file, one passage per line; \"\" = WordNet "
+               "definitions"),
       emulator("distill_lr", &EmulatorSection::distill_lr, "learning rate of the distillation")
           .above(0),
       emulator("distill_batch", &EmulatorSection::distill_batch, "sequences per distillation step")

@@ -45,7 +45,7 @@ struct EmulatorDesign {
 
 // Settings both offline designs share.
 struct EmulatorSection {
-  std::string distill_data;  // public text for distillation: JSONL file; "" = WordNet glosses
+  std::string distill_data;  // public text for distillation: one passage per line; "" = WordNet
   double distill_lr = 1e-4;
   int64_t distill_batch = 8;
   int64_t chunk_bytes = 1 << 20;  // transfer chunk size
@@ -102,7 +102,7 @@ struct RunConfig {
   StrategySection strategy;
   GradfreeSection gradfree;
   EmulatorDesign offsite;                        // Offsite-Tuning as published
-  EmulatorDesign offline{3, 0, "int8", "int8"};  // ours: a poorer, smaller emulator
+  EmulatorDesign offline{4, 0, "int8", "int8"};  // ours: a poorer, smaller emulator
   EmulatorSection emulator;
   SchedulerSection scheduler;
   std::vector<PhaseSection> phases;  // [[phase]]; empty = one phase of strategy.kind

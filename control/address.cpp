@@ -1,3 +1,4 @@
+// See address.hpp.
 #include "control/address.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// See control_api.hpp.
 #include "control/control_api.hpp"
 
 #include <algorithm>

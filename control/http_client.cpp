@@ -1,27 +1,16 @@
+// See http_client.hpp.
 #include "control/http_client.hpp"
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <cctype>
-
 #include "common/error.hpp"
+#include "control/beast.hpp"
 
 namespace gt {
 namespace {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
+using namespace beast_io;
 
 // Replies larger than this are refused; control answers are small.
 constexpr std::size_t kMaxReplyBody = 8 << 20;
-
-std::string lowercase_first(std::string s) {
-  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
-  return s;
-}
 
 // Runs one asynchronous step (`start(done)`) to completion; the stream's
 // deadline bounds it.

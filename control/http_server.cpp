@@ -1,30 +1,20 @@
+// See http_server.hpp.
 #include "control/http_server.hpp"
 
 #include <array>
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <cctype>
 #include <optional>
 #include <thread>
 
 #include "common/error.hpp"
+#include "control/beast.hpp"
 
 namespace gt {
 namespace {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
+using namespace beast_io;
 
 // Bytes read and dropped after an answer before the connection is closed.
 constexpr std::size_t kMaxDrain = 1 << 20;
-
-std::string lowercase_first(std::string s) {
-  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
-  return s;
-}
 
 HttpAnswer error_answer(int status, const std::string& reason) {
   return {status, {{"error", reason}}};

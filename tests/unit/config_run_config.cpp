@@ -50,7 +50,7 @@ TEST_CASE("run config: defaults") {
   CHECK(c.offsite.keep_every == 2);
   CHECK(c.offsite.weights == "float32");
   CHECK(c.offsite.upload == "full");
-  CHECK(c.offline.keep_every == 3);
+  CHECK(c.offline.keep_every == 4);
   CHECK(c.offline.weights == "int8");
   CHECK(c.offline.upload == "int8");
   CHECK(c.emulator.distill_data.empty());
@@ -157,7 +157,7 @@ TEST_CASE("run config: example files load and their model path exists") {
   CHECK(gt::load_run_config(source_path("config/examples/online.toml")).strategy.quantize_a1 ==
         "int8");
   const auto offline = gt::load_run_config(source_path("config/examples/offline.toml"));
-  CHECK(offline.offline.keep_every == 3);
+  CHECK(offline.offline.keep_every == 4);
   CHECK(offline.offline.weights == "int8");
   const auto plan = gt::load_run_config(source_path("config/examples/plan.toml"));
   REQUIRE(plan.phases.size() == 2);
