@@ -1,0 +1,236 @@
+// The inversion network, its training on public text through the pretrained model, and
+// argmax decoding of intercepted rows.
+#include "privacy/attacks/learned_inversion.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "common/error.hpp"
+#include "models/decoder.hpp"
+#include "privacy/attacks/scoring.hpp"
+
+namespace gt {
+
+// Rows are normalised one by one (g2's scale depends on the client's batch and loss
+// normalisation; LayerNorm makes the net blind to it), padding rows zeroed, each row joined with
+// its neighbours (a causal LM's row at t says much about token t + 1, and g2 at t - 1 carries
+// token t as the label), then a one-hidden-layer MLP gives logits over the vocabulary.
+struct InversionNetImpl : torch::nn::Module {
+  InversionNetImpl(int64_t channels, int64_t context, int64_t hidden, int64_t classes)
+      : context(context) {
+    norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({channels})));
+    fc1 = register_module("fc1", torch::nn::Linear(channels * (2 * context + 1), hidden));
+    fc2 = register_module("fc2", torch::nn::Linear(hidden, classes));
+  }
+
+  // x (B, T, C) float, mask (B, T) -> logits (B, T, classes).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
+    auto h = norm(x) * mask.unsqueeze(-1).to(x.dtype());
+    if (context > 0) {
+      const auto T = h.size(1);
+      const auto padded = torch::constant_pad_nd(h, {0, 0, context, context});
+      std::vector<torch::Tensor> window;
+      for (int64_t d = 0; d <= 2 * context; ++d) window.push_back(padded.slice(1, d, d + T));
+      h = torch::cat(window, -1);
+    }
+    return fc2(torch::gelu(fc1(h)));
+  }
+
+  int64_t channels() const { return norm->options.normalized_shape()[0]; }
+
+  int64_t context;
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+
+namespace {
+
+void check_options(const LearnedInversionOptions& o) {
+  if (o.steps < 1) throw Error("learned inversion: steps must be >= 1");
+  if (o.batch < 1) throw Error("learned inversion: batch size must be >= 1");
+  if (!(o.lr > 0)) throw Error("learned inversion: learning rate must be > 0");
+  if (o.hidden < 0) throw Error("learned inversion: hidden width must be >= 0");
+  if (o.context < 0) throw Error("learned inversion: context must be >= 0");
+}
+
+const torch::Tensor& tapped(const Intercept& in, Tap tap) {
+  switch (tap) {
+    case Tap::a1:
+      return in.a1;
+    case Tap::a2:
+      return in.a2;
+    case Tap::g2:
+      break;
+  }
+  return in.g2;
+}
+
+// Sample order: reshuffled each pass with a fixed seed (std::shuffle's algorithm is unspecified).
+class Sampler {
+ public:
+  Sampler(size_t n, uint64_t seed) : order_(n), rng_(seed), next_(n) {
+    for (size_t i = 0; i < n; ++i) order_[i] = i;
+  }
+  std::vector<size_t> take(size_t k) {
+    std::vector<size_t> out;
+    while (out.size() < k) {
+      if (next_ == order_.size()) {
+        for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng_() % i]);
+        next_ = 0;
+      }
+      out.push_back(order_[next_++]);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<size_t> order_;
+  std::mt19937_64 rng_;
+  size_t next_;
+};
+
+// Sorted ids at real positions anywhere in `data`.
+torch::Tensor seen_tokens(const BatchSource& data) {
+  std::set<int64_t> seen;
+  constexpr size_t kChunk = 256;
+  for (size_t i = 0; i < data.size(); i += kChunk) {
+    std::vector<size_t> idx;
+    for (size_t j = i; j < std::min(data.size(), i + kChunk); ++j) idx.push_back(j);
+    const auto b = data.batch(idx);
+    const auto ids = b.input_ids.masked_select(b.attention_mask.ne(0)).unique();
+    const auto a = ids.accessor<int64_t, 1>();
+    for (int64_t k = 0; k < ids.size(0); ++k) seen.insert(a[k]);
+  }
+  return torch::tensor(std::vector<int64_t>(seen.begin(), seen.end()), torch::kLong);
+}
+
+// Weights from the options' seed only, so a fit never depends on (or moves) torch's global RNG.
+void initialise(torch::nn::Module& net, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& p : net.named_parameters()) {
+    auto& t = p.value();
+    if (p.key().find("norm") != std::string::npos) continue;  // LayerNorm keeps 1 and 0
+    const auto fan_in = t.dim() == 2 ? t.size(1) : t.size(0);
+    const double bound = p.key().find("bias") != std::string::npos ? 0.0 : 1.0 / std::sqrt(fan_in);
+    t.copy_(torch::empty(t.sizes(), torch::kFloat).uniform_(-bound, bound, gen));
+  }
+}
+
+std::string short_number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", x);
+  return buf;
+}
+
+}  // namespace
+
+const char* to_string(Tap tap) {
+  switch (tap) {
+    case Tap::a1:
+      return "a1";
+    case Tap::a2:
+      return "a2";
+    case Tap::g2:
+      break;
+  }
+  return "g2";
+}
+
+Tap parse_tap(const std::string& name) {
+  for (auto t : {Tap::a1, Tap::a2, Tap::g2})
+    if (name == to_string(t)) return t;
+  throw Error("unknown tap '" + name + "' (allowed: a1, a2, g2)");
+}
+
+Intercept simulate_intercept(const Segments& seg, const LmBatch& batch, Tap deepest,
+                             QuantScheme wire) {
+  Intercept in;
+  in.attention_mask = batch.attention_mask;
+  const auto ctx = make_attention_context(seg.cfg, batch.attention_mask, seg.dtype);
+  {
+    torch::NoGradGuard no_grad;  // the pretrained model stays frozen
+    in.a1 =
+        fake_quantize(seg.input.ptr()->forward(batch.input_ids, batch.attention_mask, ctx), wire);
+    if (deepest != Tap::a1) in.a2 = seg.backbone.ptr()->forward(in.a1, ctx);
+  }
+  if (deepest == Tap::g2) {
+    const auto a2 = in.a2.detach().requires_grad_(true);
+    const auto labels = batch.labels.defined()
+                            ? batch.labels
+                            : labels_from_mask(batch.input_ids, batch.attention_mask);
+    const auto loss = causal_lm_loss(seg.output.ptr()->forward(a2, ctx), labels);
+    in.g2 = fake_quantize(torch::autograd::grad({loss}, {a2})[0], wire).detach();
+  }
+  return in;
+}
+
+LearnedInversion::LearnedInversion(LearnedInversionOptions options) : options_(options) {
+  check_options(options_);
+}
+
+std::string LearnedInversion::name() const {
+  return std::string("learned_inversion_") + to_string(options_.tap);
+}
+
+bool LearnedInversion::applicable(const Intercept& in) const {
+  return tapped(in, options_.tap).defined() && in.attention_mask.defined();
+}
+
+double LearnedInversion::fit(const Segments& pretrained, const BatchSource& public_text,
+                             Progress* progress) {
+  if (public_text.size() == 0) throw Error("learned inversion: no public text to train on");
+  const auto& o = options_;
+  const auto V = pretrained.input->embed->token_embedding().size(0);
+  const auto C = pretrained.cfg.hidden_size;
+  vocabulary_ = o.restrict_vocabulary ? seen_tokens(public_text) : torch::arange(V, torch::kLong);
+  const auto class_of =
+      torch::full({V}, -1, torch::kLong)
+          .index_put_({vocabulary_}, torch::arange(vocabulary_.size(0), torch::kLong));
+  net_ = std::make_shared<InversionNetImpl>(C, o.context, o.hidden > 0 ? o.hidden : C,
+                                            vocabulary_.size(0));
+  initialise(*net_, o.seed);
+  torch::optim::Adam optimizer(net_->parameters(), torch::optim::AdamOptions(o.lr));
+  Sampler samples(public_text.size(), o.seed);
+  const auto batch = std::min(public_text.size(), size_t(o.batch));
+  std::vector<double> losses;
+  for (int64_t step = 0; step < o.steps; ++step) {
+    const auto data = public_text.batch(samples.take(batch));
+    const auto x = tapped(simulate_intercept(pretrained, data, o.tap, o.wire), o.tap);
+    const auto real = data.attention_mask.ne(0);
+    const auto logits = net_->forward(x.to(torch::kFloat), data.attention_mask);
+    const auto loss = torch::nn::functional::cross_entropy(
+        logits.index({real}), class_of.index({data.input_ids.index({real})}));
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+    losses.push_back(loss.item<double>());
+    if (!std::isfinite(losses.back()))
+      throw Error("learned inversion diverged at step " + std::to_string(step + 1) +
+                  "; lower the learning rate");
+    if (progress) progress->update(step + 1, "loss " + short_number(losses.back()));
+  }
+  const auto tail = std::min<size_t>(10, losses.size());
+  double sum = 0;
+  for (size_t i = losses.size() - tail; i < losses.size(); ++i) sum += losses[i];
+  if (progress) progress->finish("loss " + short_number(sum / double(tail)));
+  return sum / double(tail);
+}
+
+Reconstruction LearnedInversion::reconstruct(const Intercept& in) {
+  if (!fitted()) throw Error(name() + ": fit it on public text before reconstructing");
+  if (!applicable(in))
+    throw Error(name() + ": the intercept has no " + to_string(options_.tap) + " or mask");
+  const auto& x = tapped(in, options_.tap);
+  if (x.dim() != 3 || x.sizes().slice(0, 2) != in.attention_mask.sizes() ||
+      x.size(2) != net_->channels())
+    throw Error(name() + ": " + to_string(options_.tap) + " must be (B, T, " +
+                std::to_string(net_->channels()) + ") matching the (B, T) attention mask");
+  torch::NoGradGuard no_grad;
+  const auto classes = net_->forward(x.to(torch::kFloat), in.attention_mask).argmax(-1);
+  return true_tokens(vocabulary_.index({classes}), in.attention_mask);
+}
+
+}  // namespace gt

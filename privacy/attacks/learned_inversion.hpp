@@ -1,0 +1,76 @@
+// Learning-based inversion: the attacker (the model owner) passes public text through its
+// *pretrained* model up to the tapped point and trains a small per-position network from the
+// hidden rows to the tokens, then applies it to what it intercepts from the client. The
+// client's fine-tuning moves its adapters away from the pretrained ones; how much that (and
+// quantization, dCor, depth) costs the attacker is what the score shows.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/progress.hpp"
+#include "data/batch_source.hpp"
+#include "models/segments.hpp"
+#include "privacy/attacks/attack.hpp"
+#include "privacy/quantization.hpp"
+
+namespace gt {
+
+// Which intercepted tensor an attack reads.
+enum class Tap : uint8_t { a1, a2, g2 };
+const char* to_string(Tap tap);          // "a1" | "a2" | "g2"
+Tap parse_tap(const std::string& name);  // throws gt::Error naming the allowed values
+
+// What a curious server would intercept if a client ran `seg` on `batch`: a1 (through `wire`
+// quantization, as it crosses), a2 = backbone(a1) and g2 = dLoss/da2 of the mean causal-LM loss
+// on batch.labels (through `wire`); tensors past `deepest` stay undefined. No parameter's
+// gradient is touched. Used to train inversions on public text and to simulate a client.
+Intercept simulate_intercept(const Segments& seg, const LmBatch& batch, Tap deepest = Tap::g2,
+                             QuantScheme wire = QuantScheme::none);
+
+struct LearnedInversionOptions {
+  Tap tap = Tap::a1;
+  int64_t steps = 300;
+  int64_t batch = 16;   // texts per step
+  double lr = 2e-3;     // Adam
+  uint64_t seed = 0;    // initialisation and sample order
+  int64_t hidden = 0;   // MLP width; 0 = the model's hidden size
+  int64_t context = 1;  // neighbouring positions fed in on each side (0 = the row alone)
+  // The attacker can mimic the wire: its training rows pass through the same quantization.
+  QuantScheme wire = QuantScheme::none;
+  // Predict only tokens seen in the public text: a much smaller head, and an unseen token
+  // could not be learned anyway.
+  bool restrict_vocabulary = true;
+};
+
+struct InversionNetImpl;  // LayerNorm per row -> window of 2*context+1 rows -> MLP -> logits
+
+class LearnedInversion : public Attack {
+ public:
+  // Throws gt::Error for steps < 1, batch < 1, lr <= 0, hidden < 0 or context < 0.
+  explicit LearnedInversion(LearnedInversionOptions options = {});
+
+  std::string name() const override;                    // "learned_inversion_<tap>"
+  bool applicable(const Intercept& in) const override;  // the tapped tensor and the mask
+  // Throws gt::Error before fit.
+  Reconstruction reconstruct(const Intercept& in) override;
+
+  // Trains on `public_text` (batches of it through `pretrained`, which stays frozen): cross-
+  // entropy on real positions. Refits from scratch when called again. Returns the mean
+  // training loss of the last (up to) 10 steps. Throws gt::Error for empty public text.
+  double fit(const Segments& pretrained, const BatchSource& public_text,
+             Progress* progress = nullptr);
+
+  bool fitted() const { return net_ != nullptr; }
+  const LearnedInversionOptions& options() const { return options_; }
+  // The ids the head predicts (sorted); all of the model's when not restricted.
+  const torch::Tensor& vocabulary() const { return vocabulary_; }
+
+ private:
+  LearnedInversionOptions options_;
+  std::shared_ptr<InversionNetImpl> net_;
+  torch::Tensor vocabulary_;  // (V') int64: class -> token id
+};
+
+}  // namespace gt
