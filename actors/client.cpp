@@ -252,6 +252,8 @@ StepInput next_input(Self self) {
 
 void next_step(Self self);
 
+void send_truth(Self self, int64_t step);
+
 void after_step(Self self, const StepOutcome& out) {
   auto& st = self->state;
   StepRecord rec;
@@ -263,6 +265,7 @@ void after_step(Self self, const StepOutcome& out) {
   rec.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - st.step_start).count();
   st.log.add_step(rec, *st.parts.stats);
+  if (st.parts.audit) send_truth(self, rec.step - 1);
   ++st.phase_steps;
   st.steps_since_upload = true;
   auto go_on = [self, step = rec.step] {
@@ -299,7 +302,24 @@ void handle(Self self, Outgoing out);
 void train_step(Self self) {
   auto& st = self->state;
   st.step_start = std::chrono::steady_clock::now();
-  handle(self, st.channel->begin_step(next_input(self)));
+  auto in = next_input(self);
+  if (st.parts.audit) st.step_batch = in.batch;
+  handle(self, st.channel->begin_step(in));
+}
+
+// Simulation/audit: the truth of the step just done, for scoring the attacks.
+void send_truth(Self self, int64_t step) {
+  auto& st = self->state;
+  const auto& b = st.step_batch;
+  AuditTruth t;
+  t.client = st.plan.name;
+  t.step = step;
+  t.rows = b.input_ids.size(0);
+  t.cols = b.input_ids.size(1);
+  auto ids = b.input_ids.contiguous(), mask = b.attention_mask.contiguous();
+  t.input_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  t.attention_mask.assign(mask.data_ptr<int64_t>(), mask.data_ptr<int64_t>() + mask.numel());
+  self->send(st.parts.audit, std::move(t));
 }
 
 // Sends what the strategy asks for and feeds the reply back, until the step is done.

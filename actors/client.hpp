@@ -34,6 +34,8 @@ struct ClientParts {
   server_actor server;
   emulator_builder_actor builder;    // may be null when no phase needs an emulator
   std::shared_ptr<WireStats> stats;  // as the client sees the wire: "up" sent, "down" received
+  // Simulation or audit only: where the true tokens of each step go for scoring; may be null.
+  attacker_actor audit;
 };
 
 struct ClientActorState {
@@ -49,6 +51,7 @@ struct ClientActorState {
   caf::typed_response_promise<std::string> phase_done;
   scheduler_actor scheduler;
   std::chrono::steady_clock::time_point phase_start, run_start, step_start;
+  LmBatch step_batch;  // of the step in flight, for the audit
   // Data order.
   std::vector<size_t> order_of_samples;
   size_t cursor = 0;

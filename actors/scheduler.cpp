@@ -156,6 +156,11 @@ json status_json(Self self) {
           {"bytes_up", up},
           {"bytes_down", down},
           {"budget_bytes", st.plan.budget_bytes},
+          {"attack",
+           {{"attack", st.attack.attack},
+            {"strategy", st.attack.strategy},
+            {"rouge_l", st.attack.rouge_l},
+            {"threshold", st.plan.attack_threshold}}},
           {"switches", st.switches}};
 }
 
@@ -213,6 +218,19 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, SchedulerPlan plan,
             s.held.deliver(directive(self, name, s.last.step));
           }
         return "";
+      },
+      [self](AttackAlarm& alarm) {
+        auto& st = self->state;
+        st.attack = alarm;
+        if (st.plan.attack_threshold <= 0 || st.attack_alarmed || st.state != "running" ||
+            alarm.rouge_l < st.plan.attack_threshold)
+          return;
+        st.attack_alarmed = true;
+        char why[200];
+        std::snprintf(why, sizeof why, "attack: %s reaches ROUGE-L %.3f on %s (threshold %.3f)",
+                      alarm.attack.c_str(), alarm.rouge_l, alarm.strategy.c_str(),
+                      st.plan.attack_threshold);
+        request_switch(self, st.plan.fallback, why);
       },
       [self](StepReport& report) -> caf::result<std::string> {
         auto& st = self->state;

@@ -20,7 +20,8 @@ struct SchedulerPlan {
   std::string config_toml;  // into results.json
   bool fedavg = false;
   std::vector<double> client_weights;  // FedAvg weights (training samples per client)
-  int64_t budget_bytes = 0;  // training bytes of all clients before the fallback; 0 = none
+  int64_t budget_bytes = 0;     // training bytes of all clients before the fallback; 0 = none
+  double attack_threshold = 0;  // best attack ROUGE-L that switches to the fallback; 0 = off
   std::string fallback = "gradfree";
   std::set<std::string> switchable;  // strategies a switch may name
   bool show_progress = true;
@@ -43,7 +44,8 @@ struct SchedulerState {
   std::string current;                         // strategy now running (planned or switched to)
   std::map<std::string, std::string> pending;  // client -> strategy to switch to at its next report
   bool paused = false;
-  bool budget_spent = false;
+  bool budget_spent = false, attack_alarmed = false;
+  AttackAlarm attack;  // the attacker's best score so far
   std::vector<std::string> phase_replies;
   std::vector<nlohmann::json> switches;  // {"client", "after_step", "to", "by"}
   std::unique_ptr<Progress> progress;

@@ -50,8 +50,15 @@ void end_session(Self self, uint64_t session, const std::string& why) {
 
 server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServer> server,
                                             std::shared_ptr<WireStats> stats) {
+  return tapped_server_behavior(self, std::move(server), std::move(stats), attacker_actor{});
+}
+
+server_actor::behavior_type tapped_server_behavior(Self self, std::shared_ptr<SplitServer> server,
+                                                   std::shared_ptr<WireStats> stats,
+                                                   attacker_actor tap) {
   self->state.server = std::move(server);
   self->state.stats = std::move(stats);
+  self->state.tap = std::move(tap);
   // A client that goes away (crash, kill, lost connection) ends its session.
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
@@ -74,6 +81,7 @@ server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServ
           }
           auto accept = st.server->open(hello);
           const auto id = accept.header.session;
+          if (st.tap) self->send(st.tap, tap_atom_v, msg, encode(accept));
           if (hello.header.session != 0) {
             spdlog::info("server: session {} ({}) now runs {}", id, st.link_of[id], hello.strategy);
             return accept;
@@ -89,13 +97,19 @@ server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServ
         });
       },
       [self](Encoded<ForwardRequest>& msg) -> caf::result<Encoded<ForwardReply>> {
-        return serve<ForwardRequest, ForwardReply>(
+        auto out = serve<ForwardRequest, ForwardReply>(
             self, msg, [&](const ForwardRequest& req) { return self->state.server->forward(req); });
+        if (self->state.tap && out.flag == caf::rt_value)
+          self->send(self->state.tap, tap_atom_v, msg, out.value.get_as<Encoded<ForwardReply>>(0));
+        return out;
       },
       [self](Encoded<BackwardRequest>& msg) -> caf::result<Encoded<BackwardReply>> {
-        return serve<BackwardRequest, BackwardReply>(self, msg, [&](const BackwardRequest& req) {
-          return self->state.server->backward(req);
-        });
+        auto out = serve<BackwardRequest, BackwardReply>(
+            self, msg,
+            [&](const BackwardRequest& req) { return self->state.server->backward(req); });
+        if (self->state.tap && out.flag == caf::rt_value)
+          self->send(self->state.tap, tap_atom_v, msg);
+        return out;
       },
       [self](Encoded<AdapterUpload>& msg) -> caf::result<Encoded<AdapterAck>> {
         return serve<AdapterUpload, AdapterAck>(self, msg, [&](const AdapterUpload& up) {

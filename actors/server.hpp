@@ -15,11 +15,16 @@ struct ServerActorState {
   std::shared_ptr<WireStats> stats;  // as the server sees the wire: "up" received, "down" sent
   std::map<caf::actor_addr, uint64_t> session_of;  // client actor -> its session
   std::map<uint64_t, std::string> link_of;         // session -> link label
+  attacker_actor tap;  // gets a copy of what this server receives; may be null
   static inline const char* name = "gt.server";
 };
 
 server_actor::behavior_type server_behavior(server_actor::stateful_pointer<ServerActorState> self,
                                             std::shared_ptr<SplitServer> server,
                                             std::shared_ptr<WireStats> stats);
+// The same, with a curious owner: every message served is copied to `tap`.
+server_actor::behavior_type tapped_server_behavior(
+    server_actor::stateful_pointer<ServerActorState> self, std::shared_ptr<SplitServer> server,
+    std::shared_ptr<WireStats> stats, attacker_actor tap);
 
 }  // namespace gt

@@ -69,7 +69,8 @@ std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const Pla
   SchedulerPlan plan;
   for (auto& side : sides) {
     ClientParts parts{side.trainer, side.pretrained, settings,    side.train,
-                      side.valid,   run.server,      run.builder, std::make_shared<WireStats>()};
+                      side.valid,   run.server,      run.builder, std::make_shared<WireStats>(),
+                      run.audit};
     clients.push_back(sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir)));
     names.push_back(side.name);
     plan.client_weights.push_back(double(side.train->size()));
@@ -79,11 +80,13 @@ std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const Pla
   plan.fedavg = cfg.scheduler.fedavg;
   plan.budget_bytes = cfg.scheduler.budget_bytes;
   plan.fallback = to_string(cfg.scheduler.fallback);
+  plan.attack_threshold = cfg.scheduler.attack_threshold;
   for (const char* s : {"split", "online", "gradfree", "offsite", "offline"})
     if (!needs_emulator(s) || run.builder) plan.switchable.insert(s);
   plan.show_progress = run.show_progress;
   const auto switchable = plan.switchable;
   auto scheduler = sys.spawn(scheduler_behavior, plan, clients, names);
+  if (run.audit) caf::anon_send(run.audit, watch_atom_v, scheduler);  // live attack scores
   auto control = start_control(sys, cfg.scheduler.control, scheduler, switchable);
 
   caf::scoped_actor self{sys};

@@ -18,6 +18,7 @@ struct PlanRun {
   std::vector<ClientSide>* clients = nullptr;
   server_actor server;
   emulator_builder_actor builder;  // null when no strategy of the run needs one
+  attacker_actor audit;            // simulation: where clients send their truths; may be null
   std::string work_dir;            // emulator downloads
   std::string control;             // HOST:PORT of the control API; "" = none
   bool show_progress = true;

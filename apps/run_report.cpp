@@ -77,6 +77,15 @@ void print_summary(const std::string& results_json) {
           e["file_bytes"].get<int64_t>() / 1e6, e["emulator_pretrained_loss"].get<double>(),
           e["full_pretrained_loss"].get<double>(), e["emulator_tuned_loss"].get<double>(),
           e["full_tuned_loss"].get<double>());
+  if (j.contains("attacks"))
+    for (const auto& a : j["attacks"]["scores"])
+      std::printf(
+          "%-34s %s on %s: ROUGE-L F1 %.3f (p10 %.3f, p90 %.3f), token accuracy %.3f, "
+          "%zu samples\n",
+          "attack", a["attack"].get<std::string>().c_str(),
+          a["strategy"].get<std::string>().c_str(), a["rouge_l"].get<double>(),
+          a["rouge_l_p10"].get<double>(), a["rouge_l_p90"].get<double>(),
+          a["token_accuracy"].get<double>(), a["samples"].get<size_t>());
   std::printf("%-34s %.1f s\n", "wall time", totals["wall_seconds"].get<double>());
 }
 

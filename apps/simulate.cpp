@@ -13,8 +13,10 @@
 #include <optional>
 #include <thread>
 
+#include "actors/attacker.hpp"
 #include "actors/emulator_builder.hpp"
 #include "actors/server.hpp"
+#include "apps/attacker_side.hpp"
 #include "apps/commands.hpp"
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
@@ -108,17 +110,33 @@ void write_plugged(const SplitServer& server, const std::vector<ClientSide>& cli
   }
 }
 
+// The attacker's scores once every tapped message and truth is in.
+std::string ask_report(caf::actor_system& sys, const attacker_actor& attacker) {
+  caf::scoped_actor self{sys};
+  std::string out;
+  self->request(attacker, caf::infinite, report_atom_v)
+      .receive([&](std::string& json) { out = std::move(json); },
+               [&](caf::error& err) { spdlog::warn("attacker: no report: {}", describe(err)); });
+  return out;
+}
+
 std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& clients,
                            const std::string& out, bool progress) {
   auto split_server = make_server_side(cfg, "server");
   auto reports = std::make_shared<std::vector<EmulatorReport>>();
   std::optional<BuilderParts> builder;
-  std::string results;
+  std::string results, attacks;
+  std::shared_ptr<Eavesdropper> eavesdropper;
+  if (cfg.attacker.enabled) eavesdropper = make_attacker_side(cfg, progress);
   {
     ActorConfig acfg;
     caf::actor_system sys{acfg};
-    auto server = sys.spawn(server_behavior, split_server, std::make_shared<WireStats>());
+    attacker_actor attacker;
+    if (eavesdropper) attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper);
+    auto server =
+        sys.spawn(tapped_server_behavior, split_server, std::make_shared<WireStats>(), attacker);
     PlanRun run;
+    run.audit = attacker;
     run.clients = &clients;
     run.server = server;
     run.work_dir = transfer_dir(cfg, out);
@@ -129,10 +147,17 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
       run.builder = sys.spawn<caf::detached>(emulator_builder_behavior, *builder, reports);
     }
     results = execute_plan(sys, cfg, run);
+    if (attacker) attacks = ask_report(sys, attacker);
     caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+    if (attacker) caf::anon_send_exit(attacker, caf::exit_reason::user_shutdown);
     if (run.builder) caf::anon_send_exit(run.builder, caf::exit_reason::user_shutdown);
   }  // every actor has finished: their state can be read
   write_plugged(*split_server, clients, out);
+  if (!attacks.empty()) {
+    auto j = nlohmann::json::parse(results);
+    j["attacks"] = nlohmann::json::parse(attacks);
+    results = j.dump(1);
+  }
   if (cfg.emulator.work_dir.empty() && out.empty())  // a temporary transfer directory
     std::filesystem::remove_all(std::filesystem::path(transfer_dir(cfg, out)).parent_path());
   if (reports->empty()) return results;

@@ -137,7 +137,7 @@ std::string name_chars(const Value& v) {
 
 std::string unique_items(const Value& v) {
   const auto& items = std::get<std::vector<std::string>>(v);
-  if (items.empty()) return "must name at least one projection";
+  if (items.empty()) return "must name at least one";
   std::set<std::string> seen;
   for (const auto& s : items)
     if (!seen.insert(s).second) return "\"" + s + "\" is listed twice";
@@ -197,6 +197,7 @@ std::vector<Field> make_fields() {
   const SectionRef<EmulatorDesign> offline{"offline", &RunConfig::offline};
   const SectionRef<EmulatorSection> emulator{"emulator", &RunConfig::emulator};
   const SectionRef<SchedulerSection> scheduler{"scheduler", &RunConfig::scheduler};
+  const SectionRef<AttackerSection> attacker{"attacker", &RunConfig::attacker};
   const SectionRef<OptimizerSection> optimizer{"optimizer", &RunConfig::optimizer};
   const SectionRef<TrainingSection> training{"training", &RunConfig::training};
   const SectionRef<DataSection> data{"data", &RunConfig::data};
@@ -316,10 +317,34 @@ std::vector<Field> make_fields() {
       scheduler("fallback", &SchedulerSection::fallback,
                 "the strategy the budget policy switches to once budget_bytes are spent")
           .one_of(kind_names(false)),
+      scheduler("attack_threshold", &SchedulerSection::attack_threshold,
+                "live policy: once the attacker's best ROUGE-L F1 reaches it, switch to fallback "
+                "(needs attacker.enabled); 0 = off")
+          .at_least(0)
+          .below(1),
       scheduler("control", &SchedulerSection::control,
                 "HTTP control API of the running plan (gtune ctl), HOST:PORT; \"\" = off")
           .check_with(control_address,
                       "\"\" or HOST:PORT (IPv4 address or localhost, port 0-65535)"),
+      attacker("enabled", &AttackerSection::enabled,
+               "a curious server: tap what it receives, run the attacks, score them on the "
+               "clients' true tokens (simulation only)"),
+      attacker("attacks", &AttackerSection::attacks, "the data-reconstruction attacks to run")
+          .one_of({"embedding_inversion", "learned_inversion_a1", "learned_inversion_a2",
+                   "learned_inversion_g2", "gradient_matching"})
+          .check_with(unique_items, "no duplicates"),
+      attacker("every", &AttackerSection::every,
+               "attack training steps 0, every, 2*every, ... of each client")
+          .above(0),
+      attacker("max_batches", &AttackerSection::max_batches,
+               "attacked batches per client and strategy")
+          .above(0),
+      attacker("fit_steps", &AttackerSection::fit_steps,
+               "training steps of each learned inversion model")
+          .above(0),
+      attacker("public_data", &AttackerSection::public_data,
+               "the attacker's public text, one passage per line; \"\" = WordNet definitions "
+               "of the synsets held out from training"),
       optimizer("name", &OptimizerSection::name, "optimizer of the adapters")
           .one_of({"adamw", "sgd"}),
       optimizer("lr", &OptimizerSection::lr, "learning rate").above(0),

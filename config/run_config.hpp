@@ -53,6 +53,21 @@ struct EmulatorSection {
                          // "" = <run.out>/transfers, or a temporary directory without run.out
 };
 
+// A curious server (docs/DESIGN.md 4): the attacker taps what the server
+// receives and runs data-reconstruction attacks; in a simulation the clients'
+// true tokens score them.
+struct AttackerSection {
+  bool enabled = false;
+  std::vector<std::string> attacks{"embedding_inversion", "learned_inversion_a1",
+                                   "learned_inversion_a2", "learned_inversion_g2",
+                                   "gradient_matching"};
+  int64_t every = 10;       // attack training steps 0, every, 2*every, ... of each client
+  int64_t max_batches = 4;  // per client and strategy
+  int64_t fit_steps = 300;  // training steps of each learned inversion model
+  std::string public_data;  // the attacker's text, one passage per line; "" = WordNet
+                            // definitions of the synsets held out from training
+};
+
 // One phase of a plan: [[phase]] tables, run in order.
 struct PhaseSection {
   StrategyKind strategy = StrategyKind::online;
@@ -63,8 +78,9 @@ struct SchedulerSection {
   int64_t clients = 1;       // simulated clients, each with its own data shard and session
   bool fedavg = false;       // average the clients' adapters after every phase
   int64_t budget_bytes = 0;  // training bytes (all clients) before switching to fallback; 0 = none
-  StrategyKind fallback = StrategyKind::gradfree;  // strategy the budget policy switches to
-  std::string control = "127.0.0.1:9470";          // HTTP control API (gtune ctl); "" = off
+  StrategyKind fallback = StrategyKind::gradfree;  // strategy the policies switch to
+  double attack_threshold = 0;  // best attack's ROUGE-L F1 that switches to fallback; 0 = off
+  std::string control = "127.0.0.1:9470";  // HTTP control API (gtune ctl); "" = off
 };
 
 struct OptimizerSection {
@@ -105,6 +121,7 @@ struct RunConfig {
   EmulatorDesign offline{4, 0, "int8", "int8"};  // ours: a poorer, smaller emulator
   EmulatorSection emulator;
   SchedulerSection scheduler;
+  AttackerSection attacker;
   std::vector<PhaseSection> phases;  // [[phase]]; empty = one phase of strategy.kind
   OptimizerSection optimizer;
   TrainingSection training;

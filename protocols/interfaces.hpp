@@ -26,6 +26,8 @@ CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ChunkRequest>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ChunkReply>))
 CAF_ADD_TYPE_ID(gtune, (gt::PhaseOrder))
 CAF_ADD_TYPE_ID(gtune, (gt::StepReport))
+CAF_ADD_TYPE_ID(gtune, (gt::AuditTruth))
+CAF_ADD_TYPE_ID(gtune, (gt::AttackAlarm))
 CAF_ADD_ATOM(gtune, gt, run_atom, "run")
 CAF_ADD_ATOM(gtune, gt, finish_atom, "finish")
 CAF_ADD_ATOM(gtune, gt, status_atom, "status")
@@ -33,6 +35,9 @@ CAF_ADD_ATOM(gtune, gt, switch_atom, "switch")
 CAF_ADD_ATOM(gtune, gt, pause_atom, "pause")
 CAF_ADD_ATOM(gtune, gt, resume_atom, "resume")
 CAF_ADD_ATOM(gtune, gt, adapters_atom, "adapters")
+CAF_ADD_ATOM(gtune, gt, tap_atom, "tap")
+CAF_ADD_ATOM(gtune, gt, report_atom, "report")
+CAF_ADD_ATOM(gtune, gt, watch_atom, "watch")
 CAF_END_TYPE_ID_BLOCK(gtune)
 
 namespace gt {
@@ -52,6 +57,17 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepReport& x) {
   return f(caf::meta::type_name("step_report"), x.client, x.strategy, x.phase, x.step, x.loss,
            x.bytes_up, x.bytes_down);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, AttackAlarm& x) {
+  return f(caf::meta::type_name("attack_alarm"), x.attack, x.strategy, x.rouge_l);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, AuditTruth& x) {
+  return f(caf::meta::type_name("audit_truth"), x.client, x.step, x.rows, x.cols, x.input_ids,
+           x.attention_mask);
 }
 
 // The server (model owner): serves forward and backward passes per client
@@ -90,7 +106,19 @@ using scheduler_actor = caf::typed_actor<
     caf::replies_to<run_atom>::with<std::string>, caf::replies_to<status_atom>::with<std::string>,
     caf::replies_to<switch_atom, std::string>::with<std::string>,
     caf::replies_to<pause_atom>::with<std::string>, caf::replies_to<resume_atom>::with<std::string>,
-    caf::replies_to<StepReport>::with<std::string>>;
+    caf::replies_to<StepReport>::with<std::string>, caf::reacts_to<AttackAlarm>>;
+
+// The attacker (the model owner, curious): gets a copy of what the server
+// receives (and the a2 it computes), never sends anything to a client; in a
+// simulation or audit the clients' truths let it score its reconstructions.
+// `report` replies with the scores as JSON; `watch` names a scheduler to
+// alarm with every new score (a live policy).
+using attacker_actor =
+    caf::typed_actor<caf::reacts_to<tap_atom, Encoded<SessionHello>, Encoded<SessionAccept>>,
+                     caf::reacts_to<tap_atom, Encoded<ForwardRequest>, Encoded<ForwardReply>>,
+                     caf::reacts_to<tap_atom, Encoded<BackwardRequest>>, caf::reacts_to<AuditTruth>,
+                     caf::replies_to<report_atom>::with<std::string>,
+                     caf::reacts_to<watch_atom, scheduler_actor>>;
 
 // Errors a party sends back instead of a reply.
 enum class wire_errc : uint8_t {

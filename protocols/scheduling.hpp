@@ -1,10 +1,12 @@
-// Messages between the scheduler and the clients it drives. They stay inside
+// Messages between the scheduler and the clients it drives (and a simulation's
+// audit messages). They stay inside
 // the operator's process (the scheduler runs beside its clients), so CAF
 // carries them as plain structs; they never reach the server.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gt {
 
@@ -21,6 +23,22 @@ struct StepReport {
   int64_t phase = 0, step = 0;  // step: optimizer steps this client has taken in the run
   double loss = 0;
   int64_t bytes_up = 0, bytes_down = 0;  // this client's training bytes so far
+};
+
+// attacker -> scheduler: the attack score so far, for a live policy.
+struct AttackAlarm {
+  std::string attack, strategy;
+  double rouge_l = 0;
+};
+
+// client -> attacker, in a simulation or a client's own privacy audit only:
+// the true tokens of a training step, so that reconstructions can be scored.
+// A deployment never sends it.
+struct AuditTruth {
+  std::string client;
+  int64_t step = 0;  // the step's header.step (optimizer steps before it)
+  int64_t rows = 0, cols = 0;
+  std::vector<int64_t> input_ids, attention_mask;  // row-major (rows, cols)
 };
 
 }  // namespace gt

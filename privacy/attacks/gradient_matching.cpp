@@ -3,6 +3,7 @@
 // (double backward), so its graph at the intercepted a2 is built once and reused every step.
 #include "privacy/attacks/gradient_matching.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <utility>
@@ -45,13 +46,35 @@ torch::Tensor token_distances(const torch::Tensor& dummy, const torch::Tensor& t
   return table.pow(2).sum(1) - 2 * torch::matmul(dummy, table.t());
 }
 
+// The head row each soft label selects, in expectation: sum_v p_v W_v with
+// p = softmax(-|d - e_v|^2 / tau) over the k tokens nearest to d (all when k = 0 or k >= V).
+// `next` (B, T', E) -> (B, T', E'). The top-k cut leaves one matmul over the vocabulary per
+// step, without gradient (cheaper for large vocabularies, weaker: see the options).
+torch::Tensor soft_label_rows(const torch::Tensor& next, const torch::Tensor& table,
+                              const torch::Tensor& head, double tau, int64_t k) {
+  if (k <= 0 || k >= table.size(0))
+    return torch::matmul(torch::softmax(-token_distances(next, table) / tau, -1), head);
+  torch::Tensor idx;
+  {
+    torch::NoGradGuard no_grad;
+    idx = std::get<1>(token_distances(next, table).topk(k, -1, /*largest=*/false));
+  }
+  auto shape = idx.sizes().vec();  // (B, T', k)
+  auto rows = table.index_select(0, idx.flatten()).view({shape[0], shape[1], k, -1});
+  auto dist = rows.pow(2).sum(-1) - 2 * (rows * next.unsqueeze(2)).sum(-1);
+  auto p = torch::softmax(-dist / tau, -1).unsqueeze(-1);
+  return (p * head.index_select(0, idx.flatten()).view({shape[0], shape[1], k, -1})).sum(2);
+}
+
 Reconstruction real_positions(const torch::Tensor& ids, const torch::Tensor& attention_mask) {
   auto ids_cpu = ids.to(torch::kCPU, torch::kLong).contiguous();
-  auto mask = attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+  auto mask_cpu = attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+  auto id = ids_cpu.accessor<int64_t, 2>();
+  auto mask = mask_cpu.accessor<int64_t, 2>();
   Reconstruction out(ids.size(0));
   for (int64_t b = 0; b < ids.size(0); ++b)
     for (int64_t t = 0; t < ids.size(1); ++t)
-      if (mask[b][t].item<int64_t>() != 0) out[b].push_back(ids_cpu[b][t].item<int64_t>());
+      if (mask[b][t] != 0) out[b].push_back(id[b][t]);
   return out;
 }
 
@@ -70,34 +93,37 @@ torch::Tensor initial_start(const torch::Tensor& table, const torch::Tensor& att
   if (static_cast<int64_t>(initial.size()) != B)
     throw Error("gradient_matching: initial reconstruction has " + std::to_string(initial.size()) +
                 " samples, the batch " + std::to_string(B));
-  auto mask = attention_mask.to(torch::kCPU, torch::kLong);
+  auto mask_cpu = attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+  auto mask = mask_cpu.accessor<int64_t, 2>();
   auto ids = torch::zeros({B, T}, torch::kLong);
+  auto id = ids.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
-    size_t k = 0;
+    size_t k = 0, real = 0;
     for (int64_t t = 0; t < T; ++t) {
-      if (mask[b][t].item<int64_t>() == 0) continue;
-      if (k >= initial[b].size()) break;
-      ids[b][t] = initial[b][k++];
+      if (mask[b][t] == 0) continue;
+      ++real;
+      if (k < initial[b].size()) id[b][t] = initial[b][k++];
     }
-    if (k != initial[b].size() || k != static_cast<size_t>(mask[b].sum().item<int64_t>()))
+    if (k != initial[b].size() || k != real)
       throw Error("gradient_matching: initial reconstruction of sample " + std::to_string(b) +
                   " has " + std::to_string(initial[b].size()) +
                   " tokens, not one per real position");
   }
   auto start = table.index_select(0, ids.flatten().to(table.device())).view({B, T, -1});
-  auto pad = mask.eq(0).unsqueeze(-1).to(table.device());
+  auto pad = mask_cpu.eq(0).unsqueeze(-1).to(table.device());
   return torch::where(pad, table.mean(0).expand_as(start), start);
 }
 
 // Relative squared error of input_adapter(dummy) against the intercepted a1, real positions.
 struct ForwardTerm {
-  Segments& model;
+  InputAdapter input;
+  torch::ScalarType dtype;
   torch::Tensor mask, target;  // (B, T, 1) float, (B, T, C) float
   AttentionContext ctx;
 
   torch::Tensor loss(const torch::Tensor& dummy, const torch::Tensor& attention_mask) const {
-    auto x = embed_vectors(*model.input->embed, dummy.to(model.dtype), attention_mask);
-    for (auto& block : model.input->blocks) x = block->forward(x, ctx);
+    auto x = embed_vectors(*input.ptr()->embed, dummy.to(dtype), attention_mask);
+    for (auto& block : input.ptr()->blocks) x = block->forward(x, ctx);
     auto diff = (x.to(torch::kFloat) - target) * mask;
     return diff.pow(2).sum() / (target * mask).pow(2).sum().clamp_min(1e-12);
   }
@@ -105,25 +131,35 @@ struct ForwardTerm {
 
 ForwardTerm forward_term(Segments& model, const Intercept& in, const AttentionContext& ctx) {
   auto mask = in.attention_mask.to(torch::kFloat).unsqueeze(-1);
-  return {model, mask, in.a1.to(torch::kFloat), ctx};
+  return {model.input, model.dtype, mask, in.a1.to(torch::kFloat), ctx};
+}
+
+// The head's (V, E) output matrix: logits = final_hidden(x) W^T for OPT and LLaMA.
+torch::Tensor head_matrix(HeadImpl& head) {
+  auto params = head.named_parameters(/*recurse=*/false);
+  if (auto* w = params.find("lm_head")) return w->detach().to(torch::kFloat);
+  throw Error("gradient_matching: the output head has no lm_head matrix");
 }
 
 // 1 - cosine(g2_hat, g2) per sample, where g2_hat = d CE(soft labels, logits) / d a2 at the
-// intercepted a2. CE's gradient w.r.t. the logits at t is (softmax(z_t) - p_{t+1}) / N, so
-// g2_hat is a vector-Jacobian product of the fixed graph z(a2) with a cotangent linear in p.
+// intercepted a2. CE's gradient w.r.t. the logits at t is (softmax(z_t) - p_{t+1}) / N, and
+// the head is linear, so w.r.t. the final hidden state it is (softmax(z_t) W - p_{t+1} W) / N:
+// a vector-Jacobian product of the fixed graph h(a2) with a cotangent linear in the soft
+// labels, which keeps the double backward off the (V, E) head.
 struct BackwardTerm {
-  torch::Tensor a2, logits, probs;  // a2 leaf, z = output(a2), softmax(z) detached
-  torch::Tensor label_mask;         // (B, T - 1, 1): position t + 1 is a real token
-  torch::Tensor mask, target;       // (B, T, 1) float, g2 (B, T, C) float
-  double count = 1;                 // labelled tokens: causal_lm_loss takes their mean
+  torch::Tensor a2, hidden;    // a2 leaf, final hidden state h(a2) with its graph
+  torch::Tensor head;          // W (V, E) float
+  torch::Tensor predicted;     // softmax(z_t) W for t < T - 1, (B, T - 1, E), detached
+  torch::Tensor label_mask;    // (B, T - 1, 1): position t + 1 is a real token
+  torch::Tensor mask, target;  // (B, T, 1) float, g2 (B, T, C) float
+  double count = 1;            // labelled tokens: causal_lm_loss takes their mean
 
-  torch::Tensor loss(const torch::Tensor& soft_labels) const {
-    const auto T = probs.size(1);
-    auto pred = probs.index({Slice(), Slice(0, T - 1)});
-    auto next = soft_labels.index({Slice(), Slice(1, T)});
-    auto cot = (pred - next) * label_mask / count;
-    cot = torch::cat({cot, torch::zeros_like(probs.index({Slice(), Slice(T - 1, T)}))}, 1);
-    auto g = torch::autograd::grad({logits}, {a2}, {cot.to(logits.scalar_type())},
+  // label_rows: (B, T - 1, E), p_{t+1} W for t < T - 1 (soft_label_rows); weights
+  // (B, T - 1, 1) in [0, 1]: the attacker's guess of which positions carry a loss.
+  torch::Tensor loss(const torch::Tensor& label_rows, const torch::Tensor& weights) const {
+    auto cot = (predicted - label_rows) * (label_mask * weights) / count;
+    cot = torch::cat({cot, torch::zeros({cot.size(0), 1, cot.size(2)}, cot.options())}, 1);
+    auto g = torch::autograd::grad({hidden}, {a2}, {cot.to(hidden.scalar_type())},
                                    /*retain_graph=*/true, /*create_graph=*/true)[0];
     auto guess = (g.to(torch::kFloat) * mask).flatten(1);
     auto truth = (target * mask).flatten(1);
@@ -133,11 +169,19 @@ struct BackwardTerm {
 
 BackwardTerm backward_term(Segments& model, const Intercept& in, const AttentionContext& ctx) {
   BackwardTerm term;
+  auto& out = *model.output;
   term.a2 = in.a2.detach().to(model.dtype).requires_grad_(true);
-  term.logits = model.output->forward(term.a2, ctx);
-  term.probs = torch::softmax(term.logits.detach().to(torch::kFloat), -1);
+  auto x = term.a2;
+  for (auto& block : out.blocks) x = block->forward(x, ctx);
+  term.hidden = out.head->final_hidden(x);
+  term.head = head_matrix(*out.head);
+  const auto T = in.attention_mask.size(1);
+  {
+    torch::NoGradGuard no_grad;
+    auto h = term.hidden.index({Slice(), Slice(0, T - 1)}).to(torch::kFloat);
+    term.predicted = torch::matmul(torch::softmax(torch::matmul(h, term.head.t()), -1), term.head);
+  }
   auto m = in.attention_mask.to(torch::kFloat);
-  const auto T = m.size(1);
   term.label_mask = m.index({Slice(), Slice(1, T)}).unsqueeze(-1);
   term.count = std::max(1.0, term.label_mask.sum().item<double>());
   term.mask = m.unsqueeze(-1);
@@ -149,11 +193,12 @@ BackwardTerm backward_term(Segments& model, const Intercept& in, const Attention
 
 GradientMatching::GradientMatching(Segments pretrained, GradientMatchingOptions options)
     : model_(std::move(pretrained)), options_(options) {
-  if (options_.steps < 0 || options_.lr <= 0 || options_.forward_weight < 0 ||
-      options_.backward_weight < 0 || options_.label_temperature <= 0)
+  const auto& o = options_;
+  if (o.steps < 0 || o.lr <= 0 || o.forward_weight < 0 || o.backward_weight < 0 ||
+      o.label_temperature <= 0 || o.label_candidates < 0 || o.label_mask_lr <= 0)
     throw Error(
-        "gradient_matching: steps >= 0, lr > 0, term weights >= 0 and label_temperature > 0 "
-        "required");
+        "gradient_matching: steps >= 0, lr > 0, term weights >= 0, label_temperature > 0, "
+        "label_candidates >= 0 and label_mask_lr > 0 required");
 }
 
 bool GradientMatching::applicable(const Intercept& in) const {
@@ -190,17 +235,28 @@ Reconstruction GradientMatching::run(const Intercept& in, torch::Tensor dummy) {
   // lr in units of the per-coordinate embedding spread, so one setting fits every model.
   const double lr = options_.lr * std::sqrt(spread / static_cast<double>(table.size(1)));
   torch::optim::Adam adam({dummy}, torch::optim::AdamOptions(lr));
+  std::vector<torch::Tensor> vars{dummy};
+  // Which positions carry a loss, as logits of weights; starts near "all of them".
+  auto label_logits = torch::full({dummy.size(0), dummy.size(1) - 1, 1}, 2.0, dummy.options());
+  label_logits.requires_grad_(bwd && options_.learn_label_mask);
+  torch::optim::Adam label_adam({label_logits}, torch::optim::AdamOptions(options_.label_mask_lr));
+  if (label_logits.requires_grad()) vars.push_back(label_logits);
   for (int64_t step = 0; step < options_.steps; ++step) {
     auto total = torch::zeros({}, dummy.options());
     if (fwd) total = total + options_.forward_weight * fwd->loss(dummy, in.attention_mask);
     if (bwd) {
-      auto labels = torch::softmax(-token_distances(dummy, table) / tau, -1);
-      total = total + options_.backward_weight * bwd->loss(labels);
+      auto next = dummy.index({Slice(), Slice(1, torch::indexing::None)});
+      auto rows = soft_label_rows(next, table, bwd->head, tau, options_.label_candidates);
+      auto weights = label_logits.requires_grad() ? torch::sigmoid(label_logits)
+                                                  : torch::ones_like(label_logits);
+      total = total + options_.backward_weight * bwd->loss(rows, weights);
     }
-    adam.zero_grad();
-    // Gradient for the dummy only: the attacker's model copy keeps no parameter gradients.
-    dummy.mutable_grad() = torch::autograd::grad({total}, {dummy}, {}, /*retain_graph=*/true)[0];
+    // Gradients for the attack's own variables only (assigned, so no zero_grad): the
+    // attacker's model copy keeps no parameter gradients.
+    auto grads = torch::autograd::grad({total}, vars, {}, /*retain_graph=*/true);
+    for (size_t i = 0; i < vars.size(); ++i) vars[i].mutable_grad() = grads[i];
     adam.step();
+    if (label_logits.requires_grad()) label_adam.step();
   }
   torch::NoGradGuard no_grad;
   return real_positions(token_distances(dummy, table).argmin(-1), in.attention_mask);

@@ -17,21 +17,28 @@
 
 namespace gt {
 
+// Defaults measured on the embedded model (8 x 24 WordNet tokens, n_in = 1): see the tests.
 struct GradientMatchingOptions {
-  int64_t steps = 150;
-  double lr = 0.05;                // Adam on the dummy embeddings (token-embedding units)
+  int64_t steps = 100;
+  double lr = 0.1;                 // Adam on the dummy, in per-coordinate embedding spreads
   double forward_weight = 1.0;     // 0 = backward term only (a1 not needed)
   double backward_weight = 1.0;    // 0 = forward term only (a2, g2 not needed)
-  double label_temperature = 0.1;  // soft-label sharpness, as a fraction of the embedding spread
-  uint64_t seed = 0;               // noise on the mean-embedding start
+  double label_temperature = 0.1;  // soft-label tau, as a fraction of the embedding spread
+  // Soft labels over the k nearest tokens only (0 = whole vocabulary). Cheaper for large
+  // vocabularies but much weaker: from the mean-embedding start the far tokens carry the signal.
+  int64_t label_candidates = 0;
+  bool learn_label_mask = true;  // also learn which positions carry a loss (instruction data)
+  double label_mask_lr = 0.1;    // Adam on the logits of those per-position weights
+  uint64_t seed = 0;             // noise on the mean-embedding start
 };
 
-// Soft labels: the label of position t is the dummy token at t itself (causal LM, labels =
-// inputs), as a distribution softmax(-|d_t - e_v|^2 / tau) over the vocabulary, so the
-// backward term moves the same dummy embeddings as the forward term. Hard labels (argmax of the
-// dummy tokens) would give the backward term no gradient. The attacker assumes the LM objective
-// on every real token but the first; on instruction data the prompt tokens carry no loss, which
-// weakens (not breaks) the backward term there.
+// Labels: the client trains a causal LM whose labels are its inputs, so the label of position
+// t is the dummy token at t itself, as the soft distribution softmax(-|d_t - e_v|^2 / tau)
+// over the vocabulary; the backward term then moves the same dummy embeddings as the forward
+// term. (Hard labels, the argmax of the dummy tokens, would give it no gradient.) Instruction
+// data takes no loss on the prompt; per-position weights in [0, 1] on the label terms, learned
+// with the dummy, let the attack find the labelled positions instead of assuming all.
+// The first token is never a label, so the backward term alone cannot recover it.
 class GradientMatching : public Attack {
  public:
   // `pretrained`: the attacker's copy of the pretrained model, cut where the client cuts. Only

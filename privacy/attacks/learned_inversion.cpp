@@ -13,8 +13,9 @@
 
 namespace gt {
 
-// Rows are normalised one by one (g2's scale depends on the client's batch and loss
-// normalisation; LayerNorm makes the net blind to it), padding rows zeroed, each row joined with
+// Rows are normalised one by one (g2's scale depends on the client's batch size and loss
+// normalisation; scaling to unit RMS, then LayerNorm, makes the net blind to it), padding rows
+// zeroed, each row joined with
 // its neighbours (a causal LM's row at t says much about token t + 1, and g2 at t - 1 carries
 // token t as the label), then a one-hidden-layer MLP gives logits over the vocabulary.
 struct InversionNetImpl : torch::nn::Module {
@@ -27,7 +28,9 @@ struct InversionNetImpl : torch::nn::Module {
 
   // x (B, T, C) float, mask (B, T) -> logits (B, T, classes).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
-    auto h = norm(x) * mask.unsqueeze(-1).to(x.dtype());
+    // Unit RMS first: LayerNorm's eps would otherwise dominate tiny rows (g2 ~ 1/tokens).
+    const auto rms = x.pow(2).mean(-1, true).sqrt().clamp_min(1e-30);
+    auto h = norm(x / rms) * mask.unsqueeze(-1).to(x.dtype());
     if (context > 0) {
       const auto T = h.size(1);
       const auto padded = torch::constant_pad_nd(h, {0, 0, context, context});
@@ -99,7 +102,7 @@ torch::Tensor seen_tokens(const BatchSource& data) {
     std::vector<size_t> idx;
     for (size_t j = i; j < std::min(data.size(), i + kChunk); ++j) idx.push_back(j);
     const auto b = data.batch(idx);
-    const auto ids = b.input_ids.masked_select(b.attention_mask.ne(0)).unique();
+    const auto ids = b.input_ids.masked_select(b.attention_mask.ne(0)).contiguous();
     const auto a = ids.accessor<int64_t, 1>();
     for (int64_t k = 0; k < ids.size(0); ++k) seen.insert(a[k]);
   }
@@ -113,10 +116,31 @@ void initialise(torch::nn::Module& net, uint64_t seed) {
   for (auto& p : net.named_parameters()) {
     auto& t = p.value();
     if (p.key().find("norm") != std::string::npos) continue;  // LayerNorm keeps 1 and 0
-    const auto fan_in = t.dim() == 2 ? t.size(1) : t.size(0);
-    const double bound = p.key().find("bias") != std::string::npos ? 0.0 : 1.0 / std::sqrt(fan_in);
+    if (t.dim() != 2) {
+      t.zero_();  // biases
+      continue;
+    }
+    const double bound = 1.0 / std::sqrt(double(t.size(1)));  // PyTorch's default range
     t.copy_(torch::empty(t.sizes(), torch::kFloat).uniform_(-bound, bound, gen));
   }
+}
+
+// The head's rows become the pretrained token embeddings of the vocabulary, frozen: the net
+// only learns to map rows into embedding space (a tied LM head's geometry), which converges in
+// tens of steps instead of hundreds and skips the head's weight gradient, the largest one.
+void use_embedding_head(InversionNetImpl& net, const torch::Tensor& embedding,
+                        const torch::Tensor& vocabulary) {
+  torch::NoGradGuard no_grad;
+  net.fc2->weight.copy_(
+      embedding.index_select(0, vocabulary.to(embedding.device())).to(torch::kFloat));
+  net.fc2->weight.requires_grad_(false);
+}
+
+std::vector<torch::Tensor> trainable(const torch::nn::Module& net) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net.parameters())
+    if (p.requires_grad()) out.push_back(p);
+  return out;
 }
 
 std::string short_number(double x) {
@@ -147,20 +171,19 @@ Tap parse_tap(const std::string& name) {
 
 Intercept simulate_intercept(const Segments& seg, const LmBatch& batch, Tap deepest,
                              QuantScheme wire) {
+  const auto dev = seg.input->embed->token_embedding().device();
+  const auto ids = batch.input_ids.to(dev), mask = batch.attention_mask.to(dev);
   Intercept in;
-  in.attention_mask = batch.attention_mask;
-  const auto ctx = make_attention_context(seg.cfg, batch.attention_mask, seg.dtype);
+  in.attention_mask = mask;
+  const auto ctx = make_attention_context(seg.cfg, mask, seg.dtype);
   {
     torch::NoGradGuard no_grad;  // the pretrained model stays frozen
-    in.a1 =
-        fake_quantize(seg.input.ptr()->forward(batch.input_ids, batch.attention_mask, ctx), wire);
+    in.a1 = fake_quantize(seg.input.ptr()->forward(ids, mask, ctx), wire);
     if (deepest != Tap::a1) in.a2 = seg.backbone.ptr()->forward(in.a1, ctx);
   }
   if (deepest == Tap::g2) {
     const auto a2 = in.a2.detach().requires_grad_(true);
-    const auto labels = batch.labels.defined()
-                            ? batch.labels
-                            : labels_from_mask(batch.input_ids, batch.attention_mask);
+    const auto labels = batch.labels.defined() ? batch.labels.to(dev) : labels_from_mask(ids, mask);
     const auto loss = causal_lm_loss(seg.output.ptr()->forward(a2, ctx), labels);
     in.g2 = fake_quantize(torch::autograd::grad({loss}, {a2})[0], wire).detach();
   }
@@ -183,26 +206,31 @@ double LearnedInversion::fit(const Segments& pretrained, const BatchSource& publ
                              Progress* progress) {
   if (public_text.size() == 0) throw Error("learned inversion: no public text to train on");
   const auto& o = options_;
-  const auto V = pretrained.input->embed->token_embedding().size(0);
-  const auto C = pretrained.cfg.hidden_size;
+  const auto E = pretrained.input->embed->token_embedding();
+  const auto V = E.size(0);
   vocabulary_ = o.restrict_vocabulary ? seen_tokens(public_text) : torch::arange(V, torch::kLong);
   const auto class_of =
       torch::full({V}, -1, torch::kLong)
-          .index_put_({vocabulary_}, torch::arange(vocabulary_.size(0), torch::kLong));
-  net_ = std::make_shared<InversionNetImpl>(C, o.context, o.hidden > 0 ? o.hidden : C,
-                                            vocabulary_.size(0));
+          .index_put_({vocabulary_}, torch::arange(vocabulary_.size(0), torch::kLong))
+          .to(E.device());
+  net_ =
+      std::make_shared<InversionNetImpl>(pretrained.cfg.hidden_size, o.context,
+                                         o.hidden > 0 ? o.hidden : E.size(1), vocabulary_.size(0));
   initialise(*net_, o.seed);
-  torch::optim::Adam optimizer(net_->parameters(), torch::optim::AdamOptions(o.lr));
+  net_->to(E.device());
+  if (o.embedding_head && net_->fc2->weight.size(1) == E.size(1))
+    use_embedding_head(*net_, E, vocabulary_);
+  torch::optim::Adam optimizer(trainable(*net_), torch::optim::AdamOptions(o.lr));
   Sampler samples(public_text.size(), o.seed);
   const auto batch = std::min(public_text.size(), size_t(o.batch));
   std::vector<double> losses;
   for (int64_t step = 0; step < o.steps; ++step) {
     const auto data = public_text.batch(samples.take(batch));
-    const auto x = tapped(simulate_intercept(pretrained, data, o.tap, o.wire), o.tap);
-    const auto real = data.attention_mask.ne(0);
-    const auto logits = net_->forward(x.to(torch::kFloat), data.attention_mask);
-    const auto loss = torch::nn::functional::cross_entropy(
-        logits.index({real}), class_of.index({data.input_ids.index({real})}));
+    const auto in = simulate_intercept(pretrained, data, o.tap, o.wire);
+    const auto real = in.attention_mask.ne(0);
+    const auto logits = net_->forward(tapped(in, o.tap).to(torch::kFloat), in.attention_mask);
+    const auto targets = class_of.index({data.input_ids.to(E.device()).index({real})});
+    const auto loss = torch::nn::functional::cross_entropy(logits.index({real}), targets);
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
@@ -229,7 +257,9 @@ Reconstruction LearnedInversion::reconstruct(const Intercept& in) {
     throw Error(name() + ": " + to_string(options_.tap) + " must be (B, T, " +
                 std::to_string(net_->channels()) + ") matching the (B, T) attention mask");
   torch::NoGradGuard no_grad;
-  const auto classes = net_->forward(x.to(torch::kFloat), in.attention_mask).argmax(-1);
+  const auto dev = net_->fc1->weight.device();
+  const auto classes =
+      net_->forward(x.to(dev, torch::kFloat), in.attention_mask.to(dev)).argmax(-1).cpu();
   return true_tokens(vocabulary_.index({classes}), in.attention_mask);
 }
 

@@ -35,16 +35,21 @@ struct LearnedInversionOptions {
   int64_t batch = 16;   // texts per step
   double lr = 2e-3;     // Adam
   uint64_t seed = 0;    // initialisation and sample order
-  int64_t hidden = 0;   // MLP width; 0 = the model's hidden size
+  int64_t hidden = 0;   // MLP width; 0 = the width of the model's token embedding
   int64_t context = 1;  // neighbouring positions fed in on each side (0 = the row alone)
   // The attacker can mimic the wire: its training rows pass through the same quantization.
   QuantScheme wire = QuantScheme::none;
   // Predict only tokens seen in the public text: a much smaller head, and an unseen token
   // could not be learned anyway.
   bool restrict_vocabulary = true;
+  // The last layer is the pretrained token embedding (rows of the predicted vocabulary), frozen,
+  // with a trained bias: the net learns a map into embedding space, which needs far fewer steps
+  // than a random head. Needs hidden == embedding width; otherwise the head is random, trained.
+  bool embedding_head = true;
 };
 
-struct InversionNetImpl;  // LayerNorm per row -> window of 2*context+1 rows -> MLP -> logits
+// Per row: unit RMS, LayerNorm; a window of 2 * context + 1 rows -> Linear -> GELU -> logits.
+struct InversionNetImpl;
 
 class LearnedInversion : public Attack {
  public:

@@ -1,11 +1,10 @@
 // Gradient matching (BiSR-style) on what a split server intercepts, and membership inference
 // on adapters an offline client returns, both on the embedded model and WordNet text.
-#include "tests/doctest_torch.hpp"
-
 #include <chrono>
 #include <string>
 #include <vector>
 
+#include "common/error.hpp"
 #include "data/default_task.hpp"
 #include "data/instructions.hpp"
 #include "data/lm_dataset.hpp"
@@ -15,6 +14,7 @@
 #include "privacy/attacks/gradient_matching.hpp"
 #include "privacy/attacks/membership.hpp"
 #include "privacy/attacks/scoring.hpp"
+#include "tests/doctest_torch.hpp"
 #include "tests/test_paths.hpp"
 
 namespace {
@@ -59,8 +59,8 @@ gt::AttackScore attack_and_score(gt::GradientMatching& attack, const std::string
                                  const gt::Tokenizer& tokenizer) {
   const auto t0 = std::chrono::steady_clock::now();
   auto guess = attack.reconstruct(in);
-  auto score = gt::score_reconstruction(label, guess, gt::true_tokens(b.input_ids, b.attention_mask),
-                                        tokenizer);
+  auto score = gt::score_reconstruction(label, guess,
+                                        gt::true_tokens(b.input_ids, b.attention_mask), tokenizer);
   MESSAGE(label << ": ROUGE-L " << score.rouge_l << ", token accuracy " << score.token_accuracy
                 << " (" << seconds_since(t0) << " s)");
   return score;
@@ -77,13 +77,14 @@ TEST_CASE("gradient matching: recovers WordNet text from a1 and g2 at n_in = 1 (
   const auto in = intercept(client.seg, batch);
   auto attacker = load_frozen();
 
-  gt::GradientMatchingOptions opt;
+  gt::GradientMatchingOptions opt;  // the defaults: 100 Adam steps
   gt::GradientMatching both(attacker.seg, opt);
   REQUIRE(both.applicable(in));
   auto combined = attack_and_score(both, "forward + backward", in, batch, tokenizer);
 
   opt.forward_weight = 0;
   gt::GradientMatching backward_only(attacker.seg, opt);
+  REQUIRE(backward_only.applicable(in));
   auto backward = attack_and_score(backward_only, "backward only", in, batch, tokenizer);
 
   opt.forward_weight = 1;
@@ -95,11 +96,29 @@ TEST_CASE("gradient matching: recovers WordNet text from a1 and g2 at n_in = 1 (
   gt::GradientMatching start(attacker.seg, opt);
   auto chance = attack_and_score(start, "no optimisation", in, batch, tokenizer);
 
-  CHECK(combined.token_accuracy > 0.5);
-  CHECK(combined.rouge_l > 0.5);
-  CHECK(backward.token_accuracy > chance.token_accuracy + 0.1);
-  CHECK(forward.token_accuracy > chance.token_accuracy + 0.1);
+  CHECK(combined.token_accuracy > 0.9);
+  CHECK(combined.rouge_l > 0.8);
+  CHECK(backward.token_accuracy > 0.7);  // the first token carries no label: at most 95% here
+  CHECK(forward.token_accuracy > 0.7);
   CHECK(chance.token_accuracy < 0.1);
+}
+
+TEST_CASE("gradient matching: starts from another attack's guess") {
+  auto tokenizer = gt::Tokenizer::from_dir(gt::test::model_dir());
+  gt::LmDataset data({"dog (noun): a domesticated canid", "run (verb): move fast"}, tokenizer, 16);
+  const auto batch = data.batch({0, 1});  // the second row is right-padded
+  auto client = load_frozen();
+  const auto in = intercept(client.seg, batch);
+  auto attacker = load_frozen();
+  gt::GradientMatchingOptions opt;
+  opt.steps = 0;
+  gt::GradientMatching attack(attacker.seg, opt);
+  const auto truth = gt::true_tokens(batch.input_ids, batch.attention_mask);
+  CHECK(attack.reconstruct_from(in, truth) == truth);  // each start row is its token's embedding
+  auto short_guess = truth;
+  short_guess[1].pop_back();
+  CHECK_THROWS_AS(attack.reconstruct_from(in, short_guess), gt::Error);
+  CHECK_THROWS_AS(attack.reconstruct_from(in, {truth[0]}), gt::Error);
 }
 
 TEST_CASE("gradient matching: not applicable without g2") {
