@@ -77,6 +77,20 @@ void print_summary(const std::string& results_json) {
           e["file_bytes"].get<int64_t>() / 1e6, e["emulator_pretrained_loss"].get<double>(),
           e["full_pretrained_loss"].get<double>(), e["emulator_tuned_loss"].get<double>(),
           e["full_tuned_loss"].get<double>());
+  if (j.contains("tasks"))
+    for (const auto& t : j["tasks"]["tasks"]) {
+      std::string tuned;
+      for (const auto& c : t["tuned"]) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "%s%.3f", tuned.empty() ? "" : ", ", c["acc"].get<double>());
+        tuned += buf;
+      }
+      std::printf("%-34s %s: acc %.3f zero-shot -> %s tuned (acc_norm %.3f -> %.3f), %lld items\n",
+                  "task", t["task"].get<std::string>().c_str(), t["zero_shot"]["acc"].get<double>(),
+                  tuned.c_str(), t["zero_shot"]["acc_norm"].get<double>(),
+                  t["tuned"][0]["acc_norm"].get<double>(),
+                  static_cast<long long>(t["zero_shot"]["items"].get<int64_t>()));
+    }
   if (j.contains("attacks"))
     for (const auto& a : j["attacks"]["scores"])
       std::printf(

@@ -21,6 +21,7 @@
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
+#include "apps/task_eval.hpp"
 #include "common/error.hpp"
 #include "models/emulator.hpp"
 #include "models/safetensors.hpp"
@@ -251,8 +252,13 @@ void run(const Options& opt) {
   print_plan(cfg, clients.front(),
              centralized ? "whole model in one place (no actors)"
                          : "scheduler, clients and server actors in one process");
-  auto results = centralized ? run_centralized(cfg, clients.front(), !opt.run.quiet)
-                             : run_in_process(cfg, clients, out, !opt.run.quiet);
+  std::string results = centralized ? run_centralized(cfg, clients.front(), !opt.run.quiet)
+                                    : run_in_process(cfg, clients, out, !opt.run.quiet);
+  if (auto tasks = evaluate_tasks(cfg, clients, !opt.run.quiet); !tasks.is_null()) {
+    auto j = nlohmann::json::parse(results);
+    j["tasks"] = tasks;
+    results = j.dump(1);
+  }
   print_summary(results);
   if (!out.empty()) {
     write_outputs(out, results, clients);

@@ -135,6 +135,14 @@ std::string name_chars(const Value& v) {
   return ok ? "" : toml_literal(v) + " is not allowed (allowed: letters, digits, '.', '_', '-')";
 }
 
+// Like unique_items, but an empty list is fine.
+std::string distinct_items(const Value& v) {
+  std::set<std::string> seen;
+  for (const auto& s : std::get<std::vector<std::string>>(v))
+    if (!seen.insert(s).second) return "\"" + s + "\" is listed twice";
+  return "";
+}
+
 std::string unique_items(const Value& v) {
   const auto& items = std::get<std::vector<std::string>>(v);
   if (items.empty()) return "must name at least one";
@@ -198,6 +206,7 @@ std::vector<Field> make_fields() {
   const SectionRef<EmulatorSection> emulator{"emulator", &RunConfig::emulator};
   const SectionRef<SchedulerSection> scheduler{"scheduler", &RunConfig::scheduler};
   const SectionRef<AttackerSection> attacker{"attacker", &RunConfig::attacker};
+  const SectionRef<EvaluationSection> evaluation{"evaluation", &RunConfig::evaluation};
   const SectionRef<OptimizerSection> optimizer{"optimizer", &RunConfig::optimizer};
   const SectionRef<TrainingSection> training{"training", &RunConfig::training};
   const SectionRef<DataSection> data{"data", &RunConfig::data};
@@ -345,6 +354,12 @@ std::vector<Field> make_fields() {
       attacker("public_data", &AttackerSection::public_data,
                "the attacker's public text, one passage per line; \"\" = WordNet definitions "
                "of the synsets held out from training"),
+      evaluation("tasks", &EvaluationSection::tasks,
+                 "WordNet multiple-choice tasks scored after the run (test split, lm-eval "
+                 "style), zero-shot and tuned; [] = none")
+          .one_of({"definition_to_word", "word_to_hypernym", "adjective_antonym", "example_cloze"})
+          .check_with(distinct_items, "no duplicates"),
+      evaluation("items", &EvaluationSection::items, "test items per task").above(0),
       optimizer("name", &OptimizerSection::name, "optimizer of the adapters")
           .one_of({"adamw", "sgd"}),
       optimizer("lr", &OptimizerSection::lr, "learning rate").above(0),

@@ -68,6 +68,14 @@ struct AttackerSection {
                             // definitions of the synsets held out from training
 };
 
+// Task accuracy after the run (docs/DESIGN.md 5): 4-way multiple choice on the
+// WordNet tasks' test split, lm-eval style, for the pretrained model (zero-shot)
+// and for each client's tuned adapters in the full model.
+struct EvaluationSection {
+  std::vector<std::string> tasks;  // WordNet task names; empty = no task evaluation
+  int64_t items = 200;             // test items per task
+};
+
 // One phase of a plan: [[phase]] tables, run in order.
 struct PhaseSection {
   StrategyKind strategy = StrategyKind::online;
@@ -122,6 +130,7 @@ struct RunConfig {
   EmulatorSection emulator;
   SchedulerSection scheduler;
   AttackerSection attacker;
+  EvaluationSection evaluation;
   std::vector<PhaseSection> phases;  // [[phase]]; empty = one phase of strategy.kind
   OptimizerSection optimizer;
   TrainingSection training;

@@ -8,7 +8,8 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 out=$("$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=12 \
-  --set data.train_examples=300 --set data.valid_examples=32 --quiet --out "$tmp/run" 2>"$tmp/log") ||
+  --set data.train_examples=300 --set data.valid_examples=32 --quiet --out "$tmp/run" \
+  --set evaluation.tasks=definition_to_word,example_cloze --set evaluation.items=20 2>"$tmp/log") ||
   fail "simulate exited $?: $(cat "$tmp/log")"
 echo "$out"
 # "held-out loss   5.60 -> 4.20 (perplexity ...)"
@@ -18,6 +19,15 @@ after=$(echo "$out" | awk '/^held-out loss/ {print $5}')
 awk -v b="$before" -v a="$after" 'BEGIN {exit !(a < b)}' || fail "held-out loss did not fall: $before -> $after"
 [ -s "$tmp/run/results.json" ] || fail "no results.json"
 [ -s "$tmp/run/adapters.safetensors" ] || fail "no adapters written"
+echo "$out" | grep -q "^task .*definition_to_word: acc" || fail "no task accuracy in the summary"
+python3 - "$tmp/run/results.json" <<'PY' || fail "task accuracy in results.json (above)"
+import json, sys
+t = json.load(open(sys.argv[1]))["tasks"]
+assert [x["task"] for x in t["tasks"]] == ["definition_to_word", "example_cloze"], t
+for x in t["tasks"]:
+    for s in [x["zero_shot"]] + x["tuned"]:
+        assert s["items"] == 20 and 0 <= s["acc"] <= 1 and 0 <= s["acc_norm"] <= 1, s
+PY
 grep -q "session 1 opened" "$tmp/log" || fail "no server session logged"
 
 printf 'a plant having a woody stem\nthe act of moving quickly from one place to another\n' >"$tmp/text.txt"

@@ -1,0 +1,53 @@
+// See task_eval.hpp.
+#include "apps/task_eval.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "data/multiple_choice.hpp"
+#include "data/wordnet_tasks.hpp"
+#include "models/tokenizer.hpp"
+
+namespace gt::cli {
+namespace {
+
+// The full model through a client's cut: input adapter -> backbone -> output adapter.
+LogitsFn logits_of(Segments seg) {  // a copy: modules are shared, the holders not const
+  return [seg](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
+    torch::NoGradGuard no_grad;
+    auto ctx = make_attention_context(seg.cfg, mask, seg.dtype);
+    return seg.output->forward(seg.backbone->forward(seg.input->forward(ids, mask, ctx), ctx), ctx);
+  };
+}
+
+nlohmann::json score_json(const McScore& s) {
+  return {{"acc", s.acc}, {"acc_norm", s.acc_norm}, {"items", s.items}};
+}
+
+}  // namespace
+
+nlohmann::json evaluate_tasks(const RunConfig& cfg, const std::vector<ClientSide>& clients,
+                              bool show_progress) {
+  const auto& e = cfg.evaluation;
+  if (e.tasks.empty()) return nullptr;
+  auto tokenizer = Tokenizer::from_dir(cfg.model.path);
+  auto pretrained_model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
+  const auto pretrained = split_model(pretrained_model, {cfg.model.n_in, cfg.model.n_out});
+  auto out = nlohmann::json::array();
+  for (const auto& name : e.tasks) {
+    auto task = wordnet_mc_task(name, cfg.data.wordnet_dir, size_t(e.items));
+    if (show_progress) spdlog::info("evaluation: {} ({} test items)", name, task.test.size());
+    nlohmann::json row = {
+        {"task", name},
+        {"zero_shot", score_json(score_mc(name, task.test, logits_of(pretrained), tokenizer))},
+        {"tuned", nlohmann::json::array()}};
+    for (const auto& c : clients) {
+      auto j = score_json(score_mc(name, task.test, logits_of(c.seg()), tokenizer));
+      j["client"] = c.name;
+      row["tuned"].push_back(j);
+    }
+    out.push_back(row);
+  }
+  return {{"items", e.items}, {"tasks", out}};
+}
+
+}  // namespace gt::cli
