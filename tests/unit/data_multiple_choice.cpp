@@ -1,5 +1,5 @@
 // Unit tests for multiple-choice tasks: the WordNet tasks (determinism, choices, splits,
-// templates), lm-eval-style scoring with stub models, the JSONL reader and its errors, and a
+// templates), lm-eval-style scoring with scripted models, the JSONL reader and its errors, and a
 // zero-shot run of the embedded model.
 #include <algorithm>
 #include <chrono>
@@ -57,7 +57,7 @@ std::vector<const McItem*> find_items(const McTask& t, const std::string& contex
 }
 
 // Logits that are 0 everywhere except `boost` on token `favourite` (if >= 0) at every position.
-gt::LogitsFn stub_model(int64_t vocab, int64_t favourite = -1, double boost = 20) {
+gt::LogitsFn scripted_model(int64_t vocab, int64_t favourite = -1, double boost = 20) {
   return [=](const torch::Tensor& ids, const torch::Tensor&) {
     auto logits = torch::zeros({ids.size(0), ids.size(1), vocab});
     if (favourite >= 0) logits.select(2, favourite).fill_(boost);
@@ -213,7 +213,7 @@ TEST_CASE("wordnet tasks: templates, cloze blanks and known facts") {
   check_fact(t[2], "The opposite of \"good\" is", " bad", {" bad", " evil", " badness"});
 }
 
-TEST_CASE("multiple choice: score_mc with a stub model that favours one token") {
+TEST_CASE("multiple choice: score_mc with a scripted model that favours one token") {
   const auto& tok = model_tokenizer();
   const auto V = tok.vocab_size();
   const auto cat = single_token(" cat");
@@ -223,14 +223,14 @@ TEST_CASE("multiple choice: score_mc with a stub model that favours one token") 
       {"The animal that barks is", {" dog", " cat", " bird", " fish"}, 0},  // wrong
       {"A pet:", {" cat", " fish"}, 0},                                     // right
       {"A bird:", {" fish", " bird", " cat"}, 1}};                          // wrong
-  const auto s = gt::score_mc("stub", items, stub_model(V, cat), tok, 3, 64);
-  CHECK(s.task == "stub");
+  const auto s = gt::score_mc("scripted", items, scripted_model(V, cat), tok, 3, 64);
+  CHECK(s.task == "scripted");
   CHECK(s.items == 4);
   CHECK(s.acc == doctest::Approx(0.5));
   CHECK(s.acc_norm == doctest::Approx(0.5));
 
   // Uniform logits: each scored token costs log V, so the log-likelihood counts the choice's
-  // tokens exactly; the stub also checks the layout (bos first, right padding).
+  // tokens exactly; the scripted model also checks the layout (bos first, right padding).
   std::vector<std::vector<int64_t>> seen;
   const gt::LogitsFn uniform = [&](const torch::Tensor& ids, const torch::Tensor& mask) {
     for (int64_t b = 0; b < ids.size(0); ++b) {
@@ -263,11 +263,11 @@ TEST_CASE("multiple choice: acc and acc_norm differ where lengths differ") {
   const auto n = static_cast<double>(tok.encode(longer).size());
   REQUIRE(n < double(longer.size() - 1));  // fewer tokens than bytes
   const std::vector<McItem> items = {{"Pick one:", {" a", longer}, 1}};
-  const auto s = gt::score_mc("lengths", items, stub_model(V), tok);
+  const auto s = gt::score_mc("lengths", items, scripted_model(V), tok);
   CHECK(s.acc == 0.0);
   CHECK(s.acc_norm == 1.0);
   const std::vector<McItem> flipped = {{"Pick one:", {" a", longer}, 0}};
-  const auto f = gt::score_mc("lengths", flipped, stub_model(V), tok);
+  const auto f = gt::score_mc("lengths", flipped, scripted_model(V), tok);
   CHECK(f.acc == 1.0);
   CHECK(f.acc_norm == 0.0);
 }
@@ -297,18 +297,18 @@ TEST_CASE("multiple choice: long sequences are cut from the left") {
 TEST_CASE("multiple choice: bad items, arguments and logits are errors") {
   const auto& tok = model_tokenizer();
   const auto V = tok.vocab_size();
-  CHECK_THROWS_WITH_AS(gt::score_mc("t", {{"c", {" a", " b"}, 2, "x:3"}}, stub_model(V), tok),
+  CHECK_THROWS_WITH_AS(gt::score_mc("t", {{"c", {" a", " b"}, 2, "x:3"}}, scripted_model(V), tok),
                        "t item 0 (x:3): answer 2 is out of range for 2 choices", gt::Error);
-  CHECK_THROWS_WITH_AS(gt::score_mc("t", {{"c", {" a"}, 0}, {"c", {}, 0}}, stub_model(V), tok),
+  CHECK_THROWS_WITH_AS(gt::score_mc("t", {{"c", {" a"}, 0}, {"c", {}, 0}}, scripted_model(V), tok),
                        "t item 1: no choices", gt::Error);
-  CHECK_THROWS_AS(gt::score_mc("t", {{"c", {" a"}, 0}}, stub_model(V), tok, 0), gt::Error);
-  CHECK_THROWS_AS(gt::score_mc("t", {{"c", {" a"}, 0}}, stub_model(V), tok, 4, 1), gt::Error);
+  CHECK_THROWS_AS(gt::score_mc("t", {{"c", {" a"}, 0}}, scripted_model(V), tok, 0), gt::Error);
+  CHECK_THROWS_AS(gt::score_mc("t", {{"c", {" a"}, 0}}, scripted_model(V), tok, 4, 1), gt::Error);
   const gt::LogitsFn flat = [](const torch::Tensor& ids, const torch::Tensor&) {
     return torch::zeros({ids.size(0), ids.size(1)});
   };
   CHECK_THROWS_WITH_AS(gt::score_mc("t", {{"c", {" a"}, 0}}, flat, tok),
                        doctest::Contains("logits function returned shape"), gt::Error);
-  const auto none = gt::score_mc("empty", {}, stub_model(V), tok);
+  const auto none = gt::score_mc("empty", {}, scripted_model(V), tok);
   CHECK(none.items == 0);
   CHECK(none.acc == 0.0);
 }
