@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "common/stable_hash.hpp"
+#include "data/jsonl.hpp"
 #include "data/wordnet.hpp"
 
 namespace gt {
@@ -24,10 +25,6 @@ std::string synset_id(char pos, const std::string& offset) {
 std::string indefinite_article(const std::string& word) {
   const char c = word.empty() ? 'x' : static_cast<char>(std::tolower(word[0]));
   return std::string("aeiou").find(c) != std::string::npos ? "An" : "A";
-}
-
-bool blank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
 }  // namespace
@@ -105,19 +102,11 @@ std::vector<InstructionExample> read_jsonl_instructions(const std::string& path)
   std::vector<InstructionExample> out;
   std::string line;
   for (size_t lineno = 1; std::getline(in, line); ++lineno) {
-    if (blank(line)) continue;
+    if (is_blank(line)) continue;
     auto bad = [&](const std::string& what) {
       return error_at(path + ":" + std::to_string(lineno), what);
     };
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      // Keep nlohmann's reason, drop its "[json.exception...] parse error at line 1, column N".
-      std::string why = e.what();
-      if (auto colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);
-      throw bad("invalid JSON at column " + std::to_string(e.byte) + ": " + why);
-    }
+    const auto j = parse_jsonl_line(line, path + ":" + std::to_string(lineno));
     if (!j.is_object()) throw bad(std::string("not a JSON object (got ") + j.type_name() + ")");
     auto field = [&](const char* name, bool required) -> std::string {
       const auto it = j.find(name);
@@ -129,7 +118,7 @@ std::vector<InstructionExample> read_jsonl_instructions(const std::string& path)
         throw bad(std::string("field \"") + name + "\" is not a string (got " + it->type_name() +
                   ")");
       auto value = it->get<std::string>();
-      if (required && blank(value)) throw bad(std::string("field \"") + name + "\" is empty");
+      if (required && is_blank(value)) throw bad(std::string("field \"") + name + "\" is empty");
       return value;
     };
     const bool plain = j.contains("prompt") || j.contains("response");
@@ -141,7 +130,7 @@ std::vector<InstructionExample> read_jsonl_instructions(const std::string& path)
       out.push_back({prompt, field("response", true)});
     } else if (alpaca) {
       auto prompt = "### Instruction:\n" + field("instruction", true) + "\n\n";
-      if (auto input = field("input", false); !blank(input))
+      if (auto input = field("input", false); !is_blank(input))
         prompt += "### Input:\n" + input + "\n\n";
       out.push_back({prompt + "### Response:\n", field("output", true)});
     } else {

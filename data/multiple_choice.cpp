@@ -7,13 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "data/jsonl.hpp"
 
 namespace gt {
 namespace {
-
-bool blank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
-}
 
 // One (item, choice) sequence; tokens [scored_from, ids.size()) belong to the choice.
 struct Request {
@@ -193,7 +190,7 @@ std::vector<std::string> read_choices(const nlohmann::json& j,
     if (!v.is_string())
       throw bad(label + " is not a string (got " + std::string(v.type_name()) + ")");
     auto s = v.get<std::string>();
-    if (blank(s)) throw bad(label + " is empty");
+    if (is_blank(s)) throw bad(label + " is empty");
     for (size_t d = 0; d < choices.size(); ++d)
       if (choices[d] == s)
         throw bad("choices " + std::to_string(d) + " and " + std::to_string(c) + " are the same");
@@ -211,7 +208,7 @@ McItem parse_item(const nlohmann::json& j, const std::function<Error(const std::
   if (!c.is_string())
     throw bad("field \"" + ctx + "\" is not a string (got " + std::string(c.type_name()) + ")");
   item.context = c.get<std::string>();
-  if (blank(item.context)) throw bad("field \"" + ctx + "\" is empty");
+  if (is_blank(item.context)) throw bad("field \"" + ctx + "\" is empty");
   item.choices = read_choices(j, bad);
   const auto ans = pick_field(j, {"answer", "gold", "label"}, bad);
   if (ans.empty()) throw bad("missing field \"answer\" (or \"gold\" / \"label\")");
@@ -233,20 +230,12 @@ std::vector<McItem> read_jsonl_multiple_choice(const std::string& path) {
   std::vector<McItem> out;
   std::string line;
   for (size_t lineno = 1; std::getline(in, line); ++lineno) {
-    if (blank(line)) continue;
+    if (is_blank(line)) continue;
     const auto where = path + ":" + std::to_string(lineno);
     const std::function<Error(const std::string&)> bad = [&](const std::string& what) {
       return error_at(where, what);
     };
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      // Keep nlohmann's reason, drop its "[json.exception...] parse error at line 1, column N".
-      std::string why = e.what();
-      if (auto colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);
-      throw bad("invalid JSON at column " + std::to_string(e.byte) + ": " + why);
-    }
+    const auto j = parse_jsonl_line(line, where);
     out.push_back(parse_item(j, bad));
     out.back().id = where;
   }
