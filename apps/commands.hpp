@@ -15,5 +15,6 @@ void add_eval_ppl(CLI::App& app);
 void add_simulate(CLI::App& app);
 void add_node(CLI::App& app);
 void add_ctl(CLI::App& app);
+void add_experiment(CLI::App& app);
 
 }  // namespace gt::cli

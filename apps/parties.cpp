@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -11,6 +12,8 @@
 #include "data/default_task.hpp"
 #include "data/instructions.hpp"
 #include "data/lm_dataset.hpp"
+#include "data/mc_instructions.hpp"
+#include "data/wordnet_tasks.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
 
@@ -18,6 +21,17 @@ namespace gt::cli {
 namespace {
 
 InstructionSplit load_examples(const DataSection& d) {
+  if (d.kind == "wordnet_tasks") {
+    auto tasks = wordnet_mc_tasks(d.wordnet_dir, 0);  // reads WordNet once
+    if (!d.tasks.empty())
+      tasks.erase(std::remove_if(tasks.begin(), tasks.end(),
+                                 [&](const McTask& t) {
+                                   return std::find(d.tasks.begin(), d.tasks.end(), t.name) ==
+                                          d.tasks.end();
+                                 }),
+                  tasks.end());
+    return mc_instructions(tasks, size_t(d.train_examples), size_t(d.valid_examples));
+  }
   if (d.kind == "wordnet")
     return wordnet_instructions(d.wordnet_dir, d.valid_fraction, size_t(d.train_examples),
                                 size_t(d.valid_examples));
@@ -42,6 +56,15 @@ InstructionSplit load_examples(const DataSection& d) {
   if (split.valid.empty())
     throw error_at(d.path, "no validation examples (set data.valid_path or data.valid_fraction)");
   return split;
+}
+
+std::string data_name(const DataSection& d) {
+  if (d.kind == "wordnet") return "WordNet instructions";
+  if (d.kind == "jsonl") return "examples from " + d.path;
+  std::string names;
+  for (const auto& t : d.tasks.empty() ? wordnet_mc_task_names() : d.tasks)
+    names += (names.empty() ? "" : ", ") + t;
+  return "task examples (" + names + ")";
 }
 
 std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o,
@@ -153,9 +176,8 @@ ClientSide make_client_side(const RunConfig& cfg, int64_t index, int64_t count) 
   if (train->size() == 0)
     throw Error("client " + c.name + ": no training example fits in training.max_len=" +
                 std::to_string(cfg.training.max_len));
-  c.data_summary =
-      std::to_string(train->size()) + " train / " + std::to_string(valid->size()) + " held-out " +
-      (cfg.data.kind == "wordnet" ? "WordNet instructions" : "examples from " + cfg.data.path);
+  c.data_summary = std::to_string(train->size()) + " train / " + std::to_string(valid->size()) +
+                   " held-out " + data_name(cfg.data);
   c.train = train;
   c.valid = valid;
   return c;

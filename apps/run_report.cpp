@@ -100,6 +100,21 @@ void print_summary(const std::string& results_json) {
           a["strategy"].get<std::string>().c_str(), a["rouge_l"].get<double>(),
           a["rouge_l_p10"].get<double>(), a["rouge_l_p90"].get<double>(),
           a["token_accuracy"].get<double>(), a["samples"].get<size_t>());
+  if (j.contains("membership"))
+    for (const auto& m : j["membership"])
+      std::printf(
+          "%-34s on %s's returned adapters: AUC %.3f, advantage %.3f (%zu members, %zu "
+          "non-members)\n",
+          "membership inference", m["client"].get<std::string>().c_str(), m["auc"].get<double>(),
+          m["advantage"].get<double>(), m["members"].get<size_t>(), m["non_members"].get<size_t>());
+  if (j.contains("client_memory")) {
+    const auto& m = j["client_memory"];
+    std::printf("%-34s %.1f MB (parameters %.1f, gradients %.1f, optimizer %.1f, emulator %.1f)\n",
+                "client memory", m["total_bytes"].get<int64_t>() / 1e6,
+                m["parameters_bytes"].get<int64_t>() / 1e6,
+                m["gradient_bytes"].get<int64_t>() / 1e6, m["optimizer_bytes"].get<int64_t>() / 1e6,
+                m["emulator_bytes"].get<int64_t>() / 1e6);
+  }
   std::printf("%-34s %.1f s\n", "wall time", totals["wall_seconds"].get<double>());
 }
 

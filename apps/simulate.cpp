@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,7 +18,9 @@
 #include "actors/emulator_builder.hpp"
 #include "actors/server.hpp"
 #include "apps/attacker_side.hpp"
+#include "apps/child_process.hpp"
 #include "apps/commands.hpp"
+#include "apps/run_audit.hpp"
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
@@ -85,11 +88,14 @@ nlohmann::json emulator_reports(const std::vector<EmulatorReport>& reports,
   auto out = nlohmann::json::array();
   for (const auto& r : reports) {
     auto emulator = load_emulator(r.path, client.seg().cfg, client.seg().dtype).backbone;
+    int64_t memory = 0;  // what the client holds in memory (int8 weights arrive dequantized)
+    for (const auto& p : emulator->parameters()) memory += p.numel() * p.element_size();
     const auto& full = builder.full;  // pretrained adapters and the real backbone
     out.push_back(
         {{"strategy", r.strategy},
          {"description", r.description},
          {"file_bytes", r.file_bytes},
+         {"memory_bytes", memory},
          {"distill_mse", r.distill_mse},
          {"full_pretrained_loss", lm_loss_through(full, full.backbone, *client.valid)},
          {"emulator_pretrained_loss", lm_loss_through(full, emulator, *client.valid)},
@@ -161,38 +167,21 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
   }
   if (cfg.emulator.work_dir.empty() && out.empty())  // a temporary transfer directory
     std::filesystem::remove_all(std::filesystem::path(transfer_dir(cfg, out)).parent_path());
-  if (reports->empty()) return results;
   auto j = nlohmann::json::parse(results);
-  j["emulators"] = emulator_reports(*reports, *builder, clients.front());
+  if (!reports->empty()) j["emulators"] = emulator_reports(*reports, *builder, clients.front());
+  const auto& attacks_cfg = cfg.attacker.attacks;
+  if (needs_builder(cfg) && cfg.attacker.enabled &&
+      std::find(attacks_cfg.begin(), attacks_cfg.end(), "membership_inference") !=
+          attacks_cfg.end()) {
+    if (progress) spdlog::info("attacker: membership inference on the returned adapters");
+    j["membership"] =
+        membership_report(cfg, clients, planned_steps(cfg, clients.front().train->size()));
+  }
   return j.dump(1);
 }
 
-// fork + exec of this same binary with `args`; returns the child's pid.
-pid_t spawn_self(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  static std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  argv.push_back(self.data());
-  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw Error("cannot start a child process");
-  if (pid == 0) {
-    execv(self.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_child(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 void run_in_processes(const Options& opt, const std::string& out) {
-  std::vector<std::string> common;
-  if (!opt.run.config.empty()) common = {"--config", opt.run.config};
-  for (const auto& s : opt.run.sets) common.insert(common.end(), {"--set", s});
+  const auto common = opt.run.as_args();
   const auto port_file = out + "/server.port";
   std::filesystem::remove(port_file);
   auto server_args = std::vector<std::string>{"node",        "--role",      "server", "--listen",
@@ -217,7 +206,7 @@ void run_in_processes(const Options& opt, const std::string& out) {
       "node", "--role", "client", "--connect", "127.0.0.1:" + port, "--out", out};
   client_args.insert(client_args.end(), common.begin(), common.end());
   if (opt.run.quiet) client_args.push_back("--quiet");
-  const int client_status = wait_child(spawn_self(client_args));
+  const int client_status = wait_child(spawn_self(client_args)).status;
   kill(server, SIGTERM);
   wait_child(server);
   if (client_status != 0)
@@ -254,11 +243,14 @@ void run(const Options& opt) {
                          : "scheduler, clients and server actors in one process");
   std::string results = centralized ? run_centralized(cfg, clients.front(), !opt.run.quiet)
                                     : run_in_process(cfg, clients, out, !opt.run.quiet);
-  if (auto tasks = evaluate_tasks(cfg, clients, !opt.run.quiet); !tasks.is_null()) {
-    auto j = nlohmann::json::parse(results);
+  auto j = nlohmann::json::parse(results);
+  if (auto tasks = evaluate_tasks(cfg, clients, !opt.run.quiet); !tasks.is_null())
     j["tasks"] = tasks;
-    results = j.dump(1);
-  }
+  int64_t emulator_bytes = 0;  // the largest emulator the client held
+  for (const auto& e : j.value("emulators", nlohmann::json::array()))
+    emulator_bytes = std::max(emulator_bytes, e["memory_bytes"].get<int64_t>());
+  j["client_memory"] = client_memory(clients.front(), emulator_bytes);
+  results = j.dump(1);
   print_summary(results);
   if (!out.empty()) {
     write_outputs(out, results, clients);

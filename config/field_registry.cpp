@@ -338,9 +338,11 @@ std::vector<Field> make_fields() {
       attacker("enabled", &AttackerSection::enabled,
                "a curious server: tap what it receives, run the attacks, score them on the "
                "clients' true tokens (simulation only)"),
-      attacker("attacks", &AttackerSection::attacks, "the data-reconstruction attacks to run")
+      attacker("attacks", &AttackerSection::attacks,
+               "the attacks to run: data reconstruction from what crosses the wire, and "
+               "membership inference on the adapters offsite/offline clients return")
           .one_of({"embedding_inversion", "learned_inversion_a1", "learned_inversion_a2",
-                   "learned_inversion_g2", "gradient_matching"})
+                   "learned_inversion_g2", "gradient_matching", "membership_inference"})
           .check_with(unique_items, "no duplicates"),
       attacker("every", &AttackerSection::every,
                "attack training steps 0, every, 2*every, ... of each client")
@@ -354,6 +356,9 @@ std::vector<Field> make_fields() {
       attacker("public_data", &AttackerSection::public_data,
                "the attacker's public text, one passage per line; \"\" = WordNet definitions "
                "of the synsets held out from training"),
+      attacker("cache_dir", &AttackerSection::cache_dir,
+               "directory where fitted inversion models are kept and reused by later runs with "
+               "the same model, cut, public text and fit settings; \"\" = fit every run"),
       evaluation("tasks", &EvaluationSection::tasks,
                  "WordNet multiple-choice tasks scored after the run (test split, lm-eval "
                  "style), zero-shot and tuned; [] = none")
@@ -386,8 +391,14 @@ std::vector<Field> make_fields() {
                "steps between evaluations; 0 = only before and after training")
           .at_least(0),
       data("kind", &DataSection::kind,
-           "the embedded WordNet definitions task, or your own JSONL file")
-          .one_of({"wordnet", "jsonl"}),
+           "the embedded WordNet instructions, the WordNet multiple-choice tasks' train splits "
+           "(context -> right choice; the tasks [evaluation] scores), or your own JSONL file")
+          .one_of({"wordnet", "wordnet_tasks", "jsonl"}),
+      data("tasks", &DataSection::tasks,
+           "WordNet multiple-choice tasks to train on, interleaved; [] = all four")
+          .one_of({"definition_to_word", "word_to_hypernym", "adjective_antonym", "example_cloze"})
+          .check_with(distinct_items, "no duplicates")
+          .only_when("data.kind", "wordnet_tasks", std::vector<std::string>{}),
       data("path", &DataSection::path, "JSONL training file (required for kind = jsonl)")
           .only_when("data.kind", "jsonl", std::string()),
       data("valid_path", &DataSection::valid_path,

@@ -253,7 +253,7 @@ void resolve_paths(RunConfig& cfg, const std::string& base_dir, const Lines& lin
   if (base_dir.empty()) return;
   for (const char* name :
        {"model.path", "data.path", "data.valid_path", "data.wordnet_dir", "emulator.distill_data",
-        "emulator.work_dir", "attacker.public_data", "run.out"}) {
+        "emulator.work_dir", "attacker.public_data", "attacker.cache_dir", "run.out"}) {
     const Field& f = *find_field(name);
     const std::string p = std::get<std::string>(f.read(cfg));
     if (!lines.count(name) || p.empty() || fs::path(p).is_absolute()) continue;

@@ -58,14 +58,16 @@ struct EmulatorSection {
 // true tokens score them.
 struct AttackerSection {
   bool enabled = false;
-  std::vector<std::string> attacks{"embedding_inversion", "learned_inversion_a1",
+  // membership_inference runs after the run, on the adapters offsite/offline clients return.
+  std::vector<std::string> attacks{"embedding_inversion",  "learned_inversion_a1",
                                    "learned_inversion_a2", "learned_inversion_g2",
-                                   "gradient_matching"};
+                                   "gradient_matching",    "membership_inference"};
   int64_t every = 10;       // attack training steps 0, every, 2*every, ... of each client
   int64_t max_batches = 4;  // per client and strategy
   int64_t fit_steps = 300;  // training steps of each learned inversion model
   std::string public_data;  // the attacker's text, one passage per line; "" = WordNet
                             // definitions of the synsets held out from training
+  std::string cache_dir;    // fitted inversion models are kept and reused here; "" = none
 };
 
 // Task accuracy after the run (docs/DESIGN.md 5): 4-way multiple choice on the
@@ -107,9 +109,12 @@ struct TrainingSection {
 };
 
 struct DataSection {
-  std::string kind = "wordnet";  // wordnet | jsonl
-  std::string path;              // jsonl training file; required for jsonl
-  std::string valid_path;        // optional jsonl validation file
+  std::string kind = "wordnet";  // wordnet | wordnet_tasks | jsonl
+  // kind = wordnet_tasks: train on these WordNet multiple-choice tasks' train splits
+  // (context -> right choice), interleaved; [] = all four.
+  std::vector<std::string> tasks;
+  std::string path;        // jsonl training file; required for jsonl
+  std::string valid_path;  // optional jsonl validation file
   std::string wordnet_dir = "/usr/share/wordnet";
   double valid_fraction = 0.05;                          // held out when there is no valid_path
   int64_t train_examples = 20000, valid_examples = 256;  // 0 = all

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <memory>
+#include <utility>
 #include <vector>
 
 namespace gt {
@@ -17,6 +19,23 @@ struct BatchSource {
   virtual ~BatchSource() = default;
   virtual size_t size() const = 0;
   virtual LmBatch batch(const std::vector<size_t>& indices) const = 0;
+};
+
+// Some samples of another source, renumbered 0..n-1 (e.g. the examples a client trained on).
+class SubsetSource : public BatchSource {
+ public:
+  SubsetSource(std::shared_ptr<const BatchSource> source, std::vector<size_t> indices)
+      : source_(std::move(source)), indices_(std::move(indices)) {}
+  size_t size() const override { return indices_.size(); }
+  LmBatch batch(const std::vector<size_t>& indices) const override {
+    std::vector<size_t> mapped;
+    for (auto i : indices) mapped.push_back(indices_.at(i));
+    return source_->batch(mapped);
+  }
+
+ private:
+  std::shared_ptr<const BatchSource> source_;
+  std::vector<size_t> indices_;
 };
 
 }  // namespace gt

@@ -247,6 +247,48 @@ double LearnedInversion::fit(const Segments& pretrained, const BatchSource& publ
   return sum / double(tail);
 }
 
+void LearnedInversion::save(const std::string& path) const {
+  if (!fitted()) throw Error(name() + ": nothing to save before fit");
+  torch::serialize::OutputArchive archive;
+  archive.write("vocabulary", vocabulary_);
+  net_->save(archive);
+  try {
+    archive.save_to(path);
+  } catch (const c10::Error&) {
+    throw error_at(path, "cannot write the inversion model");
+  }
+}
+
+void LearnedInversion::load(const Segments& pretrained, const std::string& path) {
+  const auto E = pretrained.input->embed->token_embedding();
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    torch::Tensor vocabulary;
+    archive.read("vocabulary", vocabulary);
+    if (vocabulary.dim() != 1 || vocabulary.scalar_type() != torch::kLong ||
+        vocabulary.numel() == 0 || vocabulary.max().item<int64_t>() >= E.size(0))
+      throw error_at(path, "not an inversion model for this tokenizer (vocabulary)");
+    const auto& o = options_;
+    auto net =
+        std::make_shared<InversionNetImpl>(pretrained.cfg.hidden_size, o.context,
+                                           o.hidden > 0 ? o.hidden : E.size(1), vocabulary.size(0));
+    std::vector<std::vector<int64_t>> shapes;
+    for (const auto& p : net->parameters()) shapes.push_back(p.sizes().vec());
+    net->load(archive);  // throws for a missing tensor; shapes are ours to check
+    const auto loaded = net->parameters();
+    for (size_t i = 0; i < loaded.size(); ++i)
+      if (loaded[i].sizes().vec() != shapes[i])
+        throw error_at(path, "not an inversion model for this model and these options (shapes)");
+    net->to(E.device());
+    net_ = std::move(net);
+    vocabulary_ = vocabulary;
+  } catch (const c10::Error& e) {
+    throw error_at(path,
+                   std::string("not a matching inversion model: ") + e.what_without_backtrace());
+  }
+}
+
 Reconstruction LearnedInversion::reconstruct(const Intercept& in) {
   if (!fitted()) throw Error(name() + ": fit it on public text before reconstructing");
   if (!applicable(in))

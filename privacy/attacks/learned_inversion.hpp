@@ -68,6 +68,13 @@ class LearnedInversion : public Attack {
              Progress* progress = nullptr);
 
   bool fitted() const { return net_ != nullptr; }
+
+  // A fitted model as a file (LibTorch archive: the net's parameters and the vocabulary), so
+  // the same fit serves many runs. save throws gt::Error before fit or when the file cannot be
+  // written. load restores a model saved with the same options for the same `pretrained`
+  // shapes; it throws gt::Error naming the file when it is unreadable or does not match.
+  void save(const std::string& path) const;
+  void load(const Segments& pretrained, const std::string& path);
   const LearnedInversionOptions& options() const { return options_; }
   // The ids the head predicts (sorted); all of the model's when not restricted.
   const torch::Tensor& vocabulary() const { return vocabulary_; }

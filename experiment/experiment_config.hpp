@@ -1,0 +1,65 @@
+// The grid of `gtune experiment`: which designs (each a set of overrides of one base run
+// configuration) to run on which tasks with which seeds. One TOML file, e.g.
+// config/examples/compare.toml:
+//
+//   [experiment]
+//   base = "online.toml"                    # the run every cell starts from
+//   set = ["attacker.enabled=true"]         # overrides for every cell
+//   tasks = ["all"]                         # "all" or WordNet task names: one cell each
+//   seeds = [0]
+//   baseline = "centralized"                # accuracy deltas are measured against it
+//   undefended = "split"                    # the targets compare to it
+//   quick = ["training.steps=4"]            # overrides --quick adds (for tests)
+//
+//   [[design]]
+//   name = "split"
+//   set = ["strategy.kind=split"]
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gt {
+
+struct ExperimentDesign {
+  std::string name;               // letters, digits, '.', '_', '-'
+  std::vector<std::string> sets;  // section.key=value overrides of the run configuration
+};
+
+struct ExperimentConfig {
+  std::string base;  // the base run configuration file, resolved against the experiment file
+  std::vector<std::string> sets;
+  std::vector<std::string> tasks{"all"};
+  std::vector<uint64_t> seeds{0};
+  std::string baseline;    // a design name or ""
+  std::string undefended;  // a design name or ""
+  std::vector<std::string> quick;
+  std::vector<ExperimentDesign> designs;
+  std::string source;
+};
+
+// One run of the grid.
+struct ExperimentCell {
+  std::string id;  // "<design>.<task>.s<seed>": a directory name
+  std::string design, task;
+  uint64_t seed = 0;
+  std::vector<std::string> overrides;  // applied to the base configuration, in order
+};
+
+// Throws gt::Error naming file:line and the key for a syntax error, an unknown table or key,
+// a wrong type, no designs, a duplicate or badly named design, an unknown task, no seeds, or a
+// baseline / undefended design that is not in the grid.
+ExperimentConfig parse_experiment_config(const std::string& toml_text, const std::string& where,
+                                         const std::string& base_dir);
+ExperimentConfig load_experiment_config(const std::string& path);
+
+// designs x tasks x seeds, in that nesting order. A cell trains on its task's train split
+// ("all": the four WordNet tasks interleaved) and is scored on the same task(s):
+// overrides = experiment set, design set, data/evaluation tasks, training.seed, then quick.
+std::vector<ExperimentCell> experiment_cells(const ExperimentConfig& cfg, bool quick);
+
+// The WordNet tasks a cell's task stands for ("all" -> all four).
+std::vector<std::string> cell_tasks(const std::string& task);
+
+}  // namespace gt

@@ -1,0 +1,396 @@
+// See experiment_report.hpp.
+#include "experiment/experiment_report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace gt {
+namespace {
+
+bool has(double v) {
+  return !std::isnan(v);
+}
+
+std::string fmt(const char* format, double v) {
+  if (!has(v)) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string dash_or(const std::string& s) {
+  return s.empty() ? "–" : s;
+}
+
+double mean(const std::vector<double>& xs) {
+  double sum = 0;
+  size_t n = 0;
+  for (double x : xs)
+    if (has(x)) sum += x, ++n;
+  return n ? sum / double(n) : kNoValue;
+}
+
+// Sample standard deviation; NaN for fewer than two values.
+double stddev(const std::vector<double>& xs) {
+  const double m = mean(xs);
+  double sum = 0;
+  size_t n = 0;
+  for (double x : xs)
+    if (has(x)) sum += (x - m) * (x - m), ++n;
+  return n > 1 ? std::sqrt(sum / double(n - 1)) : kNoValue;
+}
+
+// "online", or "offline->online" for a plan (repeats of one strategy collapsed).
+std::string strategies_of(const nlohmann::json& results) {
+  std::vector<std::string> seen;
+  for (const auto& p : results.value("phases", nlohmann::json::array()))
+    for (const auto& s : p.value("strategies", nlohmann::json::array()))
+      if (seen.empty() || seen.back() != s.get<std::string>()) seen.push_back(s.get<std::string>());
+  std::string out;
+  for (const auto& s : seen) out += (out.empty() ? "" : "->") + s;
+  return out;
+}
+
+bool reads_a1(const std::string& attack) {
+  return attack == "embedding_inversion" || attack == "learned_inversion_a1";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+std::vector<ExperimentRow> failed_rows(const ExperimentCell& cell,
+                                       const CellMeasurement& measured) {
+  ExperimentRow r;
+  r.design = cell.design;
+  r.train_task = cell.task;
+  r.task = cell.task;
+  r.seed = cell.seed;
+  r.run_seconds = measured.seconds;
+  r.peak_rss_mb = measured.peak_rss_mb;
+  r.status = "failed: " + measured.error;
+  return {r};
+}
+
+std::vector<ExperimentRow> experiment_rows(const ExperimentCell& cell,
+                                           const nlohmann::json& results,
+                                           const CellMeasurement& measured) {
+  ExperimentRow base;
+  base.design = cell.design;
+  base.train_task = cell.task;
+  base.seed = cell.seed;
+  base.strategy = strategies_of(results);
+  base.run_seconds = measured.seconds;
+  base.peak_rss_mb = measured.peak_rss_mb;
+  const auto& totals = results.at("totals");
+  base.steps = totals.at("steps").get<int64_t>();
+  base.train_seconds = totals.at("wall_seconds").get<double>();
+  base.eval_loss = totals.at("eval_loss_after").get<double>();
+  const auto clients = std::max<int64_t>(1, totals.at("clients").get<int64_t>());
+  const auto per_client_steps = std::max<int64_t>(1, base.steps / clients);
+  // Per client and step: what one client sends and receives in a training step.
+  base.bytes_up_per_step =
+      double(totals.at("step_bytes_up").get<int64_t>()) / double(clients * per_client_steps);
+  base.bytes_down_per_step =
+      double(totals.at("step_bytes_down").get<int64_t>()) / double(clients * per_client_steps);
+  for (const auto& b : totals.at("all_bytes")) {
+    const auto kind = b.at("kind").get<std::string>();
+    if (kind.size() < 5 || kind.compare(kind.size() - 5, 5, ".eval") != 0)
+      base.bytes_total += b.at("bytes").get<int64_t>();
+  }
+  if (results.contains("client_memory"))
+    base.client_mb = double(results["client_memory"].at("total_bytes").get<int64_t>()) / 1e6;
+  if (base.strategy == "centralized") {
+    // The data owner hands over its text: nothing to attack, everything to read.
+    base.best_attack = "raw text (no protection)";
+    base.best_rouge_l = 1.0;
+    base.a1_rouge_l = 1.0;
+  } else if (results.contains("attacks")) {
+    for (const auto& s : results["attacks"].at("scores")) {
+      const auto attack = s.at("attack").get<std::string>();
+      const auto rouge = s.at("rouge_l").get<double>();
+      if (!has(base.best_rouge_l) || rouge > base.best_rouge_l) {
+        base.best_rouge_l = rouge;
+        base.best_attack = attack;
+      }
+      if (reads_a1(attack) && (!has(base.a1_rouge_l) || rouge > base.a1_rouge_l))
+        base.a1_rouge_l = rouge;
+    }
+  }
+  if (results.contains("membership")) {
+    std::vector<double> aucs;
+    for (const auto& m : results["membership"]) aucs.push_back(m.at("auc").get<double>());
+    base.membership_auc = mean(aucs);
+  }
+  std::vector<ExperimentRow> rows;
+  if (!results.contains("tasks")) {
+    base.task = cell.task;
+    rows.push_back(base);
+    return rows;
+  }
+  for (const auto& t : results["tasks"].at("tasks")) {
+    auto r = base;
+    r.task = t.at("task").get<std::string>();
+    r.zero_shot_acc = t.at("zero_shot").at("acc").get<double>();
+    std::vector<double> acc, acc_norm;  // mean over clients
+    for (const auto& c : t.at("tuned")) {
+      acc.push_back(c.at("acc").get<double>());
+      acc_norm.push_back(c.at("acc_norm").get<double>());
+    }
+    r.acc = mean(acc);
+    r.acc_norm = mean(acc_norm);
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+void fill_deltas(std::vector<ExperimentRow>& rows, const std::string& baseline) {
+  if (baseline.empty()) return;
+  std::map<std::tuple<std::string, std::string, uint64_t>, double> reference;
+  for (const auto& r : rows)
+    if (r.design == baseline && has(r.acc)) reference[{r.train_task, r.task, r.seed}] = r.acc;
+  for (auto& r : rows) {
+    auto it = reference.find({r.train_task, r.task, r.seed});
+    if (it != reference.end() && has(r.acc)) r.delta_points = 100 * (r.acc - it->second);
+  }
+}
+
+std::string results_csv(const std::vector<ExperimentRow>& rows) {
+  std::ostringstream out;
+  out << "design,train_task,task,seed,strategy,accuracy,accuracy_norm,zero_shot_accuracy,"
+         "delta_vs_baseline_points,best_attack,best_attack_rouge_l,a1_attack_rouge_l,"
+         "membership_auc,steps,bytes_up_per_step,bytes_down_per_step,bytes_total,client_memory_mb,"
+         "peak_rss_mb,train_seconds,run_seconds,eval_loss,status\n";
+  for (const auto& r : rows)
+    out << csv_field(r.design) << ',' << csv_field(r.train_task) << ',' << csv_field(r.task) << ','
+        << r.seed << ',' << csv_field(r.strategy) << ',' << fmt("%.4f", r.acc) << ','
+        << fmt("%.4f", r.acc_norm) << ',' << fmt("%.4f", r.zero_shot_acc) << ','
+        << fmt("%.2f", r.delta_points) << ',' << csv_field(r.best_attack) << ','
+        << fmt("%.4f", r.best_rouge_l) << ',' << fmt("%.4f", r.a1_rouge_l) << ','
+        << fmt("%.4f", r.membership_auc) << ',' << r.steps << ','
+        << fmt("%.0f", r.bytes_up_per_step) << ',' << fmt("%.0f", r.bytes_down_per_step) << ','
+        << r.bytes_total << ',' << fmt("%.1f", r.client_mb) << ',' << fmt("%.0f", r.peak_rss_mb)
+        << ',' << fmt("%.1f", r.train_seconds) << ',' << fmt("%.1f", r.run_seconds) << ','
+        << fmt("%.4f", r.eval_loss) << ',' << csv_field(r.status) << '\n';
+  return out.str();
+}
+
+namespace {
+
+// Rows of one design that ran, over tasks and seeds.
+std::vector<const ExperimentRow*> rows_of(const std::vector<ExperimentRow>& rows,
+                                          const std::string& design) {
+  std::vector<const ExperimentRow*> out;
+  for (const auto& r : rows)
+    if (r.design == design && r.status == "ok") out.push_back(&r);
+  return out;
+}
+
+template <class F>
+std::vector<double> values(const std::vector<const ExperimentRow*>& rows, F f) {
+  std::vector<double> out;
+  for (const auto* r : rows) out.push_back(f(*r));
+  return out;
+}
+
+// "0.512" or "0.512 ± 0.010" over seeds.
+std::string with_spread(const std::vector<double>& xs, const char* format) {
+  const auto m = mean(xs), s = stddev(xs);
+  if (!has(m)) return "–";
+  return fmt(format, m) + (has(s) ? " ± " + fmt(format, s) : "");
+}
+
+struct DesignSummary {
+  std::string design, strategy, best_attack;
+  double acc = kNoValue, delta = kNoValue, rouge = kNoValue, a1_rouge = kNoValue, auc = kNoValue;
+  double up = kNoValue, down = kNoValue, total = kNoValue, client_mb = kNoValue, rss = kNoValue,
+         train_s = kNoValue, run_s = kNoValue;
+  bool ran = false;
+};
+
+DesignSummary summarize(const std::vector<ExperimentRow>& rows, const std::string& design) {
+  DesignSummary s;
+  s.design = design;
+  const auto mine = rows_of(rows, design);
+  if (mine.empty()) return s;
+  s.ran = true;
+  s.strategy = mine.front()->strategy;
+  s.acc = mean(values(mine, [](const auto& r) { return r.acc; }));
+  s.delta = mean(values(mine, [](const auto& r) { return r.delta_points; }));
+  s.rouge = mean(values(mine, [](const auto& r) { return r.best_rouge_l; }));
+  s.a1_rouge = mean(values(mine, [](const auto& r) { return r.a1_rouge_l; }));
+  s.auc = mean(values(mine, [](const auto& r) { return r.membership_auc; }));
+  s.up = mean(values(mine, [](const auto& r) { return r.bytes_up_per_step; }));
+  s.down = mean(values(mine, [](const auto& r) { return r.bytes_down_per_step; }));
+  s.total = mean(values(mine, [](const auto& r) { return double(r.bytes_total); }));
+  s.client_mb = mean(values(mine, [](const auto& r) { return r.client_mb; }));
+  s.rss = mean(values(mine, [](const auto& r) { return r.peak_rss_mb; }));
+  s.train_s = mean(values(mine, [](const auto& r) { return r.train_seconds; }));
+  s.run_s = mean(values(mine, [](const auto& r) { return r.run_seconds; }));
+  std::map<std::string, int> votes;  // the attack that wins most often
+  for (const auto* r : mine)
+    if (!r->best_attack.empty()) ++votes[r->best_attack];
+  int most = 0;
+  for (const auto& [a, n] : votes)
+    if (n > most) most = n, s.best_attack = a;
+  return s;
+}
+
+std::string mb(double bytes) {
+  return has(bytes) ? fmt("%.2f", bytes / 1e6) : "–";
+}
+
+}  // namespace
+
+std::string report_markdown(const std::vector<ExperimentRow>& rows, const ReportContext& ctx) {
+  std::ostringstream out;
+  out << "# " << ctx.title << "\n\n";
+  out << "Command: `" << ctx.command << "`  \nMachine: " << ctx.machine << "  \nDate: " << ctx.date
+      << "\n\n";
+  out << "Accuracy: 4-way multiple choice on the WordNet tasks' test split (lm-eval acc), after "
+         "tuning on the tasks' train split; zero-shot is the pretrained model. Best attack: the "
+         "highest mean ROUGE-L F1 between a reconstruction and the client's true text, over the "
+         "attacks the curious server ran on what it received (centralized: the raw text itself; "
+         "offsite/offline: nothing that crosses can be inverted, membership inference AUC "
+         "instead). Bytes per step: what one client sends (up) and receives (down) per training "
+         "step; total: every training byte of the run (emulators and adapter uploads included, "
+         "held-out evaluation excluded). Client memory: parameters, gradients and optimizer state "
+         "the client holds, plus its emulator (activations not counted); peak RSS: the whole "
+         "simulation process (all parties).\n\n";
+
+  out << "## Per design (mean over tasks and seeds)\n\n";
+  out << "| design | strategy | accuracy | Δ vs " << dash_or(ctx.baseline)
+      << " (points) | best attack | ROUGE-L | a1 ROUGE-L | membership AUC | up B/step | down "
+         "B/step | total MB | client MB | peak RSS MB | train s | run s |\n";
+  out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::vector<DesignSummary> summaries;
+  for (const auto& d : ctx.designs) {
+    auto s = summarize(rows, d);
+    summaries.push_back(s);
+    if (!s.ran) {
+      out << "| " << d << " | failed | | | | | | | | | | | | | |\n";
+      continue;
+    }
+    out << "| " << d << " | " << s.strategy << " | " << fmt("%.3f", s.acc) << " | "
+        << dash_or(fmt("%+.1f", s.delta)) << " | " << dash_or(s.best_attack) << " | "
+        << dash_or(fmt("%.3f", s.rouge)) << " | " << dash_or(fmt("%.3f", s.a1_rouge)) << " | "
+        << dash_or(fmt("%.3f", s.auc)) << " | " << fmt("%.0f", s.up) << " | " << fmt("%.0f", s.down)
+        << " | " << mb(s.total) << " | " << fmt("%.1f", s.client_mb) << " | " << fmt("%.0f", s.rss)
+        << " | " << fmt("%.1f", s.train_s) << " | " << fmt("%.1f", s.run_s) << " |\n";
+  }
+
+  std::vector<std::string> tasks;
+  for (const auto& r : rows)
+    if (std::find(tasks.begin(), tasks.end(), r.task) == tasks.end()) tasks.push_back(r.task);
+  out << "\n## Per task (mean ± sd over seeds)\n\n";
+  out << "| task | design | zero-shot | accuracy | acc_norm | Δ vs " << dash_or(ctx.baseline)
+      << " (points) | best attack ROUGE-L |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& task : tasks)
+    for (const auto& d : ctx.designs) {
+      std::vector<const ExperimentRow*> mine;
+      for (const auto& r : rows)
+        if (r.task == task && r.design == d && r.status == "ok") mine.push_back(&r);
+      if (mine.empty()) continue;
+      out << "| " << task << " | " << d << " | "
+          << with_spread(values(mine, [](const auto& r) { return r.zero_shot_acc; }), "%.3f")
+          << " | " << with_spread(values(mine, [](const auto& r) { return r.acc; }), "%.3f")
+          << " | " << with_spread(values(mine, [](const auto& r) { return r.acc_norm; }), "%.3f")
+          << " | "
+          << with_spread(values(mine, [](const auto& r) { return r.delta_points; }), "%+.1f")
+          << " | "
+          << with_spread(values(mine, [](const auto& r) { return r.best_rouge_l; }), "%.3f")
+          << " |\n";
+    }
+
+  if (!ctx.undefended.empty()) {
+    const auto ref = summarize(rows, ctx.undefended);
+    out << "\n## Targets (against " << ctx.undefended << ")\n\n";
+    out << "Issue 5's targets for a defended design: the best attack on a1 below 0.3 ROUGE-L F1, "
+           "accuracy within 1.5 points of "
+        << ctx.undefended << ", and at least 75% fewer bytes per step than " << ctx.undefended
+        << ".\n\n";
+    out << "| design | a1 ROUGE-L < 0.3 | accuracy within 1.5 points | bytes per step −75% |\n"
+           "|---|---|---|---|\n";
+    for (const auto& s : summaries) {
+      if (!s.ran || !ref.ran || s.design == ctx.undefended || s.strategy == "centralized") continue;
+      const double gap = 100 * (s.acc - ref.acc);
+      const double ref_step = ref.up + ref.down, step = s.up + s.down;
+      const double cut = ref_step > 0 ? 100 * (1 - step / ref_step) : kNoValue;
+      const auto verdict = [](bool ok) { return ok ? "yes" : "**no**"; };
+      out << "| " << s.design << " | "
+          << (has(s.a1_rouge) ? fmt("%.3f ", s.a1_rouge) + verdict(s.a1_rouge < 0.3)
+                              : std::string("nothing crosses: yes"))
+          << " | " << fmt("%+.1f ", gap) << verdict(gap >= -1.5) << " | "
+          << (has(cut) ? fmt("%.1f%% ", cut) + verdict(cut >= 75) : std::string("–")) << " |\n";
+    }
+  }
+
+  bool failed = false;
+  for (const auto& r : rows) failed |= r.status != "ok";
+  if (failed) {
+    out << "\n## Failed runs\n\n";
+    for (const auto& r : rows)
+      if (r.status != "ok")
+        out << "- " << r.design << " / " << r.train_task << " / seed " << r.seed << ": " << r.status
+            << "\n";
+  }
+  out << "\n## Plots\n\n![accuracy vs attack](accuracy_vs_attack.png)\n"
+         "![accuracy vs bytes](accuracy_vs_bytes.png)\n\nPer-run numbers: `results.csv`; each "
+         "run's own results.json and log: `runs/<design>.<task>.s<seed>/`.\n";
+  return out.str();
+}
+
+std::string plot_points(const std::vector<ExperimentRow>& rows,
+                        const std::vector<std::string>& designs) {
+  std::ostringstream out;
+  out << "# design accuracy best_attack_rouge_l total_bytes (means over tasks and seeds)\n";
+  for (const auto& d : designs) {
+    const auto s = summarize(rows, d);
+    if (!s.ran || !has(s.acc)) continue;
+    // Nothing to invert (offsite/offline): plotted at 0.
+    out << '"' << d << "\" " << fmt("%.4f", s.acc) << ' '
+        << (has(s.rouge) ? fmt("%.4f", s.rouge) : "0") << ' ' << fmt("%.0f", s.total) << '\n';
+  }
+  return out.str();
+}
+
+std::string plot_script(const std::string& points_file, const std::string& dir) {
+  std::ostringstream out;
+  out << "# gnuplot script written by gtune experiment; rerun with: gnuplot plots.gp\n"
+         "set terminal pngcairo size 900,600 font 'sans,11'\n"
+         "set grid\n"
+         "set key off\n"
+         "set ylabel 'accuracy (mean over tasks)'\n"
+         "set offsets graph 0.05, graph 0.15, graph 0.08, graph 0.08\n"
+         "set output '"
+      << dir << "/accuracy_vs_attack.png'\n"
+      << "set title 'Utility vs. privacy: accuracy vs. best attack ROUGE-L F1 (lower is more "
+         "private)'\n"
+         "set xlabel 'best reconstruction attack, ROUGE-L F1 (0 = nothing to invert)'\n"
+         "set xrange [0:1.05]\n"
+         "plot '"
+      << points_file
+      << "' using 3:2 with points pt 7 ps 1.5, '' using 3:2:1 with labels offset 1,0.8 left\n"
+         "set output '"
+      << dir << "/accuracy_vs_bytes.png'\n"
+      << "set title 'Utility vs. cost: accuracy vs. training bytes on the wire (log scale)'\n"
+         "set xlabel 'bytes per run (all training traffic)'\n"
+         "set autoscale x\n"
+         "set logscale x\n"
+         "plot '"
+      << points_file
+      << "' using ($4 > 0 ? $4 : 1):2 with points pt 7 ps 1.5, '' using ($4 > 0 ? $4 : 1):2:1 "
+         "with labels offset 1,0.8 left\n";
+  return out.str();
+}
+
+}  // namespace gt

@@ -1,0 +1,199 @@
+// gtune experiment's grid file and its report: parsing with clear errors, the cells it expands
+// to, and rows, deltas, CSV, Markdown and plot data computed from results.json documents.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/error.hpp"
+#include "config/run_config.hpp"
+#include "data/instructions.hpp"
+#include "data/mc_instructions.hpp"
+#include "experiment/experiment_config.hpp"
+#include "experiment/experiment_report.hpp"
+
+using doctest::Contains;
+
+namespace {
+
+const char* kGrid = R"(
+[experiment]
+base = "runs/base.toml"
+set = ["attacker.enabled=true"]
+tasks = ["all", "word_to_hypernym"]
+seeds = [0, 7]
+baseline = "central"
+undefended = "split"
+quick = ["training.steps=2"]
+
+[[design]]
+name = "central"
+set = ["strategy.kind=centralized"]
+
+[[design]]
+name = "split"
+set = ["strategy.kind=split"]
+)";
+
+std::string source_path(const std::string& rel) {
+  return std::string(GT_FIXTURES_DIR) + "/../../" + rel;
+}
+
+gt::ExperimentConfig parse(const std::string& text) {
+  return gt::parse_experiment_config(text, "grid.toml", "/cfg");
+}
+
+}  // namespace
+
+TEST_CASE("experiment grid: parses and expands designs x tasks x seeds") {
+  const auto cfg = parse(kGrid);
+  CHECK(cfg.base == "/cfg/runs/base.toml");  // relative to the file
+  CHECK(cfg.designs.size() == 2);
+  CHECK(cfg.baseline == "central");
+  const auto cells = gt::experiment_cells(cfg, false);
+  REQUIRE(cells.size() == 2 * 2 * 2);
+  CHECK(cells[0].id == "central.all.s0");
+  CHECK(cells[1].id == "central.all.s7");
+  CHECK(cells[2].id == "central.word_to_hypernym.s0");
+  CHECK(cells[7].id == "split.word_to_hypernym.s7");
+  // Common set, design set, then the task and seed; quick only with --quick.
+  const std::vector<std::string> want{"attacker.enabled=true",
+                                      "strategy.kind=split",
+                                      "data.kind=wordnet_tasks",
+                                      "data.tasks=word_to_hypernym",
+                                      "evaluation.tasks=word_to_hypernym",
+                                      "training.seed=7"};
+  CHECK(cells[7].overrides == want);
+  CHECK(gt::experiment_cells(cfg, true)[7].overrides.back() == "training.steps=2");
+  CHECK(gt::cell_tasks("all").size() == 4);
+}
+
+TEST_CASE("experiment grid: bad files are refused with file, line and key") {
+  const std::string design = "[[design]]\nname = \"a\"\n";
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\nbogus = 1\n" + design),
+                       Contains("grid.toml:3: experiment.bogus: unknown key"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\ntasks = [\"nope\"]\n" + design),
+                       Contains("experiment.tasks: unknown task \"nope\""), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\nseeds = []\n" + design),
+                       Contains("needs at least one seed"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\nseeds = [-1]\n" + design),
+                       Contains("integers >= 0"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\n"), Contains("no [[design]]"),
+                       gt::Error);
+  CHECK_THROWS_WITH_AS(parse(design), Contains("experiment.base"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\n" + design + design),
+                       Contains("design \"a\" is defined twice"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\n[[design]]\nname = \"a b\"\n"),
+                       Contains("design[0].name"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\nbaseline = \"x\"\n" + design),
+                       Contains("experiment.baseline: \"x\" is not a [[design]] name"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment]\nbase = \"b.toml\"\nset = \"x=1\"\n" + design),
+                       Contains("experiment.set: expected an array of strings"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[experiment\n"), Contains("grid.toml:1: TOML syntax error"),
+                       gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[other]\n"), Contains("unknown table"), gt::Error);
+  CHECK_THROWS_WITH_AS(gt::load_experiment_config("/nonexistent/grid.toml"),
+                       Contains("/nonexistent/grid.toml"), gt::Error);
+}
+
+TEST_CASE("experiment grid: the example compare.toml is valid") {
+  const auto cfg = gt::load_experiment_config(source_path("config/examples/compare.toml"));
+  CHECK(cfg.designs.size() >= 6);
+  CHECK_FALSE(cfg.quick.empty());
+  // Every run of the grid is a valid run configuration.
+  for (const auto& cell : gt::experiment_cells(cfg, true)) {
+    CAPTURE(cell.id);
+    auto run = gt::load_run_config(cfg.base);
+    CHECK_NOTHROW(gt::apply_overrides(run, cell.overrides));
+  }
+}
+
+namespace {
+
+// A results.json as gtune simulate writes it, with the fields the report reads.
+nlohmann::json results(const std::string& strategy, double acc, double rouge_a1, double rouge_g2) {
+  nlohmann::json j;
+  j["phases"] = {{{"strategies", {strategy}}}};
+  j["totals"] = {{"steps", 10},
+                 {"clients", 1},
+                 {"wall_seconds", 2.5},
+                 {"eval_loss_after", 4.0},
+                 {"step_bytes_up", 1000},
+                 {"step_bytes_down", 3000},
+                 {"all_bytes",
+                  {{{"kind", "activations_up"}, {"bytes", 1000}},
+                   {{"kind", "activations_down"}, {"bytes", 3000}},
+                   {{"kind", "activations_up.eval"}, {"bytes", 999}}}}};
+  j["client_memory"] = {{"total_bytes", 2000000}};
+  nlohmann::json tuned = {{"acc", acc}, {"acc_norm", acc}};
+  nlohmann::json task = {{"task", "word_to_hypernym"},
+                         {"zero_shot", {{"acc", 0.5}}},
+                         {"tuned", nlohmann::json::array({tuned})}};
+  j["tasks"] = {{"tasks", nlohmann::json::array({task})}};
+  if (rouge_a1 >= 0)
+    j["attacks"] = {{"scores",
+                     {{{"attack", "learned_inversion_a1"}, {"rouge_l", rouge_a1}},
+                      {{"attack", "gradient_matching"}, {"rouge_l", rouge_g2}}}}};
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("experiment report: rows, deltas, CSV, Markdown and plot points") {
+  const auto cfg = parse(kGrid);
+  const auto cells = gt::experiment_cells(cfg, false);
+  gt::CellMeasurement m{true, "", 30.0, 512.0};
+  auto rows = gt::experiment_rows(cells[0], results("centralized", 0.70, -1, -1), m);
+  auto split = gt::experiment_rows(cells[4], results("split", 0.62, 0.8, 0.9), m);
+  REQUIRE(rows.size() == 1);
+  REQUIRE(split.size() == 1);
+  CHECK(rows[0].best_rouge_l == 1.0);  // centralized hands over the raw text
+  CHECK(split[0].best_attack == "gradient_matching");
+  CHECK(split[0].best_rouge_l == doctest::Approx(0.9));
+  CHECK(split[0].a1_rouge_l == doctest::Approx(0.8));  // only attacks that read a1
+  CHECK(split[0].bytes_up_per_step == doctest::Approx(100));
+  CHECK(split[0].bytes_down_per_step == doctest::Approx(300));
+  CHECK(split[0].bytes_total == 4000);  // evaluation traffic left out
+  CHECK(split[0].client_mb == doctest::Approx(2.0));
+  // cells[0] is seed 0 of "all"; make the split row comparable.
+  split[0].seed = rows[0].seed;
+  split[0].train_task = rows[0].train_task;
+  rows.push_back(split[0]);
+  auto failed = gt::failed_rows(cells[5], {false, "exit status 1", 3.0, 0});
+  rows.insert(rows.end(), failed.begin(), failed.end());
+  gt::fill_deltas(rows, "central");
+  CHECK(rows[0].delta_points == doctest::Approx(0.0));
+  CHECK(rows[1].delta_points == doctest::Approx(-8.0));
+  CHECK(std::isnan(rows[2].delta_points));
+
+  const auto csv = gt::results_csv(rows);
+  CHECK(csv.find("design,train_task,task,seed,strategy,accuracy") == 0);
+  CHECK(csv.find("split,all,word_to_hypernym,0,split,0.6200") != std::string::npos);
+  CHECK(csv.find("\"failed: exit status 1\"") == std::string::npos);  // no comma: unquoted
+  CHECK(csv.find("failed: exit status 1") != std::string::npos);
+
+  gt::ReportContext ctx{"t",     "gtune experiment",  "cpu", "today", "central",
+                        "split", {"central", "split"}};
+  const auto md = gt::report_markdown(rows, ctx);
+  CHECK(md.find("| split | split | 0.620 | -8.0 | gradient_matching | 0.900 | 0.800 |") !=
+        std::string::npos);
+  CHECK(md.find("## Failed runs") != std::string::npos);
+  const auto points = gt::plot_points(rows, ctx.designs);
+  CHECK(points.find("\"split\" 0.6200 0.9000 4000") != std::string::npos);
+  CHECK(gt::plot_script("points.dat", ".").find("accuracy_vs_bytes.png") != std::string::npos);
+}
+
+TEST_CASE("task instructions: contexts and right answers, tasks interleaved") {
+  gt::McTask a{"a", {}, {}, {}}, b{"b", {}, {}, {}};
+  a.train = {{"a1?", {" x", " y"}, 1}, {"a2?", {" x", " y"}, 0}, {"a3?", {" x", " y"}, 0}};
+  b.train = {{"b1?", {" p", " q"}, 0}};
+  a.valid = {{"av?", {" x", " y"}, 0}};
+  const auto split = gt::mc_instructions({a, b}, 0, 0);
+  REQUIRE(split.train.size() == 4);
+  CHECK((split.train[0] == gt::InstructionExample{"a1?", " y"}));
+  CHECK((split.train[1] == gt::InstructionExample{"b1?", " p"}));
+  CHECK((split.train[2] == gt::InstructionExample{"a2?", " x"}));
+  CHECK(split.valid.size() == 1);
+  CHECK(gt::mc_instructions({a, b}, 2, 0).train.size() == 2);
+}
