@@ -16,5 +16,6 @@ void add_simulate(CLI::App& app);
 void add_node(CLI::App& app);
 void add_ctl(CLI::App& app);
 void add_experiment(CLI::App& app);
+void add_audit(CLI::App& app);
 
 }  // namespace gt::cli

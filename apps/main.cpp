@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gtune 0.1.0");
   gt::cli::add_simulate(app);
   gt::cli::add_experiment(app);
+  gt::cli::add_audit(app);
   gt::cli::add_node(app);
   gt::cli::add_verify(app);
   gt::cli::add_eval_ppl(app);

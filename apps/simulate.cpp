@@ -24,6 +24,7 @@
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
+#include "apps/simulation.hpp"
 #include "apps/task_eval.hpp"
 #include "common/error.hpp"
 #include "models/emulator.hpp"
@@ -234,6 +235,15 @@ void run(const Options& opt) {
       std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
     return;
   }
+  const auto results = simulate_in_process(cfg, out, !opt.run.quiet);
+  print_summary(results.dump());
+  if (!out.empty())
+    std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
+}
+
+}  // namespace
+
+nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out, bool progress) {
   std::vector<ClientSide> clients;
   for (int64_t i = 0; i < cfg.scheduler.clients; ++i)
     clients.push_back(make_client_side(cfg, i, cfg.scheduler.clients));
@@ -241,24 +251,17 @@ void run(const Options& opt) {
   print_plan(cfg, clients.front(),
              centralized ? "whole model in one place (no actors)"
                          : "scheduler, clients and server actors in one process");
-  std::string results = centralized ? run_centralized(cfg, clients.front(), !opt.run.quiet)
-                                    : run_in_process(cfg, clients, out, !opt.run.quiet);
+  const auto results = centralized ? run_centralized(cfg, clients.front(), progress)
+                                   : run_in_process(cfg, clients, out, progress);
   auto j = nlohmann::json::parse(results);
-  if (auto tasks = evaluate_tasks(cfg, clients, !opt.run.quiet); !tasks.is_null())
-    j["tasks"] = tasks;
+  if (auto tasks = evaluate_tasks(cfg, clients, progress); !tasks.is_null()) j["tasks"] = tasks;
   int64_t emulator_bytes = 0;  // the largest emulator the client held
   for (const auto& e : j.value("emulators", nlohmann::json::array()))
     emulator_bytes = std::max(emulator_bytes, e["memory_bytes"].get<int64_t>());
   j["client_memory"] = client_memory(clients.front(), emulator_bytes);
-  results = j.dump(1);
-  print_summary(results);
-  if (!out.empty()) {
-    write_outputs(out, results, clients);
-    std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
-  }
+  if (!out.empty()) write_outputs(out, j.dump(1), clients);
+  return j;
 }
-
-}  // namespace
 
 void add_simulate(CLI::App& app) {
   auto opt = std::make_shared<Options>();
