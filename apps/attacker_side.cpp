@@ -11,7 +11,7 @@
 #include "apps/parties.hpp"
 #include "common/error.hpp"
 #include "common/stable_hash.hpp"
-#include "data/default_task.hpp"
+#include "data/gcide.hpp"
 #include "data/lm_dataset.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
@@ -22,12 +22,11 @@
 namespace gt::cli {
 namespace {
 
-// Public text the attacker may hold: a file, or the WordNet definitions of the
-// synsets the clients' training split leaves out (same hash split as the data).
+// Public text the attacker may hold: a file, or by default GCIDE (the dictionary the embedded
+// model was pretrained on; Debian dict-gcide), 20000 passages of it.
 std::vector<std::string> public_texts(const RunConfig& cfg) {
   const auto& path = cfg.attacker.public_data;
-  if (path.empty())
-    return wordnet_definitions(cfg.data.wordnet_dir, cfg.data.valid_fraction, 1, 0).valid;
+  if (path.empty()) return gcide_passages(kGcideDictPath, 20000);
   std::vector<std::string> texts;
   std::ifstream in(path);
   if (!in) throw error_at(path, "cannot read the attacker's public text (attacker.public_data)");

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -53,10 +54,12 @@ std::string joined(const std::vector<std::string>& lines) {
   return out;
 }
 
-// Every cell's configuration must load before anything runs: a typo fails in a second, not
-// after an hour.
-void check_cells(const ExperimentConfig& exp, const std::vector<ExperimentCell>& cells) {
+// Every cell's effective configuration (as TOML), loaded before anything runs: a typo fails in
+// a second, not after an hour. A finished run is reused only when its configuration is the same.
+std::map<std::string, std::string> check_cells(const ExperimentConfig& exp,
+                                               const std::vector<ExperimentCell>& cells) {
   const auto base = load_run_config(exp.base);
+  std::map<std::string, std::string> effective;
   for (const auto& c : cells) {
     auto cfg = base;
     try {
@@ -65,7 +68,9 @@ void check_cells(const ExperimentConfig& exp, const std::vector<ExperimentCell>&
       throw Error(exp.source + ": design \"" + c.design + "\" (task " + c.task + ", seed " +
                   std::to_string(c.seed) + "): " + e.what());
     }
+    effective[c.id] = to_toml(cfg);
   }
+  return effective;
 }
 
 std::string machine_text() {
@@ -88,12 +93,12 @@ std::string utc_now() {
 
 // Runs one cell (or reuses its finished run) and returns its rows.
 std::vector<ExperimentRow> run_cell(const ExperimentConfig& exp, const ExperimentCell& cell,
-                                    const fs::path& dir, bool fresh, const std::string& tag) {
-  const auto overrides = joined(cell.overrides);
+                                    const std::string& effective_config, const fs::path& dir,
+                                    bool fresh, const std::string& tag) {
   const auto results_path = dir / "results.json", measured_path = dir / "measured.json";
   CellMeasurement m;
   if (!fresh && fs::exists(results_path) && fs::exists(measured_path) &&
-      read_file(dir / "overrides.txt") == overrides) {
+      read_file(dir / "config.toml") == effective_config) {
     const auto j = nlohmann::json::parse(read_file(measured_path));
     m = {true, "", j.at("seconds").get<double>(), j.at("peak_rss_mb").get<double>()};
     std::printf("%s %s: finished earlier, reused\n", tag.c_str(), cell.id.c_str());
@@ -102,7 +107,8 @@ std::vector<ExperimentRow> run_cell(const ExperimentConfig& exp, const Experimen
   }
   fs::remove_all(dir);
   fs::create_directories(dir);
-  write_file(dir / "overrides.txt", overrides);
+  write_file(dir / "overrides.txt", joined(cell.overrides));
+  write_file(dir / "config.toml", effective_config);  // what a rerun compares
   std::vector<std::string> args{"simulate", "--config", exp.base, "--out", dir.string(), "--quiet"};
   for (const auto& o : cell.overrides) args.insert(args.end(), {"--set", o});
   std::printf("%s %s: running (log %s)\n", tag.c_str(), cell.id.c_str(), (dir / "log.txt").c_str());
@@ -157,7 +163,7 @@ void run(const Options& opt) {
                        "attacker.cache_dir=" + (out / "attacker-cache").string());
     c.overrides.push_back("scheduler.control=");  // cells run one at a time; no control port
   }
-  check_cells(exp, cells);
+  const auto effective = check_cells(exp, cells);
   fs::create_directories(out / "runs");
   std::printf("experiment %s: %zu designs x %zu tasks x %zu seeds = %zu runs%s, into %s\n",
               opt.config.c_str(), exp.designs.size(), exp.tasks.size(), exp.seeds.size(),
@@ -167,7 +173,8 @@ void run(const Options& opt) {
   bool failed = false;
   for (size_t i = 0; i < cells.size(); ++i) {
     const auto tag = "[" + std::to_string(i + 1) + "/" + std::to_string(cells.size()) + "]";
-    auto cell_rows = run_cell(exp, cells[i], out / "runs" / cells[i].id, opt.fresh, tag);
+    auto cell_rows = run_cell(exp, cells[i], effective.at(cells[i].id), out / "runs" / cells[i].id,
+                              opt.fresh, tag);
     for (const auto& r : cell_rows) failed |= r.status != "ok";
     rows.insert(rows.end(), cell_rows.begin(), cell_rows.end());
   }

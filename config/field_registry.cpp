@@ -354,8 +354,8 @@ std::vector<Field> make_fields() {
                "training steps of each learned inversion model")
           .above(0),
       attacker("public_data", &AttackerSection::public_data,
-               "the attacker's public text, one passage per line; \"\" = WordNet definitions "
-               "of the synsets held out from training"),
+               "the attacker's public text, one passage per line; \"\" = GCIDE, the dictionary "
+               "of Debian's dict-gcide (independent of the clients' WordNet data)"),
       attacker("cache_dir", &AttackerSection::cache_dir,
                "directory where fitted inversion models are kept and reused by later runs with "
                "the same model, cut, public text and fit settings; \"\" = fit every run"),

@@ -1,6 +1,7 @@
 // Unit tests for instruction datasets: WordNet templates and split, JSONL parsing and its
 // errors, prompt-masked labels, and a real loss on the embedded model.
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,13 +12,16 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "data/gcide.hpp"
 #include "data/instructions.hpp"
 #include "data/wordnet.hpp"
 #include "models/decoder.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
 namespace fs = std::filesystem;
+using doctest::Contains;
 using gt::InstructionDataset;
 using gt::InstructionExample;
 
@@ -279,4 +283,46 @@ TEST_CASE("instructions: causal LM loss on a batch of the embedded model is fini
   auto all = gt::causal_lm_loss(logits, gt::labels_from_mask(batch.input_ids, batch.attention_mask))
                  .item<double>();
   CHECK(all != doctest::Approx(loss));
+}
+
+TEST_CASE("gcide: dictd paragraphs become clean passages; header and licence skipped") {
+  gt::test::TempDir dir;
+  const std::string text =
+      "00-database-url\n   ftp://ftp.gnu.org/gnu/gcide\n\n"
+      "GCIDE is free software; you can redistribute it under the GNU GPL.\n\n"
+      "Affect \\Af*fect\"\\, v. t. [imp. & p. p. {Affected}.] [L. affectus.]\n"
+      "   1. To act upon; to produce an effect or change upon.\n      [1913 Webster]\n\n"
+      "            The climate affected their health and spirits.\n"
+      "                                                  --Macaulay.\n      [1913 Webster]\n\n"
+      "Ab\n\n";
+  const auto plain = dir.write("gcide.txt", text);
+  const auto gz = dir.file("gcide.dict.dz");
+  {
+    gzFile f = gzopen(gz.c_str(), "wb");
+    REQUIRE(f);
+    gzwrite(f, text.data(), unsigned(text.size()));
+    gzclose(f);
+  }
+  const std::vector<std::string> want{
+      "Affect , v. t. 1. To act upon; to produce an effect or change upon.",
+      "The climate affected their health and spirits."};
+  CHECK(gt::gcide_passages(plain, 0) == want);
+  CHECK(gt::gcide_passages(gz, 0) == want);  // dictzip is gzip
+  CHECK(gt::gcide_passages(gz, 1).size() == 1);
+  CHECK_THROWS_WITH_AS(gt::gcide_passages(dir.file("missing.dz"), 0), Contains("dict-gcide"),
+                       gt::Error);
+  CHECK_THROWS_WITH_AS(gt::gcide_passages(dir.write("empty.txt", "\n\nAb\n"), 0),
+                       Contains("no GCIDE passage"), gt::Error);
+  if (!std::filesystem::exists(gt::kGcideDictPath)) {
+    MESSAGE("dict-gcide not installed: the real dictionary is not checked");
+    return;
+  }
+  const auto real = gt::gcide_passages(gt::kGcideDictPath, 500);
+  CHECK(real.size() == 500);
+  for (const auto& p : real) {
+    CAPTURE(p);
+    CHECK(p.size() >= 20);
+    CHECK(p.find("[1913 Webster]") == std::string::npos);
+    CHECK(p.find('{') == std::string::npos);
+  }
 }
