@@ -21,8 +21,10 @@ void guarded(const char* what, F&& fn) {
 }  // namespace
 
 attacker_actor::behavior_type attacker_behavior(Self self,
-                                                std::shared_ptr<Eavesdropper> eavesdropper) {
+                                                std::shared_ptr<Eavesdropper> eavesdropper,
+                                                std::shared_ptr<Metrics> metrics) {
   self->state.eavesdropper = std::move(eavesdropper);
+  self->state.metrics = std::move(metrics);
   return {
       [self](tap_atom, Encoded<SessionHello>& hello, Encoded<SessionAccept>& accept) {
         guarded("session", [&] {
@@ -56,6 +58,11 @@ attacker_actor::behavior_type attacker_behavior(Self self,
           auto mask = torch::tensor(t.attention_mask, torch::kLong).view({t.rows, t.cols});
           auto& st = self->state;
           st.eavesdropper->on_truth(t.client, t.step, ids, mask);
+          if (st.metrics)
+            for (const auto& score : st.eavesdropper->report()["scores"])
+              st.metrics->set_attack_score(
+                  score["client"].get<std::string>(), score["strategy"].get<std::string>(),
+                  score["attack"].get<std::string>(), score["rouge_l"].get<double>());
           const auto best = st.eavesdropper->best();
           if (st.watcher && best.rouge_l > st.alarmed) {
             st.alarmed = best.rouge_l;

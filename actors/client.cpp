@@ -122,6 +122,10 @@ void fetch_chunks(Self self, std::shared_ptr<FileSink> sink, int failures,
           [self, sink, done](Encoded<ChunkReply>& enc) {
             guarded(self, [&] {
               sink->accept(receive_counted(self, enc, "", "builder"));
+              auto& st = self->state;
+              if (st.parts.metrics)
+                st.parts.metrics->set_transfer(st.plan.name, st.fetching, sink->received(),
+                                               sink->total());
               fetch_chunks(self, sink, 0, done);
             });
           },
@@ -141,6 +145,7 @@ void fetch_chunks(Self self, std::shared_ptr<FileSink> sink, int failures,
 void fetch_emulator(Self self, const std::string& strategy, std::function<void(Backbone)> done) {
   auto& st = self->state;
   if (!st.parts.builder) return fail(self, strategy + ": no emulator builder in this run");
+  st.fetching = strategy;
   const auto& seg = st.parts.model->seg;
   EmulatorRequest req;
   req.strategy = strategy;
@@ -218,6 +223,8 @@ void install(Self self, const std::string& strategy, Backbone emulator, Next nex
     spdlog::info("client {}: strategy {} -> {} at step {}", st.plan.name, st.strategy, strategy,
                  st.channel->steps_done());
   st.strategy = strategy;
+  *st.wire_strategy = strategy;
+  if (st.parts.metrics) st.parts.metrics->set_strategy(st.plan.name, strategy);
   st.log.note_strategy(strategy);
   hello(self, next);  // opens the session, or updates its terms
 }
@@ -265,6 +272,9 @@ void after_step(Self self, const StepOutcome& out) {
   rec.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - st.step_start).count();
   st.log.add_step(rec, *st.parts.stats);
+  if (st.parts.metrics)
+    st.parts.metrics->add_step(st.plan.name, rec.strategy, rec.loss, rec.seconds,
+                               rec.a1_quant_error);
   if (st.parts.audit) send_truth(self, rec.step - 1);
   ++st.phase_steps;
   st.steps_since_upload = true;
@@ -402,6 +412,14 @@ client_actor::behavior_type client_behavior(Self self, ClientParts parts, Client
   st.plan = std::move(plan);
   st.run_start = std::chrono::steady_clock::now();
   st.order_of_samples = epoch_order(st.parts.train->size(), st.plan.seed, 0);
+  if (st.parts.metrics) {
+    // Every message the codec counts, labelled with the strategy installed when it crossed.
+    st.parts.stats->set_observer([metrics = st.parts.metrics, strategy = st.wire_strategy](
+                                     const WireStats::Key& key, int64_t bytes) {
+      metrics->add_wire(std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                        strategy->empty() ? "none" : *strategy, bytes);
+    });
+  }
   return {
       [self](PhaseOrder& order) -> caf::result<std::string> {
         auto& st = self->state;

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "data/batch_source.hpp"
+#include "monitoring/metrics.hpp"
 #include "protocols/interfaces.hpp"
 #include "strategies/adapter_upload.hpp"
 #include "strategies/client_channel.hpp"
@@ -36,6 +37,7 @@ struct ClientParts {
   std::shared_ptr<WireStats> stats;  // as the client sees the wire: "up" sent, "down" received
   // Simulation or audit only: where the true tokens of each step go for scoring; may be null.
   attacker_actor audit;
+  std::shared_ptr<Metrics> metrics = nullptr;  // Prometheus metrics of this process; may be null
 };
 
 struct ClientActorState {
@@ -43,6 +45,10 @@ struct ClientActorState {
   ClientPlan plan;
   std::unique_ptr<ClientChannel> channel;
   std::string strategy;  // installed strategy ("" = none yet)
+  // The strategy label of wire metrics (shared with the WireStats observer); and the strategy
+  // whose emulator is downloading.
+  std::shared_ptr<std::string> wire_strategy = std::make_shared<std::string>();
+  std::string fetching;
   bool steps_since_upload = false;
   RunLog log;
   // The phase in flight.

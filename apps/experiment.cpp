@@ -109,7 +109,8 @@ std::vector<ExperimentRow> run_cell(const ExperimentConfig& exp, const Experimen
   fs::create_directories(dir);
   write_file(dir / "overrides.txt", joined(cell.overrides));
   write_file(dir / "config.toml", effective_config);  // what a rerun compares
-  std::vector<std::string> args{"simulate", "--config", exp.base, "--out", dir.string(), "--quiet"};
+  std::vector<std::string> args{"simulate",   "--config", exp.base,    "--out",
+                                dir.string(), "--quiet",  "--metrics", "0"};
   for (const auto& o : cell.overrides) args.insert(args.end(), {"--set", o});
   std::printf("%s %s: running (log %s)\n", tag.c_str(), cell.id.c_str(), (dir / "log.txt").c_str());
   std::fflush(stdout);

@@ -70,7 +70,7 @@ std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const Pla
   for (auto& side : sides) {
     ClientParts parts{side.trainer, side.pretrained, settings,    side.train,
                       side.valid,   run.server,      run.builder, std::make_shared<WireStats>(),
-                      run.audit};
+                      run.audit,    run.metrics};
     clients.push_back(sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir)));
     names.push_back(side.name);
     plan.client_weights.push_back(double(side.train->size()));

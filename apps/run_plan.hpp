@@ -22,6 +22,7 @@ struct PlanRun {
   std::string work_dir;            // emulator downloads
   std::string control;             // HOST:PORT of the control API; "" = none
   bool show_progress = true;
+  std::shared_ptr<Metrics> metrics;  // Prometheus metrics of the clients; may be null
 };
 
 // Spawns the clients and the scheduler in `sys`, runs the plan, returns results.json.

@@ -29,6 +29,7 @@
 #include "common/error.hpp"
 #include "models/emulator.hpp"
 #include "models/safetensors.hpp"
+#include "monitoring/metrics_server.hpp"
 
 namespace gt::cli {
 namespace {
@@ -37,7 +38,28 @@ struct Options {
   RunOptions run;
   bool processes = false;
   std::string out;
+  std::string metrics = kDefaultMetricsAddress;
+  double metrics_hold = 0;  // seconds the endpoint stays up after the run
 };
+
+// The metrics endpoint of --metrics: an explicit address must work; the default one, when
+// taken (another run), only costs a warning.
+std::unique_ptr<MetricsServer> serve_metrics(const Options& opt,
+                                             const std::shared_ptr<Metrics>& metrics) {
+  if (!metrics_enabled(opt.metrics)) return nullptr;
+  try {
+    auto server = std::make_unique<MetricsServer>(opt.metrics, metrics);
+    std::printf("metrics   %s\n", server->url().c_str());
+    return server;
+  } catch (const Error& e) {
+    if (opt.metrics != kDefaultMetricsAddress) throw;
+    spdlog::warn(
+        "{}; running without a metrics endpoint (choose one with --metrics HOST:PORT, "
+        "or --metrics 0)",
+        e.what());
+    return nullptr;
+  }
+}
 
 // "online" or "offline 30 steps -> online 30 steps, 2 clients, FedAvg".
 std::string plan_text(const RunConfig& cfg) {
@@ -129,7 +151,8 @@ std::string ask_report(caf::actor_system& sys, const attacker_actor& attacker) {
 }
 
 std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& clients,
-                           const std::string& out, bool progress) {
+                           const std::string& out, bool progress,
+                           const std::shared_ptr<Metrics>& metrics) {
   auto split_server = make_server_side(cfg, "server");
   auto reports = std::make_shared<std::vector<EmulatorReport>>();
   std::optional<BuilderParts> builder;
@@ -140,7 +163,7 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
     ActorConfig acfg;
     caf::actor_system sys{acfg};
     attacker_actor attacker;
-    if (eavesdropper) attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper);
+    if (eavesdropper) attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper, metrics);
     auto server =
         sys.spawn(tapped_server_behavior, split_server, std::make_shared<WireStats>(), attacker);
     PlanRun run;
@@ -150,6 +173,7 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
     run.work_dir = transfer_dir(cfg, out);
     run.show_progress = progress;
     run.control = cfg.scheduler.control;
+    run.metrics = metrics;
     if (needs_builder(cfg)) {
       builder = make_builder_side(cfg, run.work_dir);
       run.builder = sys.spawn<caf::detached>(emulator_builder_behavior, *builder, reports);
@@ -235,15 +259,23 @@ void run(const Options& opt) {
       std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
     return;
   }
-  const auto results = simulate_in_process(cfg, out, !opt.run.quiet);
+  auto metrics = std::make_shared<Metrics>();
+  const auto metrics_server = serve_metrics(opt, metrics);
+  const auto results = simulate_in_process(cfg, out, !opt.run.quiet, metrics);
   print_summary(results.dump());
   if (!out.empty())
     std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
+  if (metrics_server && opt.metrics_hold > 0) {
+    std::printf("metrics   still served for %.0f s\n", opt.metrics_hold);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(opt.metrics_hold));
+  }
 }
 
 }  // namespace
 
-nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out, bool progress) {
+nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out, bool progress,
+                                   std::shared_ptr<Metrics> metrics) {
   std::vector<ClientSide> clients;
   for (int64_t i = 0; i < cfg.scheduler.clients; ++i)
     clients.push_back(make_client_side(cfg, i, cfg.scheduler.clients));
@@ -252,7 +284,7 @@ nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out,
              centralized ? "whole model in one place (no actors)"
                          : "scheduler, clients and server actors in one process");
   const auto results = centralized ? run_centralized(cfg, clients.front(), progress)
-                                   : run_in_process(cfg, clients, out, progress);
+                                   : run_in_process(cfg, clients, out, progress, metrics);
   auto j = nlohmann::json::parse(results);
   if (auto tasks = evaluate_tasks(cfg, clients, progress); !tasks.is_null()) j["tasks"] = tasks;
   int64_t emulator_bytes = 0;  // the largest emulator the client held
@@ -272,6 +304,12 @@ void add_simulate(CLI::App& app) {
                 "each party in its own process, talking over 127.0.0.1");
   cmd->add_option("--out", opt->out,
                   "directory for results.json and adapters.safetensors (overrides run.out)");
+  cmd->add_option("--metrics", opt->metrics,
+                  "Prometheus metrics endpoint HOST:PORT (port 0 = any free port); 0 = none")
+      ->capture_default_str();
+  cmd->add_option("--metrics-hold", opt->metrics_hold,
+                  "seconds to keep serving metrics after the run, for a last scrape")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([opt] { run(*opt); });
 }
 

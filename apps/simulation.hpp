@@ -3,15 +3,20 @@
 // membership inference and the client's memory. Shared by simulate and audit.
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "config/run_config.hpp"
+#include "monitoring/metrics.hpp"
 
 namespace gt::cli {
 
 // Prints the plan; returns results.json's document and, with `out`, writes results.json and
 // the adapters there.
-nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out, bool progress);
+// `metrics` (may be null) receives the clients' wire bytes, steps and strategies and the
+// attacker's scores as they happen.
+nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out, bool progress,
+                                   std::shared_ptr<Metrics> metrics = nullptr);
 
 }  // namespace gt::cli

@@ -74,11 +74,13 @@ class Call {
       fail(ec);
     const auto& res = parser.get();
     const auto status = static_cast<int>(res.result_int());
+    const std::string type(res[http::field::content_type]);
+    if (type.rfind("text/plain", 0) == 0) return {status, nullptr, type, res.body()};
     auto json = nlohmann::json::parse(res.body(), nullptr, false);
     if (json.is_discarded())
       throw Error("the control API at " + where_ + " answered HTTP " + std::to_string(status) +
                   " with a body that is not JSON: '" + res.body().substr(0, 80) + "'");
-    return {status, std::move(json)};
+    return {status, std::move(json), {}, {}};
   }
 
   [[noreturn]] void fail(const beast::error_code& ec) const {

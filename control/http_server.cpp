@@ -80,10 +80,15 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.version(version);
     response_.result(static_cast<unsigned>(answer.status));
     response_.set(http::field::server, "gtune");
-    response_.set(http::field::content_type, "application/json");
     response_.keep_alive(false);
-    response_.body() =
-        answer.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (answer.content_type.empty()) {
+      response_.set(http::field::content_type, "application/json");
+      response_.body() =
+          answer.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    } else {
+      response_.set(http::field::content_type, answer.content_type);
+      response_.body() = answer.text;
+    }
     response_.prepare_payload();
     stream_.expires_after(timeout_);
     http::async_write(

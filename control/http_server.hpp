@@ -1,6 +1,6 @@
 // A minimal HTTP/1.1 server for small JSON APIs on loopback (Boost.Beast under
 // the hood, kept out of this header). One request per connection, every answer
-// is JSON; it serves on its own thread until destroyed.
+// is JSON (or a text the handler chose); it serves on its own thread until destroyed.
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,9 @@ struct HttpRequest {
 struct HttpAnswer {
   int status = 200;
   nlohmann::json body;
+  // A non-JSON answer (e.g. Prometheus' text format): sent verbatim when content_type is set.
+  std::string content_type = {};
+  std::string text = {};
 };
 
 // Called on the server's thread, one request at a time; exceptions become 500.

@@ -271,9 +271,16 @@ GT_CODEC_INSTANTIATE(ChunkReply)
 void WireStats::add(const std::string& link, const std::string& direction, const std::string& kind,
                     int64_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto& c = counts_[Key{link, direction, kind}];
+  Key key{link, direction, kind};
+  auto& c = counts_[key];
   c.messages += 1;
   c.bytes += bytes;
+  if (observer_) observer_(key, bytes);
+}
+
+void WireStats::set_observer(Observer observer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  observer_ = std::move(observer);
 }
 
 std::map<WireStats::Key, WireStats::Count> WireStats::snapshot() const {

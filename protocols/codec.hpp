@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -46,12 +47,16 @@ class WireStats {
 
   void add(const std::string& link, const std::string& direction, const std::string& kind,
            int64_t bytes);
+  // Called on every add, after counting (e.g. to feed Prometheus counters); one at a time.
+  using Observer = std::function<void(const Key& key, int64_t bytes)>;
+  void set_observer(Observer observer);
   std::map<Key, Count> snapshot() const;
   int64_t total_bytes(const std::string& direction = "") const;  // "" = both directions
 
  private:
   mutable std::mutex mutex_;
   std::map<Key, Count> counts_;
+  Observer observer_;
 };
 
 }  // namespace gt

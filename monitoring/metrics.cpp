@@ -1,0 +1,98 @@
+// See metrics.hpp.
+#include "monitoring/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+namespace gt {
+namespace {
+
+prometheus::Histogram::BucketBoundaries step_buckets() {
+  return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      wire_bytes_(prometheus::BuildCounter()
+                      .Name("gtune_wire_bytes_total")
+                      .Help("Bytes of encoded protocol messages, as on the wire")
+                      .Register(*registry_)),
+      wire_messages_(prometheus::BuildCounter()
+                         .Name("gtune_wire_messages_total")
+                         .Help("Protocol messages")
+                         .Register(*registry_)),
+      step_loss_(prometheus::BuildGauge()
+                     .Name("gtune_step_loss")
+                     .Help("Training loss of the client's last step")
+                     .Register(*registry_)),
+      steps_(prometheus::BuildCounter()
+                 .Name("gtune_steps_total")
+                 .Help("Optimizer steps")
+                 .Register(*registry_)),
+      step_seconds_(prometheus::BuildHistogram()
+                        .Name("gtune_step_seconds")
+                        .Help("Wall time of a training step")
+                        .Register(*registry_)),
+      quant_error_(prometheus::BuildGauge()
+                       .Name("gtune_quantization_error")
+                       .Help("Largest absolute error of the last a1 sent (0 when not quantized)")
+                       .Register(*registry_)),
+      attack_rouge_(prometheus::BuildGauge()
+                        .Name("gtune_attack_rougel")
+                        .Help("Mean ROUGE-L F1 of an attack's reconstructions so far")
+                        .Register(*registry_)),
+      strategy_info_(prometheus::BuildGauge()
+                         .Name("gtune_strategy_info")
+                         .Help("1 for the strategy a client runs now, 0 for earlier ones")
+                         .Register(*registry_)),
+      transfer_done_(prometheus::BuildGauge()
+                         .Name("gtune_emulator_transfer_bytes")
+                         .Help("Emulator bytes a client has received (resumed bytes included)")
+                         .Register(*registry_)),
+      transfer_total_(prometheus::BuildGauge()
+                          .Name("gtune_emulator_size_bytes")
+                          .Help("Size of the emulator file a client downloads")
+                          .Register(*registry_)) {}
+
+void Metrics::add_wire(const std::string& link, const std::string& direction,
+                       const std::string& kind, const std::string& strategy, int64_t bytes) {
+  const prometheus::Labels labels{
+      {"link", link}, {"direction", direction}, {"kind", kind}, {"strategy", strategy}};
+  wire_bytes_.Add(labels).Increment(double(bytes));
+  wire_messages_.Add(labels).Increment();
+}
+
+void Metrics::add_step(const std::string& client, const std::string& strategy, double loss,
+                       double seconds, double quant_error) {
+  const prometheus::Labels labels{{"client", client}, {"strategy", strategy}};
+  step_loss_.Add(labels).Set(loss);
+  steps_.Add(labels).Increment();
+  step_seconds_.Add(labels, step_buckets()).Observe(seconds);
+  quant_error_.Add({{"client", client}, {"tensor", "a1"}}).Set(quant_error);
+}
+
+void Metrics::set_strategy(const std::string& client, const std::string& strategy) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  strategies_seen_.insert({client, strategy});
+  for (const auto& [c, s] : strategies_seen_)
+    if (c == client) strategy_info_.Add({{"client", c}, {"strategy", s}}).Set(s == strategy);
+}
+
+void Metrics::set_attack_score(const std::string& client, const std::string& strategy,
+                               const std::string& attack, double rouge_l) {
+  attack_rouge_.Add({{"client", client}, {"strategy", strategy}, {"attack", attack}}).Set(rouge_l);
+}
+
+void Metrics::set_transfer(const std::string& client, const std::string& strategy, int64_t done,
+                           int64_t total) {
+  const prometheus::Labels labels{{"client", client}, {"strategy", strategy}};
+  transfer_done_.Add(labels).Set(double(done));
+  transfer_total_.Add(labels).Set(double(total));
+}
+
+std::string Metrics::text() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace gt

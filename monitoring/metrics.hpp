@@ -1,0 +1,58 @@
+// The Prometheus metrics of a run (docs/metrics.md lists them): wire bytes and messages by
+// link/direction/kind/strategy, step loss, steps, step seconds, quantization error, attack
+// ROUGE-L, the current strategy, emulator transfer progress. One registry per process; the
+// parties record into it, an exposer serves it (monitoring/metrics_server.hpp).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace gt {
+
+class Metrics {
+ public:
+  Metrics();
+
+  // One message on the wire, as the codec counted it (WireStats).
+  void add_wire(const std::string& link, const std::string& direction, const std::string& kind,
+                const std::string& strategy, int64_t bytes);
+  // One optimizer step of a client; quant_error: largest abs error of its a1 on the wire.
+  void add_step(const std::string& client, const std::string& strategy, double loss, double seconds,
+                double quant_error);
+  // The client's strategy now: 1 on it, 0 on the ones it ran before.
+  void set_strategy(const std::string& client, const std::string& strategy);
+  void set_attack_score(const std::string& client, const std::string& strategy,
+                        const std::string& attack, double rouge_l);
+  void set_transfer(const std::string& client, const std::string& strategy, int64_t done,
+                    int64_t total);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  // The text exposition format, as a scrape returns it.
+  std::string text() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& wire_bytes_;
+  prometheus::Family<prometheus::Counter>& wire_messages_;
+  prometheus::Family<prometheus::Gauge>& step_loss_;
+  prometheus::Family<prometheus::Counter>& steps_;
+  prometheus::Family<prometheus::Histogram>& step_seconds_;
+  prometheus::Family<prometheus::Gauge>& quant_error_;
+  prometheus::Family<prometheus::Gauge>& attack_rouge_;
+  prometheus::Family<prometheus::Gauge>& strategy_info_;
+  prometheus::Family<prometheus::Gauge>& transfer_done_;
+  prometheus::Family<prometheus::Gauge>& transfer_total_;
+  mutable std::mutex mutex_;  // strategy_info's label sets
+  std::set<std::pair<std::string, std::string>> strategies_seen_;
+};
+
+}  // namespace gt
