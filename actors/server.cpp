@@ -56,6 +56,21 @@ server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServ
 server_actor::behavior_type tapped_server_behavior(Self self, std::shared_ptr<SplitServer> server,
                                                    std::shared_ptr<WireStats> stats,
                                                    attacker_actor tap) {
+  return metered_server_behavior(self, std::move(server), std::move(stats), std::move(tap),
+                                 nullptr);
+}
+
+server_actor::behavior_type metered_server_behavior(Self self, std::shared_ptr<SplitServer> server,
+                                                    std::shared_ptr<WireStats> stats,
+                                                    attacker_actor tap,
+                                                    std::shared_ptr<Metrics> metrics) {
+  if (metrics)  // runs in this actor's thread, like every update of strategy_of_link
+    stats->set_observer([metrics, strategies = self->state.strategy_of_link](
+                            const WireStats::Key& key, int64_t bytes) {
+      const auto it = strategies->find(std::get<0>(key));
+      metrics->add_wire(std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                        it != strategies->end() ? it->second : "none", bytes);
+    });
   self->state.server = std::move(server);
   self->state.stats = std::move(stats);
   self->state.tap = std::move(tap);
@@ -84,9 +99,11 @@ server_actor::behavior_type tapped_server_behavior(Self self, std::shared_ptr<Sp
           if (st.tap) self->send(st.tap, tap_atom_v, msg, encode(accept));
           if (hello.header.session != 0) {
             spdlog::info("server: session {} ({}) now runs {}", id, st.link_of[id], hello.strategy);
+            (*st.strategy_of_link)[st.link_of[id]] = hello.strategy;
             return accept;
           }
           st.link_of[id] = link_for(hello.client_name);
+          (*st.strategy_of_link)[st.link_of[id]] = hello.strategy;
           if (auto s = self->current_sender()) {
             self->monitor(s);
             st.session_of[sender] = id;

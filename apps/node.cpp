@@ -11,6 +11,7 @@
 
 #include "actors/server.hpp"
 #include "apps/commands.hpp"
+#include "apps/metrics_options.hpp"
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
@@ -27,6 +28,7 @@ extern "C" void on_signal(int) {
 struct Options {
   RunOptions run;
   std::string role, listen = "127.0.0.1:0", connect, port_file, out;
+  MetricsOptions metrics;
 };
 
 std::pair<std::string, uint16_t> host_port(const std::string& s, const char* option) {
@@ -49,10 +51,12 @@ std::pair<std::string, uint16_t> host_port(const std::string& s, const char* opt
 void run_server(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
+  auto metrics = std::make_shared<Metrics>();
+  const auto metrics_server = opt.metrics.serve(metrics);
   ActorConfig acfg;
   caf::actor_system sys{acfg};
-  auto server =
-      sys.spawn(server_behavior, make_server_side(cfg, "server"), std::make_shared<WireStats>());
+  auto server = sys.spawn(metered_server_behavior, make_server_side(cfg, "server"),
+                          std::make_shared<WireStats>(), attacker_actor{}, metrics);
   auto bound = caf::io::publish(server, port, host.c_str(), true);
   if (!bound) throw Error("cannot listen on " + opt.listen + ": " + caf::to_string(bound.error()));
   spdlog::info("server: listening on {}:{}", host, *bound);
@@ -76,6 +80,8 @@ void run_client_node(const Options& opt) {
         "node --role client: offsite/offline phases and several clients run in `gtune simulate` "
         "for now");
   std::vector<ClientSide> clients{make_client_side(cfg)};
+  auto metrics = std::make_shared<Metrics>();
+  const auto metrics_server = opt.metrics.serve(metrics);
   ActorConfig acfg;
   caf::actor_system sys{acfg};
   auto server = sys.middleman().remote_actor<server_actor>(host, port);
@@ -90,9 +96,11 @@ void run_client_node(const Options& opt) {
   run.work_dir = transfer_dir(cfg, out);
   run.control = cfg.scheduler.control;
   run.show_progress = !opt.run.quiet;
+  run.metrics = metrics;
   auto results = execute_plan(sys, cfg, run);
   print_summary(results);
   if (!out.empty()) write_outputs(out, results, clients);
+  opt.metrics.hold(metrics_server);
 }
 
 }  // namespace
@@ -110,6 +118,7 @@ void add_node(CLI::App& app) {
   cmd->add_option("--port-file", opt->port_file, "server: write the bound port to this file");
   cmd->add_option("--connect", opt->connect, "client: the server's HOST:PORT");
   cmd->add_option("--out", opt->out, "client: directory for results.json and adapters.safetensors");
+  opt->metrics.add_to(*cmd);
   cmd->callback([opt] {
     if (opt->role == "server") return run_server(*opt);
     if (opt->connect.empty()) throw Error("node --role client needs --connect HOST:PORT");

@@ -20,6 +20,7 @@
 #include "apps/attacker_side.hpp"
 #include "apps/child_process.hpp"
 #include "apps/commands.hpp"
+#include "apps/metrics_options.hpp"
 #include "apps/run_audit.hpp"
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
@@ -29,7 +30,6 @@
 #include "common/error.hpp"
 #include "models/emulator.hpp"
 #include "models/safetensors.hpp"
-#include "monitoring/metrics_server.hpp"
 
 namespace gt::cli {
 namespace {
@@ -38,28 +38,8 @@ struct Options {
   RunOptions run;
   bool processes = false;
   std::string out;
-  std::string metrics = kDefaultMetricsAddress;
-  double metrics_hold = 0;  // seconds the endpoint stays up after the run
+  MetricsOptions metrics;
 };
-
-// The metrics endpoint of --metrics: an explicit address must work; the default one, when
-// taken (another run), only costs a warning.
-std::unique_ptr<MetricsServer> serve_metrics(const Options& opt,
-                                             const std::shared_ptr<Metrics>& metrics) {
-  if (!metrics_enabled(opt.metrics)) return nullptr;
-  try {
-    auto server = std::make_unique<MetricsServer>(opt.metrics, metrics);
-    std::printf("metrics   %s\n", server->url().c_str());
-    return server;
-  } catch (const Error& e) {
-    if (opt.metrics != kDefaultMetricsAddress) throw;
-    spdlog::warn(
-        "{}; running without a metrics endpoint (choose one with --metrics HOST:PORT, "
-        "or --metrics 0)",
-        e.what());
-    return nullptr;
-  }
-}
 
 // "online" or "offline 30 steps -> online 30 steps, 2 clients, FedAvg".
 std::string plan_text(const RunConfig& cfg) {
@@ -209,8 +189,10 @@ void run_in_processes(const Options& opt, const std::string& out) {
   const auto common = opt.run.as_args();
   const auto port_file = out + "/server.port";
   std::filesystem::remove(port_file);
-  auto server_args = std::vector<std::string>{"node",        "--role",      "server", "--listen",
-                                              "127.0.0.1:0", "--port-file", port_file};
+  // The client process serves the run's metrics (--metrics); the server process none.
+  auto server_args =
+      std::vector<std::string>{"node",        "--role",  "server",    "--listen", "127.0.0.1:0",
+                               "--port-file", port_file, "--metrics", "0"};
   server_args.insert(server_args.end(), common.begin(), common.end());
   const pid_t server = spawn_self(server_args);
   // The server writes its port once it listens.
@@ -231,6 +213,8 @@ void run_in_processes(const Options& opt, const std::string& out) {
       "node", "--role", "client", "--connect", "127.0.0.1:" + port, "--out", out};
   client_args.insert(client_args.end(), common.begin(), common.end());
   if (opt.run.quiet) client_args.push_back("--quiet");
+  client_args.insert(client_args.end(), {"--metrics", opt.metrics.address, "--metrics-hold",
+                                         std::to_string(opt.metrics.hold_seconds)});
   const int client_status = wait_child(spawn_self(client_args)).status;
   kill(server, SIGTERM);
   wait_child(server);
@@ -260,16 +244,12 @@ void run(const Options& opt) {
     return;
   }
   auto metrics = std::make_shared<Metrics>();
-  const auto metrics_server = serve_metrics(opt, metrics);
+  const auto metrics_server = opt.metrics.serve(metrics);
   const auto results = simulate_in_process(cfg, out, !opt.run.quiet, metrics);
   print_summary(results.dump());
   if (!out.empty())
     std::printf("results   %s/results.json, %s/adapters.safetensors\n", out.c_str(), out.c_str());
-  if (metrics_server && opt.metrics_hold > 0) {
-    std::printf("metrics   still served for %.0f s\n", opt.metrics_hold);
-    std::fflush(stdout);
-    std::this_thread::sleep_for(std::chrono::duration<double>(opt.metrics_hold));
-  }
+  opt.metrics.hold(metrics_server);
 }
 
 }  // namespace
@@ -304,12 +284,7 @@ void add_simulate(CLI::App& app) {
                 "each party in its own process, talking over 127.0.0.1");
   cmd->add_option("--out", opt->out,
                   "directory for results.json and adapters.safetensors (overrides run.out)");
-  cmd->add_option("--metrics", opt->metrics,
-                  "Prometheus metrics endpoint HOST:PORT (port 0 = any free port); 0 = none")
-      ->capture_default_str();
-  cmd->add_option("--metrics-hold", opt->metrics_hold,
-                  "seconds to keep serving metrics after the run, for a last scrape")
-      ->check(CLI::NonNegativeNumber);
+  opt->metrics.add_to(*cmd);
   cmd->callback([opt] { run(*opt); });
 }
 

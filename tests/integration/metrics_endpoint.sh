@@ -72,4 +72,43 @@ grep -q "metrics: cannot listen on 127.0.0.1:$port" "$tmp/taken.out" || fail "ta
   --set data.train_examples=16 --set data.valid_examples=8 --set scheduler.control= --quiet \
   --metrics 0 >"$tmp/off.out" 2>&1 || fail "--metrics 0: $(tail -3 "$tmp/off.out")"
 grep -q "^metrics" "$tmp/off.out" && fail "--metrics 0 still served metrics"
+
+# Nodes serve metrics too: a server node and a client node in their own processes; each side
+# counts the same bytes per direction on the link between them.
+"$gtune" node --role server --listen 127.0.0.1:0 --port-file "$tmp/port.txt" \
+  --config "$src/config/examples/online.toml" --metrics 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.err" &
+server=$!
+for _ in $(seq 300); do [ -s "$tmp/port.txt" ] && break; sleep 0.1; done
+[ -s "$tmp/port.txt" ] || { kill $server; fail "the server node did not listen: $(tail -3 "$tmp/server.err")"; }
+server_url=$(sed -n 's/^metrics   \(http:.*\/metrics\)$/\1/p' "$tmp/server.out")
+"$gtune" node --role client --connect "127.0.0.1:$(cat "$tmp/port.txt")" \
+  --config "$src/config/examples/online.toml" --set training.steps=3 --set data.train_examples=32 \
+  --set data.valid_examples=8 --set scheduler.control= --quiet --metrics 127.0.0.1:0 \
+  --metrics-hold 30 --out "$tmp/node" >"$tmp/client.out" 2>"$tmp/client.err" &
+client=$!
+for _ in $(seq 600); do grep -qs "^metrics   still served" "$tmp/client.out" && break; sleep 0.2; done
+client_url=$(sed -n 's/^metrics   \(http:.*\/metrics\)$/\1/p' "$tmp/client.out" | head -1)
+python3 - "$server_url" "$client_url" "$tmp/node/results.json" <<'PY'
+import json, re, sys, urllib.request
+def per_direction(url):
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    sums = {}
+    for m in re.finditer(r'^gtune_wire_bytes_total\{(.*)\} (\S+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        sums[labels["direction"]] = sums.get(labels["direction"], 0) + float(m.group(2))
+    return sums, text
+server, _ = per_direction(sys.argv[1])
+client, text = per_direction(sys.argv[2])
+res = json.load(open(sys.argv[3]))
+total = {}
+for b in res["totals"]["all_bytes"]:
+    total[b["direction"]] = total.get(b["direction"], 0) + b["bytes"]
+assert client == total, (client, total)
+assert server == client, (server, client)
+assert 'strategy="online"' in text
+PY
+status=$?
+kill $client $server 2>/dev/null
+wait $client $server 2>/dev/null
+[ $status = 0 ] || fail "node metrics (above)"
 echo ok
