@@ -52,7 +52,6 @@ void run_server(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
   auto metrics = std::make_shared<Metrics>();
-  const auto metrics_server = opt.metrics.serve(metrics);
   ActorConfig acfg;
   caf::actor_system sys{acfg};
   auto server = sys.spawn(metered_server_behavior, make_server_side(cfg, "server"),
@@ -60,6 +59,7 @@ void run_server(const Options& opt) {
   auto bound = caf::io::publish(server, port, host.c_str(), true);
   if (!bound) throw Error("cannot listen on " + opt.listen + ": " + caf::to_string(bound.error()));
   spdlog::info("server: listening on {}:{}", host, *bound);
+  const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
   if (!opt.port_file.empty()) {
     std::ofstream(opt.port_file + ".tmp") << *bound << "\n";
     std::rename((opt.port_file + ".tmp").c_str(), opt.port_file.c_str());
@@ -80,8 +80,6 @@ void run_client_node(const Options& opt) {
         "node --role client: offsite/offline phases and several clients run in `gtune simulate` "
         "for now");
   std::vector<ClientSide> clients{make_client_side(cfg)};
-  auto metrics = std::make_shared<Metrics>();
-  const auto metrics_server = opt.metrics.serve(metrics);
   ActorConfig acfg;
   caf::actor_system sys{acfg};
   auto server = sys.middleman().remote_actor<server_actor>(host, port);
@@ -89,6 +87,8 @@ void run_client_node(const Options& opt) {
     throw Error("cannot reach the server at " + opt.connect + ": " +
                 caf::to_string(server.error()));
   spdlog::info("client {}: connected to {}", cfg.run.name, opt.connect);
+  auto metrics = std::make_shared<Metrics>();
+  const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
   const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
   PlanRun run;
   run.clients = &clients;
