@@ -39,10 +39,10 @@ expect_error "bad port" "--address: '70000' is not a port number" pause --addres
 
 help=$("$gtune" ctl --help) || fail "ctl --help exited $?"
 for action in status switch pause resume; do
-  echo "$help" | grep -qE "^ +$action " || fail "ctl --help does not list '$action': $help"
+  grep -qE "^ +$action " <<<"$help" || fail "ctl --help does not list '$action': $help"
 done
-"$gtune" ctl switch --help | grep -q -- "--to" || fail "ctl switch --help does not list --to"
-"$gtune" ctl status --help | grep -q -- "127.0.0.1:9470" || fail "ctl status --help lacks the default address"
+grep -q -- "--to" <<<"$("$gtune" ctl switch --help)" || fail "ctl switch --help does not list --to"
+grep -q -- "127.0.0.1:9470" <<<"$("$gtune" ctl status --help)" || fail "ctl status --help lacks the default address"
 
 # Usage errors are CLI11's: non-zero, short, naming what is missing.
 run_ctl switch --address "127.0.0.1:$free_port"

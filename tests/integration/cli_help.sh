@@ -8,7 +8,7 @@ subs=$("$gtune" --help | awk '/^Subcommands:/ {on=1; next} on && NF {print $1}')
 [ -n "$subs" ] || fail "no subcommands listed"
 for s in $subs; do
   out=$("$gtune" "$s" --help) || fail "$s --help exited $?"
-  echo "$out" | grep -q -- "--" || fail "$s --help lists no options"
+  grep -q -- "--" <<<"$out" || fail "$s --help lists no options"
 done
 "$gtune" >/dev/null 2>&1 && fail "gtune without a subcommand should fail"
 echo "cli_help: ok ($(echo $subs | wc -w) subcommands)"

@@ -19,7 +19,7 @@ after=$(echo "$out" | awk '/^held-out loss/ {print $5}')
 awk -v b="$before" -v a="$after" 'BEGIN {exit !(a < b)}' || fail "held-out loss did not fall: $before -> $after"
 [ -s "$tmp/run/results.json" ] || fail "no results.json"
 [ -s "$tmp/run/adapters.safetensors" ] || fail "no adapters written"
-echo "$out" | grep -q "^task .*definition_to_word: acc" || fail "no task accuracy in the summary"
+grep -q "^task .*definition_to_word: acc" <<<"$out" || fail "no task accuracy in the summary"
 python3 - "$tmp/run/results.json" <<'PY' || fail "task accuracy in results.json (above)"
 import json, sys
 t = json.load(open(sys.argv[1]))["tasks"]
@@ -32,5 +32,5 @@ grep -q "session 1 opened" "$tmp/log" || fail "no server session logged"
 
 printf 'a plant having a woody stem\nthe act of moving quickly from one place to another\n' >"$tmp/text.txt"
 out=$("$gtune" eval-ppl --text "$tmp/text.txt" 2>/dev/null) || fail "eval-ppl exited $?"
-echo "$out" | grep -q "perplexity" || fail "eval-ppl printed no perplexity: $out"
+grep -q "perplexity" <<<"$out" || fail "eval-ppl printed no perplexity: $out"
 echo "cli_simulate: ok"

@@ -7,9 +7,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 for m in opt-tiny-s1 llama-tiny-s1; do
   out=$("$gtune" verify --model "$fx/$m" --reference "$fx/$m/reference.safetensors") || fail "$m: verify exited $?: $out"
-  echo "$out" | grep -q "^OK:" || fail "$m: no OK line: $out"
-  echo "$out" | grep -q "^logits " || fail "$m: logits not compared"
-  echo "$out" | grep -q "^grad\." || fail "$m: gradients not compared"
+  grep -q "^OK:" <<<"$out" || fail "$m: no OK line: $out"
+  grep -q "^logits " <<<"$out" || fail "$m: logits not compared"
+  grep -q "^grad\." <<<"$out" || fail "$m: gradients not compared"
 done
 
 "$gtune" verify --model "$fx/opt-tiny-s1" --reference "$fx/opt-tiny-s1/reference.safetensors" --tolerance 0 >/tmp/gt_verify_$$ 2>&1

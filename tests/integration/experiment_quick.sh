@@ -36,7 +36,7 @@ for f in report.md results.csv points.dat plots.gp; do
 done
 if command -v gnuplot >/dev/null; then
   for f in accuracy_vs_attack.png accuracy_vs_bytes.png; do
-    head -c 8 "$tmp/out/$f" | od -An -c | grep -q "P   N   G" || fail "$f is not a PNG"
+    grep -q "P   N   G" <<<"$(head -c 8 "$tmp/out/$f" | od -An -c)" || fail "$f is not a PNG"
   done
 else
   echo "note: gnuplot not installed here, PNGs not checked"
