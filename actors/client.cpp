@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "common/error.hpp"
 #include "data/lm_dataset.hpp"
 #include "models/emulator.hpp"
 #include "protocols/file_transfer.hpp"
@@ -60,6 +61,121 @@ auto on_error(Self self, std::string what) {
   return [self, what](caf::error& err) { fail(self, what + ": " + describe(err)); };
 }
 
+void hello(Self self, Next next);
+
+// The server no longer knows our session (it timed out while we were paused, or the server
+// restarted): a new one is opened.
+bool session_lost(const caf::error& err) {
+  const auto text = describe(err);
+  return is_wire_error(err) && (text.find("is not yours") != std::string::npos ||
+                                text.find("unknown session") != std::string::npos);
+}
+
+// An error from the server: a lost session is opened again and a lost connection
+// reached again (with a reconnector), then `retry` redoes what failed; anything else
+// (the server refused the request) ends the run.
+auto recover(Self self, std::string what, Next retry) {
+  return [self, what, retry](caf::error& err) {
+    auto& st = self->state;
+    if (!st.channel) return fail(self, what + ": " + describe(err));
+    if (session_lost(err)) {
+      spdlog::warn("client {}: {} ({}); opening a new session", st.plan.name, what, describe(err));
+      st.channel->set_session(0);
+      return hello(self, retry);
+    }
+    if (is_wire_error(err) || !st.parts.reconnector) return fail(self, what + ": " + describe(err));
+    spdlog::warn("client {}: lost the server ({}: {}); reconnecting", st.plan.name, what,
+                 describe(err));
+    self->request(st.parts.reconnector, caf::infinite, reconnect_atom_v)
+        .then(
+            [self, retry](caf::strong_actor_ptr& server) {
+              auto& st = self->state;
+              st.parts.server = caf::actor_cast<server_actor>(server);
+              self->monitor(st.parts.server);
+              if (st.parts.metrics) st.parts.metrics->add_reconnect(st.plan.name);
+              spdlog::info("client {}: reached the server again; new session", st.plan.name);
+              st.channel->set_session(0);
+              hello(self, retry);
+            },
+            [self, what](caf::error& e) {
+              fail(self, what + ": the server was lost and not reached again: " + describe(e));
+            });
+  };
+}
+
+// Asks the server; `on_reply` gets the decoded reply, an error goes to recover(what, retry).
+// One request is outstanding at a time: when the server's node goes down, the down handler
+// takes it over at once (CAF would only time it out), and its late answer is ignored.
+template <class Rep, class Req, class OnReply>
+void ask_server(Self self, const Req& msg, const std::string& suffix, std::string what, Next retry,
+                OnReply on_reply) {
+  auto& st = self->state;
+  const auto id = ++st.requests;
+  st.pending = PendingRequest{id, std::move(what), std::move(retry)};
+  self->request(st.parts.server, kReplyTimeout, send_counted(self, msg, suffix))
+      .then(
+          [self, id, suffix, on_reply](Encoded<Rep>& enc) {
+            auto& st = self->state;
+            if (!st.pending || st.pending->id != id) return;  // taken over after a loss
+            st.pending.reset();
+            guarded(self, [&] { on_reply(receive_counted(self, enc, suffix)); });
+          },
+          [self, id](caf::error& err) {
+            auto& st = self->state;
+            if (!st.pending || st.pending->id != id) return;
+            auto p = std::move(*st.pending);
+            st.pending.reset();
+            recover(self, p.what, p.retry)(err);
+          });
+}
+
+// ---- checkpoints --------------------------------------------------------------
+
+void save_checkpoint(Self self) {
+  auto& st = self->state;
+  if (!st.plan.checkpoint || !st.channel) return;
+  ClientProgress p;
+  p.step = st.channel->steps_done();
+  p.phase = static_cast<int64_t>(st.phase_replies.size());
+  p.phase_steps = st.phase_done.pending() ? st.phase_steps : 0;
+  p.strategy = st.strategy;
+  p.epoch = st.epoch;
+  p.cursor = static_cast<int64_t>(st.cursor);
+  p.evaluated_before = st.evaluated_before;
+  p.steps_since_upload = st.steps_since_upload;
+  p.phase_replies = st.phase_replies;
+  p.log = st.log.state();
+  p.wire = wire_state(*st.parts.stats);
+  try {
+    st.plan.checkpoint->save(p, *st.parts.model, st.channel->strategy().random_state());
+  } catch (const std::exception& e) {  // the run itself is fine: go on, loudly
+    spdlog::error("client {}: checkpoint not written, the run goes on: {}", st.plan.name, e.what());
+  }
+}
+
+// Takes up a restored checkpoint: log, byte counts, data position, finished phases.
+void take_up(Self self) {
+  auto& st = self->state;
+  const auto& p = st.resumed->progress;
+  st.log = RunLog::from_state(p.log);
+  restore_wire(*st.parts.stats, p.wire);
+  st.epoch = p.epoch;
+  st.order_of_samples = epoch_order(st.parts.train->size(), st.plan.seed, st.epoch);
+  if (p.cursor < 0 || size_t(p.cursor) > st.order_of_samples.size())
+    throw Error(st.plan.checkpoint->path() + ": data position " + std::to_string(p.cursor) +
+                " is past the " + std::to_string(st.order_of_samples.size()) + " examples");
+  st.cursor = size_t(p.cursor);
+  st.evaluated_before = p.evaluated_before;
+  st.steps_since_upload = p.steps_since_upload;
+  st.phase_replies = p.phase_replies;
+  st.steps_at_start = p.step;
+  if (st.parts.metrics) st.parts.metrics->set_resumed_from(st.plan.name, p.step);
+  spdlog::info(
+      "client {}: resuming after step {} ({} phase(s) done, {} step(s) into the next) "
+      "from {}",
+      st.plan.name, p.step, p.phase, p.phase_steps, st.plan.checkpoint->path());
+}
+
 // ---- evaluation: held-out loss through the wire (forward only) --------------
 
 void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next next) {
@@ -80,36 +196,28 @@ void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next nex
   std::vector<size_t> idx;
   for (size_t i = start; i < std::min(n, start + size_t(st.plan.eval_batch)); ++i) idx.push_back(i);
   auto req = st.channel->eval_request(st.parts.valid->batch(idx));
-  self->request(st.parts.server, kReplyTimeout, send_counted(self, req, ".eval"))
-      .then(
-          [self, start, loss_sum, tokens, next, count = idx.size()](Encoded<ForwardReply>& enc) {
-            guarded(self, [&] {
-              auto [sum, toks] =
-                  self->state.channel->eval_loss(receive_counted(self, enc, ".eval"));
-              evaluate(self, start + count, loss_sum + sum, tokens + toks, next);
-            });
-          },
-          on_error(self, "evaluation: server"));
+  ask_server<ForwardReply>(
+      self, req, ".eval", "evaluation: server",
+      [self, start, loss_sum, tokens, next] { evaluate(self, start, loss_sum, tokens, next); },
+      [self, start, loss_sum, tokens, next, count = idx.size()](const ForwardReply& reply) {
+        auto [sum, toks] = self->state.channel->eval_loss(reply);
+        evaluate(self, start + count, loss_sum + sum, tokens + toks, next);
+      });
 }
 
 // ---- sessions and strategies ------------------------------------------------
 
 void hello(Self self, Next next) {
   auto& st = self->state;
-  self->request(st.parts.server, kReplyTimeout, send_counted(self, st.channel->hello(st.plan.name)))
-      .then(
-          [self, next](Encoded<SessionAccept>& enc) {
-            guarded(self, [&] {
-              auto& st = self->state;
-              auto accept = receive_counted(self, enc);
-              if (st.channel->session() == 0)
-                spdlog::info("client {}: session {} with server '{}'", st.plan.name,
-                             accept.header.session, accept.server_name);
-              st.channel->set_session(accept.header.session);
-              next();
-            });
-          },
-          on_error(self, "session refused: server"));
+  ask_server<SessionAccept>(self, st.channel->hello(st.plan.name), "", "session refused: server",
+                            next, [self, next](const SessionAccept& accept) {
+                              auto& st = self->state;
+                              if (st.channel->session() == 0)
+                                spdlog::info("client {}: session {} with server '{}'", st.plan.name,
+                                             accept.header.session, accept.server_name);
+                              st.channel->set_session(accept.header.session);
+                              next();
+                            });
 }
 
 void fetch_chunks(Self self, std::shared_ptr<FileSink> sink, int failures,
@@ -186,22 +294,16 @@ void upload_adapters(Self self, Next next) {
   up.header = Header{kProtocolVersion, st.channel->session(), st.channel->steps_done()};
   auto values =
       reconstruct_upload(up, *st.parts.pretrained, trainable_adapters(st.parts.model->seg));
-  self->request(st.parts.server, kReplyTimeout, send_counted(self, up))
-      .then(
-          [self, next, values](Encoded<AdapterAck>& enc) {
-            guarded(self, [&] {
-              auto& st = self->state;
-              auto ack = receive_counted(self, enc);
-              assign_adapters(trainable_adapters(st.parts.model->seg), values);
-              st.steps_since_upload = false;
-              spdlog::info(
-                  "client {}: {} adapter tensors ({} parameters) plugged into the full "
-                  "model",
-                  st.plan.name, ack.tensors, ack.parameters);
-              next();
-            });
-          },
-          on_error(self, "adapter upload: server"));
+  ask_server<AdapterAck>(
+      self, up, "", "adapter upload: server", [self, next] { upload_adapters(self, next); },
+      [self, next, values](const AdapterAck& ack) {
+        auto& st = self->state;
+        assign_adapters(trainable_adapters(st.parts.model->seg), values);
+        st.steps_since_upload = false;
+        spdlog::info("client {}: {} adapter tensors ({} parameters) plugged into the full model",
+                     st.plan.name, ack.tensors, ack.parameters);
+        next();
+      });
 }
 
 // Leaves the installed strategy (uploading adapters if it tunes offline).
@@ -215,9 +317,10 @@ void leave_strategy(Self self, Next next) {
 void install(Self self, const std::string& strategy, Backbone emulator, Next next) {
   auto& st = self->state;
   auto s = make_client_strategy(strategy, st.parts.model, st.parts.settings, emulator);
-  if (!st.channel)
+  if (!st.channel) {
     st.channel = std::make_unique<ClientChannel>(st.parts.model, std::move(s));
-  else
+    st.channel->resume_at(st.steps_at_start);
+  } else
     st.channel->set_strategy(std::move(s));
   if (!st.strategy.empty())
     spdlog::info("client {}: strategy {} -> {} at step {}", st.plan.name, st.strategy, strategy,
@@ -281,9 +384,14 @@ void after_step(Self self, const StepOutcome& out) {
   auto go_on = [self, step = rec.step] {
     auto& st = self->state;
     const bool phase_over = st.phase_steps >= st.order.steps;
+    // After the step's evaluation, so that a resumed run does not miss it.
+    auto save_then_next = [self, step] {
+      if (step % self->state.plan.checkpoint_every == 0) save_checkpoint(self);
+      next_step(self);
+    };
     if (!phase_over && st.plan.eval_every > 0 && step % st.plan.eval_every == 0)
-      return evaluate(self, 0, 0, 0, [self] { next_step(self); });
-    next_step(self);
+      return evaluate(self, 0, 0, 0, save_then_next);
+    save_then_next();
   };
   if (!st.scheduler) return go_on();
   StepReport report{st.plan.name,
@@ -312,9 +420,22 @@ void handle(Self self, Outgoing out);
 void train_step(Self self) {
   auto& st = self->state;
   st.step_start = std::chrono::steady_clock::now();
-  auto in = next_input(self);
-  if (st.parts.audit) st.step_batch = in.batch;
-  handle(self, st.channel->begin_step(in));
+  st.step_input = next_input(self);
+  st.step_random = st.channel->strategy().random_state();
+  if (st.parts.audit) st.step_batch = st.step_input.batch;
+  handle(self, st.channel->begin_step(st.step_input));
+}
+
+// The step in flight again from its beginning, with the same batch and random numbers:
+// its server was lost before the optimizer stepped.
+void retry_step(Self self) {
+  guarded(self, [&] {
+    auto& st = self->state;
+    st.channel->abort_step();
+    st.channel->strategy().set_random_state(st.step_random);
+    spdlog::info("client {}: step {} again", st.plan.name, st.channel->steps_done() + 1);
+    handle(self, st.channel->begin_step(st.step_input));
+  });
 }
 
 // Simulation/audit: the truth of the step just done, for scoring the attacks.
@@ -334,25 +455,14 @@ void send_truth(Self self, int64_t step) {
 
 // Sends what the strategy asks for and feeds the reply back, until the step is done.
 void handle(Self self, Outgoing out) {
-  auto& st = self->state;
   if (auto* fwd = std::get_if<ForwardRequest>(&out)) {
-    self->request(st.parts.server, kReplyTimeout, send_counted(self, *fwd))
-        .then(
-            [self](Encoded<ForwardReply>& enc) {
-              guarded(self, [&] {
-                handle(self, self->state.channel->on_reply(receive_counted(self, enc)));
-              });
-            },
-            on_error(self, "forward: server"));
+    ask_server<ForwardReply>(
+        self, *fwd, "", "forward: server", [self] { retry_step(self); },
+        [self](const ForwardReply& reply) { handle(self, self->state.channel->on_reply(reply)); });
   } else if (auto* bwd = std::get_if<BackwardRequest>(&out)) {
-    self->request(st.parts.server, kReplyTimeout, send_counted(self, *bwd))
-        .then(
-            [self](Encoded<BackwardReply>& enc) {
-              guarded(self, [&] {
-                handle(self, self->state.channel->on_reply(receive_counted(self, enc)));
-              });
-            },
-            on_error(self, "backward: server"));
+    ask_server<BackwardReply>(
+        self, *bwd, "", "backward: server", [self] { retry_step(self); },
+        [self](const BackwardReply& reply) { handle(self, self->state.channel->on_reply(reply)); });
   } else {
     after_step(self, std::get<StepOutcome>(out));
   }
@@ -370,7 +480,9 @@ void end_phase(Self self) {
                           {"strategies", p.strategies},
                           {"steps", p.last_step - p.first_step + 1},
                           {"eval_loss", st.log.evals().back().loss}};
+      st.phase_replies.push_back(j.dump());
       st.phase_done.deliver(j.dump());
+      save_checkpoint(self);
     });
   });
 }
@@ -384,9 +496,20 @@ void next_step(Self self) {
 
 void start_phase(Self self) {
   auto& st = self->state;
+  st.phase_start = std::chrono::steady_clock::now();
+  if (st.resumed && st.resumed->progress.phase == st.order.index &&
+      st.resumed->progress.phase_steps > 0) {  // the phase the checkpoint stopped in
+    auto r = std::move(*st.resumed);
+    st.resumed.reset();
+    st.phase_steps = r.progress.phase_steps;
+    return ensure_strategy(self, r.progress.strategy, [self, random = r.random_state] {
+      self->state.channel->strategy().set_random_state(random);
+      next_step(self);
+    });
+  }
+  st.resumed.reset();
   st.log.begin_phase(st.order.index, st.order.strategy, *st.parts.stats);
   st.phase_steps = 0;
-  st.phase_start = std::chrono::steady_clock::now();
   ensure_strategy(self, st.order.strategy, [self] {
     auto& st = self->state;
     if (st.evaluated_before) return next_step(self);
@@ -412,6 +535,24 @@ client_actor::behavior_type client_behavior(Self self, ClientParts parts, Client
   st.plan = std::move(plan);
   st.run_start = std::chrono::steady_clock::now();
   st.order_of_samples = epoch_order(st.parts.train->size(), st.plan.seed, 0);
+  // A server that goes down fails the request in flight at once (see ask_server).
+  self->monitor(st.parts.server);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (dm.source != st.parts.server.address() || !st.pending) return;
+    auto p = std::move(*st.pending);
+    st.pending.reset();
+    recover(self, p.what, p.retry)(dm.reason);
+  });
+  if (st.plan.checkpoint) {
+    try {  // an error here fails the first phase, with the reason
+      st.resumed = st.plan.checkpoint->load(*st.parts.model);
+      if (st.resumed) take_up(self);
+    } catch (const std::exception& e) {
+      st.startup_error = e.what();
+      st.resumed.reset();
+    }
+  }
   if (st.parts.metrics) {
     // Every message the codec counts, labelled with the strategy installed when it crossed.
     st.parts.stats->set_observer([metrics = st.parts.metrics, strategy = st.wire_strategy](
@@ -423,8 +564,12 @@ client_actor::behavior_type client_behavior(Self self, ClientParts parts, Client
   return {
       [self](PhaseOrder& order) -> caf::result<std::string> {
         auto& st = self->state;
+        if (!st.startup_error.empty())
+          return make_wire_error(wire_errc::internal, st.startup_error);
         if (st.phase_done.pending())
           return make_wire_error(wire_errc::rejected, "a phase is already running");
+        if (order.index >= 0 && order.index < int64_t(st.phase_replies.size()))
+          return st.phase_replies[size_t(order.index)];  // finished before a restart
         st.order = order;
         st.scheduler = caf::actor_cast<scheduler_actor>(self->current_sender());
         st.phase_done = self->make_response_promise<std::string>();

@@ -3,16 +3,20 @@
 // emulator for the offline designs), run its steps, upload the adapters if the
 // strategy tunes offline, evaluate, reply with the phase's JSON. After every
 // step it reports to the scheduler and follows its directive (go on, switch).
+// With a checkpoint it resumes where a killed run stopped; with a reconnector it
+// reaches a lost server again and begins the interrupted step anew.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "data/batch_source.hpp"
 #include "monitoring/metrics.hpp"
 #include "protocols/interfaces.hpp"
 #include "strategies/adapter_upload.hpp"
 #include "strategies/client_channel.hpp"
+#include "strategies/client_checkpoint.hpp"
 #include "strategies/run_log.hpp"
 #include "strategies/strategy_factory.hpp"
 
@@ -24,6 +28,9 @@ struct ClientPlan {
   uint64_t seed = 0;
   std::string work_dir;  // emulator downloads (resumable .part files)
   torch::ScalarType dtype = torch::kFloat;
+  // Resumable state, written every checkpoint_every steps and at phase ends; null = none.
+  std::shared_ptr<const ClientCheckpoint> checkpoint;
+  int64_t checkpoint_every = 10;
 };
 
 // What a client needs besides its plan.
@@ -38,6 +45,16 @@ struct ClientParts {
   // Simulation or audit only: where the true tokens of each step go for scoring; may be null.
   attacker_actor audit;
   std::shared_ptr<Metrics> metrics = nullptr;  // Prometheus metrics of this process; may be null
+  // A node's way back to a lost server: replies to `reconnect` with the server reached again
+  // (a caf::strong_actor_ptr) or an error once it gives up. Null: a lost server ends the run.
+  caf::actor reconnector;
+};
+
+// The one request to the server in flight, and how to redo it after a loss.
+struct PendingRequest {
+  uint64_t id = 0;
+  std::string what;
+  std::function<void()> retry;
 };
 
 struct ClientActorState {
@@ -63,6 +80,17 @@ struct ClientActorState {
   size_t cursor = 0;
   int64_t epoch = 0;
   bool evaluated_before = false;
+  std::optional<PendingRequest> pending;
+  uint64_t requests = 0;
+  // The step in flight, to begin again after its server is lost.
+  StepInput step_input;
+  std::vector<torch::Tensor> step_random;
+  // Checkpoints: the replies of finished phases; what a checkpoint restored at start (until
+  // its phase begins again); why the checkpoint could not be restored.
+  std::vector<std::string> phase_replies;
+  std::optional<RestoredClient> resumed;
+  int64_t steps_at_start = 0;  // optimizer steps done before this process (a resumed run)
+  std::string startup_error;
   static inline const char* name = "gt.client";
 };
 

@@ -31,7 +31,7 @@ void ask_all(Self self, const std::vector<client_actor>& to, Each each, AllDone 
               each(i, reply);
               if (--*left == 0) all_done();
             },
-            [self](caf::error& err) { fail_run(self, describe(err)); });
+            [self](caf::error& err) { fail_run(self, reason_of(err)); });
 }
 
 void run_phase(Self self, size_t index);

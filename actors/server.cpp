@@ -13,11 +13,42 @@ std::string link_for(const std::string& client_name) {
   return client_name + "-server";
 }
 
+// A refusal with its reason, for the log, the metric and the client's error.
+struct Refusal : ProtocolError {
+  Refusal(std::string reason, const std::string& what)
+      : ProtocolError(what), reason(std::move(reason)) {}
+  std::string reason;
+};
+
+std::string reason_of(const ProtocolError& e) {
+  if (auto* r = dynamic_cast<const Refusal*>(&e)) return r->reason;
+  return std::string(e.what()).rfind("protocol version", 0) == 0 ? "version" : "invalid";
+}
+
+void check_size(Self self, size_t bytes) {
+  const auto limit = self->state.options.limits.max_message_bytes;
+  if (static_cast<int64_t>(bytes) > limit)
+    throw Refusal("too_large", "message of " + std::to_string(bytes) + " bytes exceeds " +
+                                   std::to_string(limit) + " (server.max_message_mb)");
+}
+
+// Only the party that opened a session may use it.
+void check_owner(Self self, uint64_t session) {
+  auto& st = self->state;
+  const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  const auto owner = st.session_of.find(sender);
+  if (owner == st.session_of.end() || owner->second != session)
+    throw Refusal("not_owner", "session " + std::to_string(session) + " is not yours");
+  st.last_seen[session] = std::chrono::steady_clock::now();
+}
+
 template <class Req, class Rep, class Handle>
 caf::result<Encoded<Rep>> serve(Self self, const Encoded<Req>& msg, Handle&& handle) {
   auto& st = self->state;
   try {
+    check_size(self, msg.bytes.size());
     auto req = decode(msg);
+    if constexpr (!std::is_same_v<Req, SessionHello>) check_owner(self, req.header.session);
     const auto link_it = st.link_of.find(req.header.session);
     const std::string link = link_it != st.link_of.end() ? link_it->second : "unknown";
     Rep rep = handle(req);
@@ -31,6 +62,7 @@ caf::result<Encoded<Rep>> serve(Self self, const Encoded<Req>& msg, Handle&& han
     spdlog::warn("server: rejected {} from {}: {}", message_kind<Req>(),
                  caf::to_string(self->current_sender()), e.what());
     st.stats->add("rejected", "up", message_kind<Req>(), static_cast<int64_t>(msg.bytes.size()));
+    if (st.options.metrics) st.options.metrics->add_refused(message_kind<Req>(), reason_of(e));
     return make_wire_error(wire_errc::rejected, e.what());
   } catch (const std::exception& e) {
     spdlog::error("server: failed on {}: {}", message_kind<Req>(), e.what());
@@ -44,28 +76,53 @@ void end_session(Self self, uint64_t session, const std::string& why) {
   spdlog::info("server: session {} ({}) ended: {}; {} session(s) left", session,
                st.link_of[session], why, st.server->num_sessions() - 1);
   st.server->close(session);
+  st.last_seen.erase(session);
+  for (auto it = st.session_of.begin(); it != st.session_of.end(); ++it)
+    if (it->second == session) {
+      st.session_of.erase(it);
+      break;
+    }
+  if (st.options.metrics) st.options.metrics->set_sessions(int64_t(st.server->num_sessions()));
+}
+
+// Drops the sessions that sent nothing for the timeout (a hung or lost client
+// whose connection stays up), then looks again in a while.
+void sweep(Self self) {
+  auto& st = self->state;
+  const auto timeout = st.options.limits.session_timeout;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<uint64_t> idle;
+  for (const auto& [session, seen] : st.last_seen)
+    if (now - seen > timeout) idle.push_back(session);
+  for (auto session : idle) {
+    end_session(self, session, "no message for " + std::to_string(timeout.count()) + " s");
+    if (st.options.metrics) st.options.metrics->add_session_timeout();
+  }
+  self->delayed_send(self, std::max(timeout / 4, std::chrono::seconds(1)), sweep_atom_v);
+}
+
+void check_batch(Self self, const ForwardRequest& req) {
+  const auto& shape = req.activations.shape;
+  const int64_t tokens = shape.size() >= 2 ? shape[0] * shape[1] : 0;
+  const auto limit = self->state.options.limits.max_batch_tokens;
+  if (tokens > limit)
+    throw Refusal("too_large", "a batch of " + std::to_string(tokens) + " tokens exceeds " +
+                                   std::to_string(limit) + " (server.max_batch_tokens)");
 }
 
 }  // namespace
 
 server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServer> server,
                                             std::shared_ptr<WireStats> stats) {
-  return tapped_server_behavior(self, std::move(server), std::move(stats), attacker_actor{});
+  return configured_server_behavior(self, std::move(server), std::move(stats), ServerOptions{});
 }
 
-server_actor::behavior_type tapped_server_behavior(Self self, std::shared_ptr<SplitServer> server,
-                                                   std::shared_ptr<WireStats> stats,
-                                                   attacker_actor tap) {
-  return metered_server_behavior(self, std::move(server), std::move(stats), std::move(tap),
-                                 nullptr);
-}
-
-server_actor::behavior_type metered_server_behavior(Self self, std::shared_ptr<SplitServer> server,
-                                                    std::shared_ptr<WireStats> stats,
-                                                    attacker_actor tap,
-                                                    std::shared_ptr<Metrics> metrics) {
-  if (metrics)  // runs in this actor's thread, like every update of strategy_of_link
-    stats->set_observer([metrics, strategies = self->state.strategy_of_link](
+server_actor::behavior_type configured_server_behavior(Self self,
+                                                       std::shared_ptr<SplitServer> server,
+                                                       std::shared_ptr<WireStats> stats,
+                                                       ServerOptions options) {
+  if (options.metrics)  // runs in this actor's thread, like every update of strategy_of_link
+    stats->set_observer([metrics = options.metrics, strategies = self->state.strategy_of_link](
                             const WireStats::Key& key, int64_t bytes) {
       const auto it = strategies->find(std::get<0>(key));
       metrics->add_wire(std::get<0>(key), std::get<1>(key), std::get<2>(key),
@@ -73,30 +130,28 @@ server_actor::behavior_type metered_server_behavior(Self self, std::shared_ptr<S
     });
   self->state.server = std::move(server);
   self->state.stats = std::move(stats);
-  self->state.tap = std::move(tap);
+  self->state.options = std::move(options);
+  sweep(self);
   // A client that goes away (crash, kill, lost connection) ends its session.
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto it = st.session_of.find(dm.source);
     if (it == st.session_of.end()) return;
     end_session(self, it->second, "client down (" + caf::to_string(dm.reason) + ")");
-    st.session_of.erase(it);
   });
   return {
       [self](Encoded<SessionHello>& msg) -> caf::result<Encoded<SessionAccept>> {
         return serve<SessionHello, SessionAccept>(self, msg, [&](const SessionHello& hello) {
           auto& st = self->state;
           const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
-          // Only the party that opened a session may change its terms.
-          if (hello.header.session != 0) {
-            auto owner = st.session_of.find(sender);
-            if (owner == st.session_of.end() || owner->second != hello.header.session)
-              throw ProtocolError("session " + std::to_string(hello.header.session) +
-                                  " belongs to another party");
-          }
+          if (hello.header.session != 0) check_owner(self, hello.header.session);
+          const auto max = st.options.limits.max_sessions;
+          if (hello.header.session == 0 && int64_t(st.server->num_sessions()) >= max)
+            throw Refusal("full", "the server is full: " + std::to_string(max) +
+                                      " sessions open (server.max_sessions)");
           auto accept = st.server->open(hello);
           const auto id = accept.header.session;
-          if (st.tap) self->send(st.tap, tap_atom_v, msg, encode(accept));
+          if (st.options.tap) self->send(st.options.tap, tap_atom_v, msg, encode(accept));
           if (hello.header.session != 0) {
             spdlog::info("server: session {} ({}) now runs {}", id, st.link_of[id], hello.strategy);
             (*st.strategy_of_link)[st.link_of[id]] = hello.strategy;
@@ -108,24 +163,30 @@ server_actor::behavior_type metered_server_behavior(Self self, std::shared_ptr<S
             self->monitor(s);
             st.session_of[sender] = id;
           }
+          st.last_seen[id] = std::chrono::steady_clock::now();
+          if (st.options.metrics)
+            st.options.metrics->set_sessions(int64_t(st.server->num_sessions()));
           spdlog::info("server: session {} opened for client '{}' ({})", id, hello.client_name,
                        hello.strategy);
           return accept;
         });
       },
       [self](Encoded<ForwardRequest>& msg) -> caf::result<Encoded<ForwardReply>> {
-        auto out = serve<ForwardRequest, ForwardReply>(
-            self, msg, [&](const ForwardRequest& req) { return self->state.server->forward(req); });
-        if (self->state.tap && out.flag == caf::rt_value)
-          self->send(self->state.tap, tap_atom_v, msg, out.value.get_as<Encoded<ForwardReply>>(0));
+        auto out = serve<ForwardRequest, ForwardReply>(self, msg, [&](const ForwardRequest& req) {
+          check_batch(self, req);
+          return self->state.server->forward(req);
+        });
+        const auto& tap = self->state.options.tap;
+        if (tap && out.flag == caf::rt_value)
+          self->send(tap, tap_atom_v, msg, out.value.get_as<Encoded<ForwardReply>>(0));
         return out;
       },
       [self](Encoded<BackwardRequest>& msg) -> caf::result<Encoded<BackwardReply>> {
         auto out = serve<BackwardRequest, BackwardReply>(
             self, msg,
             [&](const BackwardRequest& req) { return self->state.server->backward(req); });
-        if (self->state.tap && out.flag == caf::rt_value)
-          self->send(self->state.tap, tap_atom_v, msg);
+        const auto& tap = self->state.options.tap;
+        if (tap && out.flag == caf::rt_value) self->send(tap, tap_atom_v, msg);
         return out;
       },
       [self](Encoded<AdapterUpload>& msg) -> caf::result<Encoded<AdapterAck>> {
@@ -139,7 +200,9 @@ server_actor::behavior_type metered_server_behavior(Self self, std::shared_ptr<S
       },
       [self](Encoded<SessionBye>& msg) {
         try {
+          check_size(self, msg.bytes.size());
           auto bye = decode(msg);
+          check_owner(self, bye.header.session);
           const auto it = self->state.link_of.find(bye.header.session);
           self->state.stats->add(it != self->state.link_of.end() ? it->second : "unknown", "up",
                                  message_kind<SessionBye>(),
@@ -147,8 +210,11 @@ server_actor::behavior_type metered_server_behavior(Self self, std::shared_ptr<S
           end_session(self, bye.header.session, "client said goodbye");
         } catch (const ProtocolError& e) {
           spdlog::warn("server: rejected session_bye: {}", e.what());
+          if (self->state.options.metrics)
+            self->state.options.metrics->add_refused("session_bye", reason_of(e));
         }
       },
+      [self](sweep_atom) { sweep(self); },
   };
 }
 

@@ -3,6 +3,7 @@
 // logged; the server keeps serving. A client that dies loses its session.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,12 +14,27 @@
 
 namespace gt {
 
+// What the server accepts of its clients (config [server]).
+struct ServerLimits {
+  int64_t max_sessions = 16;
+  std::chrono::seconds session_timeout{600};  // idle sessions are dropped after this
+  int64_t max_batch_tokens = 65536;           // rows x tokens of one forward request
+  int64_t max_message_bytes = int64_t(256) << 20;
+};
+
+struct ServerOptions {
+  attacker_actor tap;                // gets a copy of what this server receives; may be null
+  std::shared_ptr<Metrics> metrics;  // Prometheus metrics of this process; may be null
+  ServerLimits limits;
+};
+
 struct ServerActorState {
   std::shared_ptr<SplitServer> server;
   std::shared_ptr<WireStats> stats;  // as the server sees the wire: "up" received, "down" sent
   std::map<caf::actor_addr, uint64_t> session_of;  // client actor -> its session
   std::map<uint64_t, std::string> link_of;         // session -> link label
-  attacker_actor tap;  // gets a copy of what this server receives; may be null
+  std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen;  // session -> last message
+  ServerOptions options;
   // link label -> the strategy its session runs: the strategy label of wire metrics.
   std::shared_ptr<std::map<std::string, std::string>> strategy_of_link =
       std::make_shared<std::map<std::string, std::string>>();
@@ -28,13 +44,9 @@ struct ServerActorState {
 server_actor::behavior_type server_behavior(server_actor::stateful_pointer<ServerActorState> self,
                                             std::shared_ptr<SplitServer> server,
                                             std::shared_ptr<WireStats> stats);
-// The same, with a curious owner: every message served is copied to `tap`.
-server_actor::behavior_type tapped_server_behavior(
+// The same with options: a curious owner's tap, Prometheus metrics, limits.
+server_actor::behavior_type configured_server_behavior(
     server_actor::stateful_pointer<ServerActorState> self, std::shared_ptr<SplitServer> server,
-    std::shared_ptr<WireStats> stats, attacker_actor tap);
-// The same, recording what `stats` counts into Prometheus `metrics` (a server node).
-server_actor::behavior_type metered_server_behavior(
-    server_actor::stateful_pointer<ServerActorState> self, std::shared_ptr<SplitServer> server,
-    std::shared_ptr<WireStats> stats, attacker_actor tap, std::shared_ptr<Metrics> metrics);
+    std::shared_ptr<WireStats> stats, ServerOptions options);
 
 }  // namespace gt

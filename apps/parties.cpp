@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "common/error.hpp"
 #include "common/stable_hash.hpp"
@@ -189,6 +191,15 @@ std::shared_ptr<SplitServer> make_server_side(const RunConfig& cfg, const std::s
   return std::make_shared<SplitServer>(seg, name);
 }
 
+ServerOptions server_options(const RunConfig& cfg) {
+  ServerOptions o;
+  o.limits.max_sessions = cfg.server.max_sessions;
+  o.limits.session_timeout = std::chrono::seconds(cfg.server.session_timeout);
+  o.limits.max_batch_tokens = cfg.server.max_batch_tokens;
+  o.limits.max_message_bytes = cfg.server.max_message_mb << 20;
+  return o;
+}
+
 BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir) {
   BuilderParts b;
   DecoderLM model{nullptr};
@@ -235,7 +246,34 @@ ClientPlan client_plan(const RunConfig& cfg, const ClientSide& side, const std::
   plan.seed = cfg.training.seed;
   plan.work_dir = work_dir + "/" + side.name;
   plan.dtype = parse_dtype(cfg.model.dtype);
+  if (!cfg.run.checkpoint_dir.empty()) {
+    plan.checkpoint = std::make_shared<const ClientCheckpoint>(cfg.run.checkpoint_dir, side.name,
+                                                               training_fingerprint(cfg));
+    plan.checkpoint_every = cfg.run.checkpoint_every;
+  }
   return plan;
+}
+
+std::string training_fingerprint(const RunConfig& cfg) {
+  // Where the run writes, who watches it and how parties connect do not change its numbers.
+  const std::set<std::string> ignored_sections{"run", "server", "network", "attacker",
+                                               "evaluation"};
+  const std::set<std::string> ignored_keys{"scheduler.control", "emulator.work_dir"};
+  std::istringstream in(to_toml(cfg));
+  std::string out, section;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '[') {
+      section = line.substr(line.find_first_not_of('['));
+      section = section.substr(0, section.find(']'));
+      if (section == "phase") out += "[[phase]]\n";
+      continue;
+    }
+    const auto key = section + "." + line.substr(0, line.find(' '));
+    if (!ignored_sections.count(section) && !ignored_keys.count(key))
+      out += section + "." + line + "\n";
+  }
+  return out;
 }
 
 }  // namespace gt::cli

@@ -8,6 +8,7 @@
 
 #include "actors/client.hpp"
 #include "actors/emulator_builder.hpp"
+#include "actors/server.hpp"
 #include "config/run_config.hpp"
 #include "data/batch_source.hpp"
 #include "strategies/adapter_upload.hpp"
@@ -30,11 +31,16 @@ struct ClientSide {
 // Client `index` of `count`: its own model copy and every count-th training example.
 ClientSide make_client_side(const RunConfig& cfg, int64_t index = 0, int64_t count = 1);
 std::shared_ptr<SplitServer> make_server_side(const RunConfig& cfg, const std::string& name);
+// The server's limits from [server]; no tap, no metrics.
+ServerOptions server_options(const RunConfig& cfg);
 // The builder's full model and recipes; public text only when a recipe distils.
 BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir);
 
 StrategySettings strategy_settings(const RunConfig& cfg);
 ClientPlan client_plan(const RunConfig& cfg, const ClientSide& side, const std::string& work_dir);
+// The settings that decide a run's numbers, "section.key = value" per line: a client
+// checkpoint resumes only a run with the same ones.
+std::string training_fingerprint(const RunConfig& cfg);
 // The plan's phases with every phase's length in steps (epochs over the client's shard).
 std::vector<PhaseOrder> phase_orders(const RunConfig& cfg, size_t train_examples);
 // Where emulators are written and downloaded: emulator.work_dir, <out>/transfers, or a temp dir.

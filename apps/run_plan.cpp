@@ -58,6 +58,13 @@ ActorConfig::ActorConfig() {
   // Work sharing: CAF's default work-stealing workers poll when idle and took
   // 9-14% of a training step from the tensor compute on 2 cores (docs/performance.md).
   set("scheduler.policy", caf::atom("sharing"));
+  // Peers of another protocol version are refused in CAF's handshake, before any message.
+  set("middleman.app-identifiers",
+      std::vector<std::string>{"gtune-protocol-" + std::to_string(kProtocolVersion)});
+  // A peer that sends nothing (not even heartbeats) for a minute is gone: its requests fail
+  // and a client node reconnects, instead of waiting out the 10-minute reply timeout.
+  set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(5)});
+  set("middleman.connection-timeout", caf::timespan{std::chrono::seconds(60)});
   load<caf::io::middleman>();
 }
 
@@ -68,9 +75,9 @@ std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const Pla
   std::vector<std::string> names;
   SchedulerPlan plan;
   for (auto& side : sides) {
-    ClientParts parts{side.trainer, side.pretrained, settings,    side.train,
-                      side.valid,   run.server,      run.builder, std::make_shared<WireStats>(),
-                      run.audit,    run.metrics};
+    ClientParts parts{side.trainer, side.pretrained, settings,       side.train,
+                      side.valid,   run.server,      run.builder,    std::make_shared<WireStats>(),
+                      run.audit,    run.metrics,     run.reconnector};
     clients.push_back(sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir)));
     names.push_back(side.name);
     plan.client_weights.push_back(double(side.train->size()));
@@ -93,7 +100,7 @@ std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const Pla
   std::string results, failure;
   self->request(scheduler, caf::infinite, run_atom_v)
       .receive([&](std::string& json) { results = std::move(json); },
-               [&](caf::error& err) { failure = describe(err); });
+               [&](caf::error& err) { failure = reason_of(err); });
   control.reset();
   for (auto& c : clients) caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);

@@ -144,8 +144,10 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
     caf::actor_system sys{acfg};
     attacker_actor attacker;
     if (eavesdropper) attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper, metrics);
+    auto options = server_options(cfg);
+    options.tap = attacker;
     auto server =
-        sys.spawn(tapped_server_behavior, split_server, std::make_shared<WireStats>(), attacker);
+        sys.spawn(configured_server_behavior, split_server, std::make_shared<WireStats>(), options);
     PlanRun run;
     run.audit = attacker;
     run.clients = &clients;

@@ -211,6 +211,8 @@ std::vector<Field> make_fields() {
   const SectionRef<TrainingSection> training{"training", &RunConfig::training};
   const SectionRef<DataSection> data{"data", &RunConfig::data};
   const SectionRef<RunSection> run{"run", &RunConfig::run};
+  const SectionRef<ServerSection> server{"server", &RunConfig::server};
+  const SectionRef<NetworkSection> network{"network", &RunConfig::network};
   const std::vector<std::string> quant{"none", "int8", "int4"};
   const Condition online = plan_uses_any({StrategyKind::online});
   const Condition noisy = plan_uses_any({StrategyKind::online, StrategyKind::gradfree});
@@ -420,6 +422,28 @@ std::vector<Field> make_fields() {
       run("out", &RunSection::out,
           "output directory (results.json, adapters); \"\" = write nothing"),
       run("threads", &RunSection::threads, "compute threads; 0 = LibTorch's default").at_least(0),
+      run("checkpoint_dir", &RunSection::checkpoint_dir,
+          "each client's resumable state (adapters, optimizer, data position, RNG, log), written "
+          "every checkpoint_every steps and at phase ends; a restarted run resumes from it; "
+          "\"\" = none"),
+      run("checkpoint_every", &RunSection::checkpoint_every, "training steps between checkpoints")
+          .at_least(1),
+      server("max_sessions", &ServerSection::max_sessions,
+             "sessions the server keeps open at once; a further client is refused")
+          .at_least(1),
+      server("session_timeout", &ServerSection::session_timeout,
+             "seconds without a message after which the server drops a session's state")
+          .at_least(1),
+      server("max_batch_tokens", &ServerSection::max_batch_tokens,
+             "batch x tokens the server accepts in one request (bounds a session's memory)")
+          .at_least(1),
+      server("max_message_mb", &ServerSection::max_message_mb,
+             "larger messages are refused before they are decoded")
+          .at_least(1),
+      network("reconnect_seconds", &NetworkSection::reconnect_seconds,
+              "how long a client node retries a lost server (exponential backoff) before giving "
+              "up; 0 = fail at once")
+          .at_least(0),
   };
   for (auto& f : rest) table.push_back(std::move(f));
   return table;

@@ -251,9 +251,9 @@ void validate(const RunConfig& cfg, const std::string& where, const Lines& lines
 // Relative paths the file set resolve against its directory; see load_run_config.
 void resolve_paths(RunConfig& cfg, const std::string& base_dir, const Lines& lines) {
   if (base_dir.empty()) return;
-  for (const char* name :
-       {"model.path", "data.path", "data.valid_path", "data.wordnet_dir", "emulator.distill_data",
-        "emulator.work_dir", "attacker.public_data", "attacker.cache_dir", "run.out"}) {
+  for (const char* name : {"model.path", "data.path", "data.valid_path", "data.wordnet_dir",
+                           "emulator.distill_data", "emulator.work_dir", "attacker.public_data",
+                           "attacker.cache_dir", "run.out", "run.checkpoint_dir"}) {
     const Field& f = *find_field(name);
     const std::string p = std::get<std::string>(f.read(cfg));
     if (!lines.count(name) || p.empty() || fs::path(p).is_absolute()) continue;

@@ -124,6 +124,23 @@ struct RunSection {
   std::string name = "run";
   std::string out;      // output directory; "" = write nothing
   int64_t threads = 0;  // compute threads; 0 = LibTorch's default
+  // Each client's resumable state (adapters, optimizer, data position, RNG, log) is written
+  // here every checkpoint_every steps and at phase ends; a restarted run resumes from it.
+  std::string checkpoint_dir;  // "" = no checkpoints
+  int64_t checkpoint_every = 10;
+};
+
+// The server's limits on what its clients may ask of it.
+struct ServerSection {
+  int64_t max_sessions = 16;         // open sessions at once; a further hello is refused
+  int64_t session_timeout = 600;     // seconds without a message before a session is dropped
+  int64_t max_batch_tokens = 65536;  // batch x tokens per request: bounds a session's memory
+  int64_t max_message_mb = 256;      // larger messages are refused before they are decoded
+};
+
+// How parties on different machines reach each other.
+struct NetworkSection {
+  int64_t reconnect_seconds = 300;  // a client retries a lost server this long (backoff); 0 = not
 };
 
 struct RunConfig {
@@ -141,6 +158,8 @@ struct RunConfig {
   TrainingSection training;
   DataSection data;
   RunSection run;
+  ServerSection server;
+  NetworkSection network;
   std::string source = "<defaults>";  // the file it came from, or "<defaults>"
 };
 

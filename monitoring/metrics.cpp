@@ -53,7 +53,47 @@ Metrics::Metrics()
       transfer_total_(prometheus::BuildGauge()
                           .Name("gtune_emulator_size_bytes")
                           .Help("Size of the emulator file a client downloads")
-                          .Register(*registry_)) {}
+                          .Register(*registry_)),
+      refused_(prometheus::BuildCounter()
+                   .Name("gtune_refused_total")
+                   .Help("Messages and sessions the server refused, by kind and reason")
+                   .Register(*registry_)),
+      sessions_(prometheus::BuildGauge()
+                    .Name("gtune_sessions")
+                    .Help("Sessions the server has open")
+                    .Register(*registry_)),
+      session_timeouts_(prometheus::BuildCounter()
+                            .Name("gtune_session_timeouts_total")
+                            .Help("Sessions the server dropped after server.session_timeout idle")
+                            .Register(*registry_)),
+      reconnects_(prometheus::BuildCounter()
+                      .Name("gtune_reconnects_total")
+                      .Help("Times a client reached its server again after losing it")
+                      .Register(*registry_)),
+      resumed_from_(prometheus::BuildGauge()
+                        .Name("gtune_resumed_from_step")
+                        .Help("The step a client resumed from a checkpoint at (0 = fresh run)")
+                        .Register(*registry_)) {}
+
+void Metrics::add_refused(const std::string& kind, const std::string& reason) {
+  refused_.Add({{"kind", kind}, {"reason", reason}}).Increment();
+}
+
+void Metrics::set_sessions(int64_t open) {
+  sessions_.Add({}).Set(double(open));
+}
+
+void Metrics::add_session_timeout() {
+  session_timeouts_.Add({}).Increment();
+}
+
+void Metrics::add_reconnect(const std::string& client) {
+  reconnects_.Add({{"client", client}}).Increment();
+}
+
+void Metrics::set_resumed_from(const std::string& client, int64_t step) {
+  resumed_from_.Add({{"client", client}}).Set(double(step));
+}
 
 void Metrics::add_wire(const std::string& link, const std::string& direction,
                        const std::string& kind, const std::string& strategy, int64_t bytes) {

@@ -34,6 +34,14 @@ class Metrics {
                         const std::string& attack, double rouge_l);
   void set_transfer(const std::string& client, const std::string& strategy, int64_t done,
                     int64_t total);
+  // Server: a message or session it refused, by reason ("version", "full", "too_large",
+  // "not_owner", "invalid"); sessions open now; sessions dropped after the idle timeout.
+  void add_refused(const std::string& kind, const std::string& reason);
+  void set_sessions(int64_t open);
+  void add_session_timeout();
+  // Client: a reconnection to a lost server; a run resumed from a checkpoint at `step`.
+  void add_reconnect(const std::string& client);
+  void set_resumed_from(const std::string& client, int64_t step);
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   // The text exposition format, as a scrape returns it.
@@ -51,6 +59,11 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& strategy_info_;
   prometheus::Family<prometheus::Gauge>& transfer_done_;
   prometheus::Family<prometheus::Gauge>& transfer_total_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Gauge>& sessions_;
+  prometheus::Family<prometheus::Counter>& session_timeouts_;
+  prometheus::Family<prometheus::Counter>& reconnects_;
+  prometheus::Family<prometheus::Gauge>& resumed_from_;
   mutable std::mutex mutex_;  // strategy_info's label sets
   std::set<std::pair<std::string, std::string>> strategies_seen_;
 };

@@ -288,6 +288,11 @@ std::map<WireStats::Key, WireStats::Count> WireStats::snapshot() const {
   return counts_;
 }
 
+void WireStats::restore(std::map<Key, Count> counts) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  counts_ = std::move(counts);
+}
+
 int64_t WireStats::total_bytes(const std::string& direction) const {
   std::lock_guard<std::mutex> lock(mutex_);
   int64_t n = 0;

@@ -51,6 +51,8 @@ class WireStats {
   using Observer = std::function<void(const Key& key, int64_t bytes)>;
   void set_observer(Observer observer);
   std::map<Key, Count> snapshot() const;
+  // Replaces every count (a resumed run's counts so far); the observer is not called.
+  void restore(std::map<Key, Count> counts);
   int64_t total_bytes(const std::string& direction = "") const;  // "" = both directions
 
  private:

@@ -22,6 +22,16 @@ std::string describe(const caf::error& err) {
   return caf::to_string(err);
 }
 
+bool is_wire_error(const caf::error& err) {
+  return err.category() == kWireCategory;
+}
+
+std::string reason_of(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (is_wire_error(err) && ctx.match_elements<std::string>()) return ctx.get_as<std::string>(0);
+  return describe(err);
+}
+
 void register_protocol(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::gtune>();
   cfg.add_error_category(kWireCategory, [](uint8_t code, caf::atom_value, const caf::message& ctx) {

@@ -38,6 +38,8 @@ CAF_ADD_ATOM(gtune, gt, adapters_atom, "adapters")
 CAF_ADD_ATOM(gtune, gt, tap_atom, "tap")
 CAF_ADD_ATOM(gtune, gt, report_atom, "report")
 CAF_ADD_ATOM(gtune, gt, watch_atom, "watch")
+CAF_ADD_ATOM(gtune, gt, sweep_atom, "sweep")
+CAF_ADD_ATOM(gtune, gt, reconnect_atom, "reconnect")
 CAF_END_TYPE_ID_BLOCK(gtune)
 
 namespace gt {
@@ -73,12 +75,13 @@ typename Inspector::result_type inspect(Inspector& f, AuditTruth& x) {
 // The server (model owner): serves forward and backward passes per client
 // session, and plugs adapters tuned offline into the full model. A hello that
 // names an open session of the same client updates that session's terms.
+// `sweep` is its own timer: it drops sessions idle past the timeout.
 using server_actor =
     caf::typed_actor<caf::replies_to<Encoded<SessionHello>>::with<Encoded<SessionAccept>>,
                      caf::replies_to<Encoded<ForwardRequest>>::with<Encoded<ForwardReply>>,
                      caf::replies_to<Encoded<BackwardRequest>>::with<Encoded<BackwardReply>>,
                      caf::replies_to<Encoded<AdapterUpload>>::with<Encoded<AdapterAck>>,
-                     caf::reacts_to<Encoded<SessionBye>>>;
+                     caf::reacts_to<Encoded<SessionBye>>, caf::reacts_to<sweep_atom>>;
 
 // The emulator builder (model owner): builds an emulator of the backbone for
 // an offline strategy and ships it in checksummed chunks a client can resume.
@@ -128,6 +131,12 @@ enum class wire_errc : uint8_t {
 caf::error make_wire_error(wire_errc code, std::string reason);
 // "rejected: <reason>" for errors made by make_wire_error, CAF's rendering otherwise.
 std::string describe(const caf::error& err);
+// Whether a party answered with this error (make_wire_error), rather than CAF reporting a lost
+// peer, a timeout or a broken connection.
+bool is_wire_error(const caf::error& err);
+// The reason alone (no "failed: " / "rejected: ") of a wire error; describe() otherwise.
+// For passing a party's error on without stacking prefixes.
+std::string reason_of(const caf::error& err);
 
 // Registers every message type above; call on each actor_system_config.
 void register_protocol(caf::actor_system_config& cfg);

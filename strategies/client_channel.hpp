@@ -29,6 +29,10 @@ class ClientChannel {
 
   // Only between steps (no step in flight).
   void set_strategy(std::unique_ptr<ClientStrategy> strategy);
+  // Forgets the step in flight (its server is gone); the step is then begun again.
+  void abort_step() { in_flight_ = false; }
+  // A run resumed from a checkpoint continues its step count.
+  void resume_at(int64_t steps_done) { step_ = steps_done; }
   ClientStrategy& strategy() { return *strategy_; }
   const ClientModel& model() const { return *model_; }
   std::shared_ptr<ClientModel> shared_model() const { return model_; }

@@ -73,6 +73,10 @@ class ClientStrategy {
   // loss and counted tokens from the server's a2.
   virtual ActivationsUp eval_up(const LmBatch& batch) = 0;
   virtual std::pair<double, int64_t> eval_loss(const LmBatch& batch, const torch::Tensor& a2) = 0;
+  // The states of its random generators (noise on a1): checkpoints and retried steps restore
+  // them, so a resumed or retried step draws the same numbers. None by default.
+  virtual std::vector<torch::Tensor> random_state() const { return {}; }
+  virtual void set_random_state(std::vector<torch::Tensor> /*state*/) {}
 };
 
 // Sets every gradient the optimizer sees to undefined (PyTorch's set_to_none):

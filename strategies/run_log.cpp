@@ -20,6 +20,22 @@ std::map<WireStats::Key, int64_t> cumulative(const WireStats& stats) {
   return out;
 }
 
+// Byte maps as [[link, direction, kind, bytes], ...]: keys are tuples, not strings.
+nlohmann::json keyed_state(const std::map<WireStats::Key, int64_t>& bytes) {
+  auto out = nlohmann::json::array();
+  for (const auto& [key, n] : bytes)
+    out.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), n});
+  return out;
+}
+
+std::map<WireStats::Key, int64_t> keyed_from(const nlohmann::json& j) {
+  std::map<WireStats::Key, int64_t> out;
+  for (const auto& e : j)
+    out[{e.at(0).get<std::string>(), e.at(1).get<std::string>(), e.at(2).get<std::string>()}] =
+        e.at(3).get<int64_t>();
+  return out;
+}
+
 }  // namespace
 
 bool is_step_kind(const std::string& kind) {
@@ -116,6 +132,41 @@ nlohmann::json RunLog::to_json(const WireStats& stats, double wall_seconds) cons
                  {"messages", messages},
                  {"wall_seconds", wall_seconds}};
   return j;
+}
+
+nlohmann::json RunLog::state() const {
+  nlohmann::json j;
+  j["steps"] = nlohmann::json::array();
+  for (const auto& s : steps_)
+    j["steps"].push_back(
+        {s.step, s.strategy, s.loss, s.dcor, s.a1_quant_error, s.seconds, keyed_state(s.bytes)});
+  j["evals"] = nlohmann::json::array();
+  for (const auto& e : evals_) j["evals"].push_back({e.step, e.loss, e.perplexity, e.tokens});
+  j["phases"] = nlohmann::json::array();
+  for (const auto& p : phases_)
+    j["phases"].push_back({p.index, p.strategy, p.strategies, p.first_step, p.last_step, p.seconds,
+                           keyed_state(p.bytes)});
+  j["phase_start"] = keyed_state(phase_start_);
+  j["seen"] = keyed_state(seen_);
+  return j;
+}
+
+RunLog RunLog::from_state(const nlohmann::json& j) {
+  RunLog log;
+  for (const auto& s : j.at("steps"))
+    log.steps_.push_back({s.at(0).get<int64_t>(), s.at(1).get<std::string>(), s.at(2).get<double>(),
+                          s.at(3).get<double>(), s.at(4).get<double>(), s.at(5).get<double>(),
+                          keyed_from(s.at(6))});
+  for (const auto& e : j.at("evals"))
+    log.evals_.push_back({e.at(0).get<int64_t>(), e.at(1).get<double>(), e.at(2).get<double>(),
+                          e.at(3).get<int64_t>()});
+  for (const auto& p : j.at("phases"))
+    log.phases_.push_back({p.at(0).get<int64_t>(), p.at(1).get<std::string>(),
+                           p.at(2).get<std::vector<std::string>>(), p.at(3).get<int64_t>(),
+                           p.at(4).get<int64_t>(), p.at(5).get<double>(), keyed_from(p.at(6))});
+  log.phase_start_ = keyed_from(j.at("phase_start"));
+  log.seen_ = keyed_from(j.at("seen"));
+  return log;
 }
 
 }  // namespace gt

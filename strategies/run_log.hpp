@@ -56,6 +56,10 @@ class RunLog {
   // {"steps": [...], "evals": [...], "phases": [...], "totals": {...}}.
   nlohmann::json to_json(const WireStats& stats, double wall_seconds) const;
 
+  // Everything recorded, for a checkpoint; from_state(state()) records the same.
+  nlohmann::json state() const;
+  static RunLog from_state(const nlohmann::json& state);  // throws nlohmann::json errors
+
  private:
   std::vector<StepRecord> steps_;
   std::vector<EvalRecord> evals_;

@@ -3,6 +3,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "common/error.hpp"
+
 namespace gt {
 
 WireQuantization::WireQuantization(std::unique_ptr<ClientStrategy> inner, WireSchemes schemes)
@@ -47,6 +49,19 @@ ClientAction GaussianNoise::up(ClientAction action) {
   if (auto* a = std::get_if<ActivationsUp>(&action); a && std_ > 0)
     a->a1 = a->a1 + torch::randn(a->a1.sizes(), generator_, a->a1.options()) * std_;
   return action;
+}
+
+std::vector<torch::Tensor> GaussianNoise::random_state() const {
+  auto state = StrategyWrapper::random_state();
+  state.push_back(generator_.get_state());
+  return state;
+}
+
+void GaussianNoise::set_random_state(std::vector<torch::Tensor> state) {
+  if (state.empty()) throw Error("gaussian noise: no generator state to restore");
+  generator_.set_state(state.back());
+  state.pop_back();
+  StrategyWrapper::set_random_state(std::move(state));
 }
 
 }  // namespace gt

@@ -27,6 +27,10 @@ class StrategyWrapper : public ClientStrategy {
   std::pair<double, int64_t> eval_loss(const LmBatch& batch, const torch::Tensor& a2) override {
     return inner_->eval_loss(batch, a2);
   }
+  std::vector<torch::Tensor> random_state() const override { return inner_->random_state(); }
+  void set_random_state(std::vector<torch::Tensor> state) override {
+    inner_->set_random_state(std::move(state));
+  }
   ClientStrategy& inner() { return *inner_; }
 
  protected:
@@ -66,6 +70,9 @@ class WireQuantization : public StrategyWrapper {
 class GaussianNoise : public StrategyWrapper {
  public:
   GaussianNoise(std::unique_ptr<ClientStrategy> inner, double std, uint64_t seed);
+  // The inner strategy's states, then this generator's.
+  std::vector<torch::Tensor> random_state() const override;
+  void set_random_state(std::vector<torch::Tensor> state) override;
 
  protected:
   ClientAction up(ClientAction action) override;

@@ -44,12 +44,12 @@ struct Env {
   gt::server_actor server;
   caf::scoped_actor self{sys};
 
-  Env() {
+  explicit Env(gt::ServerOptions options = {}) {
     auto seg =
         gt::split_model(gt::load_decoder(gt::test::fixture("hf-reference/opt-tiny-s1")), {1, 1});
     model = seg.cfg;
     split = std::make_shared<gt::SplitServer>(std::move(seg), "server");
-    server = sys.spawn(gt::server_behavior, split, stats);
+    server = sys.spawn(gt::configured_server_behavior, split, stats, options);
   }
   ~Env() { caf::anon_send_exit(server, caf::exit_reason::user_shutdown); }
 
@@ -185,7 +185,7 @@ TEST_CASE("server actor: bad messages are rejected with a reason and the server 
                }),
        "activations_up", "wrong tag"},
       {"unknown session", forward([](Env& e) { return forward_request(e, 4242, 100); }),
-       "activations_up", "unknown session 4242"},
+       "activations_up", "session 4242 is not yours"},
       {"a1 with the wrong hidden size", forward([&](Env& e) {
          auto m = forward_request(e, good, 100);
          m.activations = gt::to_wire(torch::randn({B, T, e.model.hidden_size + 1}));
@@ -290,4 +290,83 @@ TEST_CASE("server actor: a client that dies loses its session; other sessions ke
   CHECK_MESSAGE(after.error.find("unknown session") != std::string::npos, after.error);
   CHECK(env.split->num_sessions() == 0);
   CHECK(counted(env, "good-server", "up", "session_bye") > 0);
+}
+
+// A session opened by another actor (`other`, alive while the session is used).
+uint64_t foreign_session(Env& env, caf::scoped_actor& other, const std::string& client) {
+  uint64_t id = 0;
+  other->request(env.server, kTimeout, gt::encode(env.hello(client)))
+      .receive([&](gt::Encoded<gt::SessionAccept>& a) { id = gt::decode(a).header.session; },
+               [&](caf::error& err) { FAIL(gt::describe(err)); });
+  return id;
+}
+
+TEST_CASE("server actor: limits and ownership are refused with a reason and counted") {
+  gt::ServerOptions options;
+  options.metrics = std::make_shared<gt::Metrics>();
+  options.limits.max_sessions = 2;
+  options.limits.max_batch_tokens = B * T;
+  options.limits.max_message_bytes = 64 << 10;
+  Env env(options);
+  const auto good = open_session(env, "good");
+  valid_round(env, good, "good-server", 0);
+
+  // Another party's session may not be used, nor its terms changed.
+  caf::scoped_actor other{env.sys};
+  const auto theirs = foreign_session(env, other, "theirs");
+  REQUIRE(theirs != 0);
+  auto r = ask<gt::ForwardReply>(env, gt::encode(forward_request(env, theirs, 1)));
+  CHECK_MESSAGE(
+      r.error.find("session " + std::to_string(theirs) + " is not yours") != std::string::npos,
+      r.error);
+  auto takeover = env.hello("theirs");
+  takeover.header.session = theirs;
+  CHECK(ask<gt::SessionAccept>(env, gt::encode(takeover)).error.find("is not yours") !=
+        std::string::npos);
+
+  // Two sessions are open: a third is refused; the open ones keep working.
+  r = ask<gt::SessionAccept>(env, gt::encode(env.hello("third")));
+  CHECK_MESSAGE(r.error.find("the server is full: 2 sessions open (server.max_sessions)") !=
+                    std::string::npos,
+                r.error);
+  valid_round(env, good, "good-server", 1);
+
+  // A batch of more tokens than allowed, and a message over the size limit.
+  auto big = forward_request(env, good, 2);
+  big.activations = gt::to_wire(torch::randn({B, T + 1, env.model.hidden_size}));
+  big.attention_mask = gt::to_wire(torch::ones({B, T + 1}, torch::kLong));
+  r = ask<gt::ForwardReply>(env, gt::encode(big));
+  CHECK_MESSAGE(r.error.find("exceeds 10 (server.max_batch_tokens)") != std::string::npos, r.error);
+  auto huge = gt::encode(forward_request(env, good, 2));
+  huge.bytes.resize(size_t(options.limits.max_message_bytes) + 1);
+  r = ask<gt::ForwardReply>(env, huge);
+  CHECK_MESSAGE(r.error.find("(server.max_message_mb)") != std::string::npos, r.error);
+  valid_round(env, good, "good-server", 2);
+
+  const auto text = options.metrics->text();
+  CHECK(text.find("gtune_refused_total{kind=\"activations_up\",reason=\"not_owner\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("gtune_refused_total{kind=\"session_hello\",reason=\"full\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("gtune_refused_total{kind=\"activations_up\",reason=\"too_large\"} 2") !=
+        std::string::npos);
+  CHECK(text.find("gtune_sessions 2") != std::string::npos);
+}
+
+TEST_CASE("server actor: an idle session is dropped after the timeout") {
+  gt::ServerOptions options;
+  options.metrics = std::make_shared<gt::Metrics>();
+  options.limits.session_timeout = std::chrono::seconds(1);
+  Env env(options);
+  const auto idle = open_session(env, "idle");
+  valid_round(env, idle, "idle-server", 0);
+  for (int i = 0; i < 50 && env.split->num_sessions() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(env.split->num_sessions() == 0);
+  CHECK(options.metrics->text().find("gtune_session_timeouts_total 1") != std::string::npos);
+  // Its client learns so from the next message, and may open a new session.
+  const auto r = ask<gt::ForwardReply>(env, gt::encode(forward_request(env, idle, 1)));
+  CHECK(r.error.find("is not yours") != std::string::npos);
+  const auto again = open_session(env, "idle");
+  valid_round(env, again, "idle-server", 1);
 }

@@ -189,7 +189,9 @@ TEST_CASE("run config: to_toml round trip") {
   c.data.kind = "jsonl";
   c.data.path = "data/train.jsonl";
   c.data.valid_fraction = 1.0 / 3.0;
-  c.run = {"my-run.1", "runs/x", 2};
+  c.run = {"my-run.1", "runs/x", 2, "ckpt", 7};
+  c.server = {4, 30, 1024, 8};
+  c.network = {45};
   c.gradfree.cache_a2 = false;
   c.offsite = {4, 50, "int8", "int4"};
   c.emulator = {"public.jsonl", 2e-4, 4, 4096, "work"};
@@ -508,7 +510,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 69);
+  CHECK(keys.size() == 76);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=

@@ -1,0 +1,43 @@
+// See reconnector.hpp.
+#include "apps/reconnector.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace gt::cli {
+
+caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, Connect connect,
+                             std::chrono::seconds patience) {
+  return sys.spawn<caf::detached>([where, connect, patience](caf::event_based_actor*) {
+    return caf::behavior{[where, connect,
+                          patience](reconnect_atom) -> caf::result<caf::strong_actor_ptr> {
+      using clock = std::chrono::steady_clock;
+      const auto deadline = clock::now() + patience;
+      auto wait = std::chrono::milliseconds(500);
+      std::string last;
+      for (int attempt = 1;; ++attempt) {
+        auto server = connect();
+        if (server) {
+          spdlog::info("reconnected to {} (attempt {})", where, attempt);
+          return caf::actor_cast<caf::strong_actor_ptr>(*server);
+        }
+        last = caf::to_string(server.error());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        if (left.count() <= 0) break;
+        wait = std::min({wait, left, std::chrono::milliseconds(30000)});
+        spdlog::warn("{} unreachable ({}); trying again in {:.1f} s", where, last,
+                     wait.count() / 1000.0);
+        std::this_thread::sleep_for(wait);
+        wait *= 2;
+      }
+      return make_wire_error(wire_errc::internal, where + " not reached for " +
+                                                      std::to_string(patience.count()) +
+                                                      " s (network.reconnect_seconds): " + last);
+    }};
+  });
+}
+
+}  // namespace gt::cli
