@@ -12,6 +12,8 @@
 #include "actors/server.hpp"
 #include "apps/commands.hpp"
 #include "apps/metrics_options.hpp"
+#include "apps/network_options.hpp"
+#include "apps/reconnector.hpp"
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
@@ -29,6 +31,7 @@ struct Options {
   RunOptions run;
   std::string role, listen = "127.0.0.1:0", connect, port_file, out;
   MetricsOptions metrics;
+  NetworkOptions network;
 };
 
 std::pair<std::string, uint16_t> host_port(const std::string& s, const char* option) {
@@ -51,17 +54,21 @@ std::pair<std::string, uint16_t> host_port(const std::string& s, const char* opt
 void run_server(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
+  opt.network.check(host, "--listen");
   auto metrics = std::make_shared<Metrics>();
   ActorConfig acfg;
+  opt.network.configure(acfg);
   caf::actor_system sys{acfg};
-  auto server = sys.spawn(metered_server_behavior, make_server_side(cfg, "server"),
-                          std::make_shared<WireStats>(), attacker_actor{}, metrics);
-  auto bound = caf::io::publish(server, port, host.c_str(), true);
-  if (!bound) throw Error("cannot listen on " + opt.listen + ": " + caf::to_string(bound.error()));
-  spdlog::info("server: listening on {}:{}", host, *bound);
+  auto options = server_options(cfg);
+  options.metrics = metrics;
+  auto server = sys.spawn(configured_server_behavior, make_server_side(cfg, "server"),
+                          std::make_shared<WireStats>(), options);
+  const auto bound = publish_server(server, opt.network, host, port, [metrics](auto&) {
+    metrics->add_refused("connection", "tls");
+  });
   const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
   if (!opt.port_file.empty()) {
-    std::ofstream(opt.port_file + ".tmp") << *bound << "\n";
+    std::ofstream(opt.port_file + ".tmp") << bound << "\n";
     std::rename((opt.port_file + ".tmp").c_str(), opt.port_file.c_str());
   }
   std::signal(SIGTERM, on_signal);
@@ -74,6 +81,7 @@ void run_server(const Options& opt) {
 void run_client_node(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.connect, "--connect");
+  opt.network.check(host, "--connect");
   if (plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
       cfg.scheduler.clients > 1)
     throw Error(
@@ -81,11 +89,12 @@ void run_client_node(const Options& opt) {
         "for now");
   std::vector<ClientSide> clients{make_client_side(cfg)};
   ActorConfig acfg;
+  opt.network.configure(acfg);
   caf::actor_system sys{acfg};
-  auto server = sys.middleman().remote_actor<server_actor>(host, port);
+  auto server = connect_server(sys, opt.network, host, port);
   if (!server)
     throw Error("cannot reach the server at " + opt.connect + ": " +
-                caf::to_string(server.error()));
+                connect_error_text(server.error()));
   spdlog::info("client {}: connected to {}", cfg.run.name, opt.connect);
   auto metrics = std::make_shared<Metrics>();
   const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
@@ -97,7 +106,15 @@ void run_client_node(const Options& opt) {
   run.control = cfg.scheduler.control;
   run.show_progress = !opt.run.quiet;
   run.metrics = metrics;
+  if (cfg.network.reconnect_seconds > 0)
+    run.reconnector = spawn_reconnector(
+        sys, "the server at " + opt.connect,
+        [&sys, &opt, host = host, port = port] {
+          return connect_server(sys, opt.network, host, port);
+        },
+        std::chrono::seconds(cfg.network.reconnect_seconds));
   auto results = execute_plan(sys, cfg, run);
+  if (run.reconnector) caf::anon_send_exit(run.reconnector, caf::exit_reason::user_shutdown);
   print_summary(results);
   if (!out.empty()) write_outputs(out, results, clients);
   opt.metrics.hold(metrics_server);
@@ -119,6 +136,7 @@ void add_node(CLI::App& app) {
   cmd->add_option("--connect", opt->connect, "client: the server's HOST:PORT");
   cmd->add_option("--out", opt->out, "client: directory for results.json and adapters.safetensors");
   opt->metrics.add_to(*cmd);
+  opt->network.add_to(*cmd);
   cmd->callback([opt] {
     if (opt->role == "server") return run_server(*opt);
     if (opt->connect.empty()) throw Error("node --role client needs --connect HOST:PORT");

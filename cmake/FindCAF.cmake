@@ -1,6 +1,6 @@
 # FindCAF: Debian's libcaf-dev (0.17) ships no CMake config, so locate the
 # headers and libraries here and expose imported targets:
-#   CAF::core  CAF::io  CAF::openssl
+#   CAF::core  CAF::io  CAF::openssl (component openssl: libcaf_openssl + OpenSSL::SSL)
 include(FindPackageHandleStandardArgs)
 
 find_path(CAF_INCLUDE_DIR NAMES caf/all.hpp)
@@ -20,9 +20,17 @@ if(CAF_INCLUDE_DIR AND EXISTS "${CAF_INCLUDE_DIR}/caf/config.hpp")
   endif()
 endif()
 
+# Optional component: openssl (find_package(CAF 0.17 REQUIRED COMPONENTS openssl)).
+if(CAF_OPENSSL_LIBRARY AND CAF_INCLUDE_DIR AND EXISTS "${CAF_INCLUDE_DIR}/caf/openssl/all.hpp")
+  set(CAF_openssl_FOUND TRUE)
+else()
+  set(CAF_openssl_FOUND FALSE)
+endif()
+
 find_package_handle_standard_args(CAF
   REQUIRED_VARS CAF_INCLUDE_DIR CAF_CORE_LIBRARY CAF_IO_LIBRARY
-  VERSION_VAR CAF_VERSION)
+  VERSION_VAR CAF_VERSION
+  HANDLE_COMPONENTS)
 
 if(CAF_FOUND)
   find_package(Threads REQUIRED)
@@ -39,11 +47,12 @@ if(CAF_FOUND)
       IMPORTED_LOCATION "${CAF_IO_LIBRARY}"
       INTERFACE_LINK_LIBRARIES CAF::core)
   endif()
-  if(CAF_OPENSSL_LIBRARY AND NOT TARGET CAF::openssl)
+  if(CAF_openssl_FOUND AND NOT TARGET CAF::openssl)
+    find_package(OpenSSL REQUIRED)  # caf/openssl/session.hpp includes <openssl/ssl.h>
     add_library(CAF::openssl UNKNOWN IMPORTED)
     set_target_properties(CAF::openssl PROPERTIES
       IMPORTED_LOCATION "${CAF_OPENSSL_LIBRARY}"
-      INTERFACE_LINK_LIBRARIES CAF::io)
+      INTERFACE_LINK_LIBRARIES "CAF::io;OpenSSL::SSL")
   endif()
 endif()
 mark_as_advanced(CAF_INCLUDE_DIR CAF_CORE_LIBRARY CAF_IO_LIBRARY CAF_OPENSSL_LIBRARY)
