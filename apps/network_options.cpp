@@ -167,48 +167,54 @@ void NetworkOptions::configure(caf::actor_system_config& cfg) const {
   cfg.openssl_cafile = fs::absolute(tls_ca).string();
 }
 
-uint16_t publish_server(const server_actor& server, const NetworkOptions& net,
-                        const std::string& host, uint16_t port,
-                        std::function<void(const HandshakeFailure&)> on_refused) {
-  const auto where = host + ":" + std::to_string(port);
-  if (!net.tls()) {
-    auto bound = caf::io::publish(server, port, host.c_str(), true);
-    if (!bound) throw Error("cannot listen on " + where + ": " + caf::to_string(bound.error()));
-    if (is_loopback(host))
-      spdlog::info("server: listening on {}:{} (plaintext, loopback)", host, *bound);
-    else
-      spdlog::warn(
-          "server: listening on {}:{} (plaintext, --insecure: anyone who reaches this port can "
-          "use the server and read the traffic)",
-          host, *bound);
-    return *bound;
-  }
-  auto observer = [net, on_refused](const HandshakeFailure& f) {
-    spdlog::warn("server: refused the peer at {}: TLS handshake failed: {}", f.peer,
+uint16_t publish_plain_checked(caf::expected<uint16_t> bound, const std::string& role,
+                               const std::string& host, uint16_t port) {
+  if (!bound)
+    throw Error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                caf::to_string(bound.error()));
+  if (is_loopback(host))
+    spdlog::info("{}: listening on {}:{} (plaintext, loopback)", role, host, *bound);
+  else
+    spdlog::warn(
+        "{}: listening on {}:{} (plaintext, --insecure: anyone who reaches this port can "
+        "use the {} and read the traffic)",
+        role, host, *bound, role);
+  return *bound;
+}
+
+uint16_t publish_tls(caf::actor_system& sys, const caf::strong_actor_ptr& party,
+                     std::set<std::string> sigs, const std::string& role, const NetworkOptions& net,
+                     const std::string& host, uint16_t port,
+                     std::function<void(const HandshakeFailure&)> on_refused) {
+  auto observer = [net, on_refused, role](const HandshakeFailure& f) {
+    spdlog::warn("{}: refused the peer at {}: TLS handshake failed: {}", role, f.peer,
                  server_explanation(f, net));
     if (on_refused) on_refused(f);
   };
-  auto& sys = server.home_system();
-  auto bound = tls_publish(sys, caf::actor_cast<caf::strong_actor_ptr>(server),
-                           sys.message_types(server), port, host, observer);
-  if (!bound) throw Error("cannot listen on " + where + ": " + caf::to_string(bound.error()));
-  spdlog::info("server: listening on {}:{} (TLS, peers must present a certificate signed by {})",
+  auto bound = tls_publish(sys, party, std::move(sigs), port, host, observer);
+  if (!bound)
+    throw Error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                caf::to_string(bound.error()));
+  spdlog::info("{}: listening on {}:{} (TLS, peers must present a certificate signed by {})", role,
                host, *bound, net.tls_ca);
   return *bound;
 }
 
-caf::expected<server_actor> connect_server(caf::actor_system& sys, const NetworkOptions& net,
-                                           const std::string& host, uint16_t port) {
-  if (!net.tls()) {
-    auto server = sys.middleman().remote_actor<server_actor>(host, port);
-    if (!server && server.error() == caf::sec::disconnect_during_handshake)
-      return explained(
-          "the connection closed during the handshake (does the server require TLS? then pass "
-          "--tls-cert/--tls-key/--tls-ca)");
-    if (server && !is_loopback(host))
-      spdlog::warn("connected to {}:{} in plaintext (--insecure)", host, port);
-    return server;
-  }
+caf::expected<caf::strong_actor_ptr> connect_plain_checked(
+    caf::expected<caf::strong_actor_ptr> party, const std::string& role, const std::string& host,
+    uint16_t port) {
+  if (!party && party.error() == caf::sec::disconnect_during_handshake)
+    return explained("the connection closed during the handshake (does the " + role +
+                     " require TLS? then pass --tls-cert/--tls-key/--tls-ca)");
+  if (party && !is_loopback(host))
+    spdlog::warn("connected to the {} at {}:{} in plaintext (--insecure)", role, host, port);
+  return party;
+}
+
+caf::expected<caf::strong_actor_ptr> connect_tls(caf::actor_system& sys,
+                                                 const std::set<std::string>& ifs,
+                                                 const std::string& role, const NetworkOptions& net,
+                                                 const std::string& host, uint16_t port) {
   // The observer runs on CAF's I/O thread before the connect answers.
   struct Seen {
     std::mutex mutex;
@@ -219,18 +225,17 @@ caf::expected<server_actor> connect_server(caf::actor_system& sys, const Network
     std::lock_guard<std::mutex> lock{seen->mutex};
     if (!seen->failure) seen->failure = f;
   };
-  auto ptr = tls_remote_actor(sys, sys.message_types<server_actor>(), host, port, observer);
+  auto ptr = tls_remote_actor(sys, ifs, host, port, observer);
   if (ptr) {
-    spdlog::info("client: connected to {}:{} over TLS (the server's certificate is signed by {})",
+    spdlog::info("connected to the {} at {}:{} over TLS (its certificate is signed by {})", role,
                  host, port, net.tls_ca);
-    return caf::actor_cast<server_actor>(std::move(*ptr));
+    return ptr;
   }
   std::lock_guard<std::mutex> lock{seen->mutex};
   if (seen->failure) return explained(client_explanation(*seen->failure, net));
   if (ptr.error() == caf::sec::disconnect_during_handshake)
-    return explained(
-        "TLS handshake failed (is the server's certificate signed by --tls-ca? does the server "
-        "require TLS?)");
+    return explained("TLS handshake failed (is the " + role +
+                     "'s certificate signed by --tls-ca? does the " + role + " require TLS?)");
   return std::move(ptr.error());
 }
 

@@ -6,8 +6,10 @@
 
 #include <CLI/CLI.hpp>
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "apps/tls_transport.hpp"
@@ -31,19 +33,69 @@ struct NetworkOptions {
   void configure(caf::actor_system_config& cfg) const;
 };
 
-// Server node: publishes `server` on host:port (port 0: any free one) as `net` says, logs the
-// mode, returns the bound port; gt::Error when it cannot listen. With TLS each peer refused in
-// the handshake is logged as a warning, then passed to `on_refused` (may be empty; called on
-// CAF's I/O thread, so quick and thread-safe: e.g. a metric).
-uint16_t publish_server(const server_actor& server, const NetworkOptions& net,
-                        const std::string& host, uint16_t port,
-                        std::function<void(const HandshakeFailure&)> on_refused = {});
+// The untyped halves of publish_party / connect_party (network_options.cpp).
+uint16_t publish_plain_checked(caf::expected<uint16_t> bound, const std::string& role,
+                               const std::string& host, uint16_t port);
+uint16_t publish_tls(caf::actor_system& sys, const caf::strong_actor_ptr& party,
+                     std::set<std::string> sigs, const std::string& role, const NetworkOptions& net,
+                     const std::string& host, uint16_t port,
+                     std::function<void(const HandshakeFailure&)> on_refused);
+caf::expected<caf::strong_actor_ptr> connect_plain_checked(
+    caf::expected<caf::strong_actor_ptr> party, const std::string& role, const std::string& host,
+    uint16_t port);
+caf::expected<caf::strong_actor_ptr> connect_tls(caf::actor_system& sys,
+                                                 const std::set<std::string>& ifs,
+                                                 const std::string& role, const NetworkOptions& net,
+                                                 const std::string& host, uint16_t port);
 
-// Client node: the server node at host:port, over TLS or plaintext as `net` says; may be
-// called again to reconnect. Its errors carry a one-line explanation (connect_error_text), e.g.
-// "TLS handshake failed: the server refused this client's certificate (...)".
-caf::expected<server_actor> connect_server(caf::actor_system& sys, const NetworkOptions& net,
-                                           const std::string& host, uint16_t port);
+// A node's party (`role` in logs: "server", "builder"): publishes it on host:port (port 0: any
+// free one) as `net` says, logs the mode, returns the bound port; gt::Error when it cannot
+// listen. With TLS each peer refused in the handshake is logged as a warning, then passed to
+// `on_refused` (may be empty; called on CAF's I/O thread, so quick and thread-safe).
+template <class Handle>
+uint16_t publish_party(const Handle& party, const std::string& role, const NetworkOptions& net,
+                       const std::string& host, uint16_t port,
+                       std::function<void(const HandshakeFailure&)> on_refused = {}) {
+  if (!net.tls())
+    return publish_plain_checked(caf::io::publish(party, port, host.c_str(), true), role, host,
+                                 port);
+  auto& sys = party.home_system();
+  return publish_tls(sys, caf::actor_cast<caf::strong_actor_ptr>(party), sys.message_types(party),
+                     role, net, host, port, std::move(on_refused));
+}
+
+// A client node's peer (the server, the emulator builder) at host:port, over TLS or plaintext
+// as `net` says; may be called again to reconnect. Its errors carry a one-line explanation
+// (connect_error_text), e.g. "TLS handshake failed: the server refused this client's
+// certificate (...)".
+template <class Handle>
+caf::expected<Handle> connect_party(caf::actor_system& sys, const std::string& role,
+                                    const NetworkOptions& net, const std::string& host,
+                                    uint16_t port) {
+  caf::expected<caf::strong_actor_ptr> ptr{caf::strong_actor_ptr{}};
+  if (!net.tls()) {
+    auto typed = sys.middleman().remote_actor<Handle>(host, port);
+    ptr = connect_plain_checked(
+        typed ? caf::expected<caf::strong_actor_ptr>{caf::actor_cast<caf::strong_actor_ptr>(*typed)}
+              : caf::expected<caf::strong_actor_ptr>{typed.error()},
+        role, host, port);
+  } else {
+    ptr = connect_tls(sys, sys.message_types<Handle>(), role, net, host, port);
+  }
+  if (!ptr) return std::move(ptr.error());
+  return caf::actor_cast<Handle>(std::move(*ptr));
+}
+
+inline uint16_t publish_server(const server_actor& server, const NetworkOptions& net,
+                               const std::string& host, uint16_t port,
+                               std::function<void(const HandshakeFailure&)> on_refused = {}) {
+  return publish_party(server, "server", net, host, port, std::move(on_refused));
+}
+
+inline caf::expected<server_actor> connect_server(caf::actor_system& sys, const NetworkOptions& net,
+                                                  const std::string& host, uint16_t port) {
+  return connect_party<server_actor>(sys, "server", net, host, port);
+}
 
 // The explanation an error of connect_server carries; CAF's rendering of any other error.
 std::string connect_error_text(const caf::error& e);

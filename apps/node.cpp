@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "actors/emulator_builder.hpp"
 #include "actors/server.hpp"
 #include "apps/commands.hpp"
 #include "apps/metrics_options.hpp"
@@ -29,7 +30,7 @@ extern "C" void on_signal(int) {
 
 struct Options {
   RunOptions run;
-  std::string role, listen = "127.0.0.1:0", connect, port_file, out;
+  std::string role, listen = "127.0.0.1:0", connect, builder, port_file, out;
   MetricsOptions metrics;
   NetworkOptions network;
 };
@@ -51,6 +52,18 @@ std::pair<std::string, uint16_t> host_port(const std::string& s, const char* opt
   return {s.substr(0, colon), static_cast<uint16_t>(port)};
 }
 
+void write_port_file(const std::string& path, uint16_t port) {
+  if (path.empty()) return;
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+void wait_for_signal() {
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
 void run_server(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
@@ -67,26 +80,50 @@ void run_server(const Options& opt) {
     metrics->add_refused("connection", "tls");
   });
   const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
-  if (!opt.port_file.empty()) {
-    std::ofstream(opt.port_file + ".tmp") << bound << "\n";
-    std::rename((opt.port_file + ".tmp").c_str(), opt.port_file.c_str());
-  }
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  write_port_file(opt.port_file, bound);
+  wait_for_signal();
   spdlog::info("server: shutting down");
   caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+}
+
+// The model owner's emulator builder: builds each offline design's emulator on the first
+// request and serves it in resumable chunks.
+void run_builder(const Options& opt) {
+  auto cfg = opt.run.load();
+  auto [host, port] = host_port(opt.listen, "--listen");
+  opt.network.check(host, "--listen");
+  const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
+  auto metrics = std::make_shared<Metrics>();
+  ActorConfig acfg;
+  opt.network.configure(acfg);
+  caf::actor_system sys{acfg};
+  auto builder = sys.spawn<caf::detached>(emulator_builder_behavior,
+                                          make_builder_side(cfg, transfer_dir(cfg, out)),
+                                          std::make_shared<std::vector<EmulatorReport>>());
+  const auto bound = publish_party(builder, "builder", opt.network, host, port,
+                                   [metrics](auto&) { metrics->add_refused("connection", "tls"); });
+  const auto metrics_server = opt.metrics.serve(metrics);
+  write_port_file(opt.port_file, bound);
+  wait_for_signal();
+  spdlog::info("builder: shutting down");
+  caf::anon_send_exit(builder, caf::exit_reason::user_shutdown);
 }
 
 void run_client_node(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.connect, "--connect");
   opt.network.check(host, "--connect");
-  if (plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
-      cfg.scheduler.clients > 1)
+  const bool offline =
+      plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
+      (cfg.scheduler.budget_bytes > 0 && needs_emulator(to_string(cfg.scheduler.fallback)));
+  if (offline && opt.builder.empty())
     throw Error(
-        "node --role client: offsite/offline phases and several clients run in `gtune simulate` "
-        "for now");
+        "node --role client: the plan tunes against an emulator (offsite/offline): give "
+        "the emulator builder's --builder HOST:PORT");
+  if (cfg.scheduler.clients > 1)
+    throw Error("node --role client: one client per process (scheduler.clients = " +
+                std::to_string(cfg.scheduler.clients) +
+                "); start one client node per client, or use `gtune simulate`");
   std::vector<ClientSide> clients{make_client_side(cfg)};
   ActorConfig acfg;
   opt.network.configure(acfg);
@@ -96,12 +133,24 @@ void run_client_node(const Options& opt) {
     throw Error("cannot reach the server at " + opt.connect + ": " +
                 connect_error_text(server.error()));
   spdlog::info("client {}: connected to {}", cfg.run.name, opt.connect);
+  emulator_builder_actor builder;
+  if (!opt.builder.empty()) {
+    auto [bhost, bport] = host_port(opt.builder, "--builder");
+    opt.network.check(bhost, "--builder");
+    auto b = connect_party<emulator_builder_actor>(sys, "builder", opt.network, bhost, bport);
+    if (!b)
+      throw Error("cannot reach the emulator builder at " + opt.builder + ": " +
+                  connect_error_text(b.error()));
+    builder = *b;
+    spdlog::info("client {}: emulator builder at {}", cfg.run.name, opt.builder);
+  }
   auto metrics = std::make_shared<Metrics>();
   const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
   const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
   PlanRun run;
   run.clients = &clients;
   run.server = *server;
+  run.builder = builder;
   run.work_dir = transfer_dir(cfg, out);
   run.control = cfg.scheduler.control;
   run.show_progress = !opt.run.quiet;
@@ -124,21 +173,28 @@ void run_client_node(const Options& opt) {
 
 void add_node(CLI::App& app) {
   auto opt = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("node", "Run one party (server or client) in this process");
+  auto* cmd = app.add_subcommand(
+      "node", "Run one party (server, emulator builder or client) in this process");
   cmd->add_option("--role", opt->role, "which party this process is")
       ->required()
-      ->check(CLI::IsMember({"server", "client"}));
+      ->check(CLI::IsMember({"server", "builder", "client"}));
   opt->run.add_to(*cmd);
   cmd->add_option("--listen", opt->listen,
-                  "server: HOST:PORT to listen on (port 0 = any free port)")
+                  "server, builder: HOST:PORT to listen on (port 0 = any free port)")
       ->capture_default_str();
-  cmd->add_option("--port-file", opt->port_file, "server: write the bound port to this file");
+  cmd->add_option("--port-file", opt->port_file,
+                  "server, builder: write the bound port to this file");
   cmd->add_option("--connect", opt->connect, "client: the server's HOST:PORT");
-  cmd->add_option("--out", opt->out, "client: directory for results.json and adapters.safetensors");
+  cmd->add_option("--builder", opt->builder,
+                  "client: the emulator builder's HOST:PORT (plans with offsite/offline)");
+  cmd->add_option("--out", opt->out,
+                  "client: directory for results.json and adapters.safetensors; builder: its "
+                  "emulators go to <out>/transfers/builder (or emulator.work_dir)");
   opt->metrics.add_to(*cmd);
   opt->network.add_to(*cmd);
   cmd->callback([opt] {
     if (opt->role == "server") return run_server(*opt);
+    if (opt->role == "builder") return run_builder(*opt);
     if (opt->connect.empty()) throw Error("node --role client needs --connect HOST:PORT");
     run_client_node(*opt);
   });

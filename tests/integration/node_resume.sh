@@ -13,11 +13,10 @@ cfg="$src/config/examples/online.toml"
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-  [ -n "${KEEP:-}" ] && { echo "kept $tmp"; return; }
   local p
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
+  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 fail() {

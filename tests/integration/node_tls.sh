@@ -150,7 +150,7 @@ wait_log "refused the peer at 127.0.0.1:[0-9]*: TLS handshake failed: it does no
 # A good client, after all that: trains, and gets the plaintext run's results.
 client good "$tls_port" "${good[@]}"
 [ "$code" -eq 0 ] || fail "TLS client exited $code"
-grep -q "over TLS (the server's certificate is signed by $c/ca.pem)" "$tmp/good.err" ||
+grep -q "connected to the server at 127.0.0.1:$tls_port over TLS (its certificate is signed by $c/ca.pem)" "$tmp/good.err" ||
   fail "TLS client did not log its mode"
 python3 - "$tmp/ref/results.json" "$tmp/good/results.json" <<'EOF' || fail "TLS and plaintext runs differ (above)"
 import json, sys

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The offline design across processes: a server node, an emulator-builder node and
+# a client node. The client's connection is cut (kill -9) in the middle of the
+# emulator download; started again, it resumes the download where it stopped, and
+# its adapters equal those of the same run in one `gtune simulate` process.
+set -uo pipefail
+gtune="$1" src="$2"
+cfg="$src/config/examples/offline.toml"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  local f
+  for f in "$tmp"/*.err; do
+    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -6 "$f"; }
+  done
+  exit 1
+}
+alive() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ "$state" != Z* ]]
+}
+wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.1 s
+  local secs="$1" what="$2"
+  shift 2
+  local i
+  for ((i = 0; i < secs * 10; i++)); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  fail "timed out after ${secs}s waiting for $what"
+}
+finished() { ! alive "$1"; }
+
+# Small chunks and a slow reader make the download long enough to cut in the middle.
+common=(--config "$cfg" --set data.train_examples=120 --set data.valid_examples=16
+  --set training.steps=15 --set training.epochs=0 --set emulator.chunk_bytes=2048
+  --set scheduler.control= --quiet --metrics 0)
+
+"$gtune" simulate "${common[@]}" --out "$tmp/ref" >"$tmp/ref.out" 2>"$tmp/ref.err" ||
+  fail "the reference simulation failed"
+
+start() {  # start <role> <extra args...>: a node listening on a free port; its port in $port
+  local role="$1"
+  shift
+  "$gtune" node --role "$role" --listen 127.0.0.1:0 --port-file "$tmp/$role.port" "${common[@]}" \
+    "$@" >"$tmp/$role.out" 2>"$tmp/$role.err" &
+  pids+=($!)
+  wait_for 120 "the $role node" test -s "$tmp/$role.port"
+  port=$(cat "$tmp/$role.port")
+}
+start server
+server_port=$port
+start builder --out "$tmp/builder"
+builder_port=$port
+
+client() {
+  "$gtune" node --role client --connect "127.0.0.1:$server_port" --builder "127.0.0.1:$builder_port" \
+    "${common[@]}" --out "$tmp/client" >>"$tmp/client.out" 2>>"$tmp/client.err" &
+  client=$!
+  pids+=("$client")
+}
+partial() { compgen -G "$tmp/client/transfers/*/*.part" >/dev/null; }
+client
+wait_for 120 "the client's partial download" partial
+kill -9 "$client"
+wait "$client" 2>/dev/null
+part=$(compgen -G "$tmp/client/transfers/*/*.part" | head -1)
+[ -n "$part" ] || fail "no partial download after the kill"
+had=$(stat -c %s "$part")
+
+client
+wait_for 300 "the restarted client" finished "$client"
+wait "$client" || fail "the restarted client exited with $?"
+grep -q "resuming at [1-9][0-9]* bytes" "$tmp/client.err" || fail "the download did not resume"
+! compgen -G "$tmp/client/transfers/*/*.part" >/dev/null || fail "a .part file is left"
+cmp "$tmp/ref/adapters.safetensors" "$tmp/client/adapters.safetensors" ||
+  fail "the nodes' adapters differ from gtune simulate's"
+echo "node_offline: ok (download cut at $had bytes, resumed)"
