@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A live server node takes a corpus of malformed messages from a hostile peer over
+# the network (another protocol version, garbage, truncated, oversized, wrong
+# shapes, other parties' sessions, out of order): each is refused with a reason,
+# while a real client node trains on the same server; that client's adapters equal
+# those of a run the hostile peer did not disturb.
+set -uo pipefail
+gtune="$1" src="$2"
+bad_peer="$(dirname "$gtune")/../tests/gt_bad_peer"
+[ -x "$bad_peer" ] || { echo "FAIL: $bad_peer is not built"; exit 1; }
+cfg="$src/config/examples/online.toml"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  local f
+  for f in "$tmp"/*.err "$tmp"/*.log; do
+    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -8 "$f"; }
+  done
+  exit 1
+}
+wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.2 s
+  local secs="$1" what="$2"
+  shift 2
+  local i
+  for ((i = 0; i < secs * 5; i++)); do
+    "$@" && return 0
+    sleep 0.2
+  done
+  fail "timed out after ${secs}s waiting for $what"
+}
+
+# Limits low enough for the peer to cross cheaply, high enough for the real client (its
+# evaluation batches: 32 x 64 tokens).
+common=(--config "$cfg" --set data.train_examples=200 --set data.valid_examples=16
+  --set training.steps=30 --set server.max_batch_tokens=4096 --set server.max_message_mb=2
+  --set scheduler.control= --quiet)
+"$gtune" node --role server --listen 127.0.0.1:0 --port-file "$tmp/port" "${common[@]}" \
+  --metrics 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.err" &
+pids+=($!)
+wait_for 120 "the server" test -s "$tmp/port"
+port=$(cat "$tmp/port")
+
+client() {  # client <name>: trains against the server in the background, pid in $client
+  "$gtune" node --role client --connect "127.0.0.1:$port" "${common[@]}" --metrics 0 \
+    --set run.name="$1" --out "$tmp/$1" >"$tmp/$1.out" 2>"$tmp/$1.err" &
+  client=$!
+  pids+=("$client")
+}
+client ref
+wait "$client" || fail "the undisturbed client failed"
+
+client victim
+wait_for 120 "the victim's session" grep -q "session .* opened for client 'victim'" "$tmp/server.err"
+for round in 1 2 3; do
+  "$bad_peer" 127.0.0.1 "$port" "$src/models/pretrained/opt-mini-gcide" >>"$tmp/peer.log" 2>&1 ||
+    fail "round $round: a malformed message was not refused with its reason (peer.log)"
+done
+wait "$client" || fail "the client trained beside the hostile peer failed"
+kill -0 "${pids[0]}" 2>/dev/null || fail "the server died"
+cmp "$tmp/ref/adapters.safetensors" "$tmp/victim/adapters.safetensors" ||
+  fail "the hostile peer changed the real client's training"
+metrics_url=$(sed -n 's/^metrics   \(http:.*\/metrics\)$/\1/p' "$tmp/server.out" | head -1)
+if [ -n "$metrics_url" ] && command -v curl >/dev/null; then
+  curl -s "$metrics_url" | grep -q 'gtune_refused_total{kind="activations_up",reason="not_owner"}' ||
+    fail "refusals are not counted in $metrics_url"
+fi
+echo "node_bad_peer: ok ($(grep -c '^ok' "$tmp/peer.log") refusals and valid exchanges as expected)"
