@@ -125,4 +125,13 @@ std::shared_ptr<Eavesdropper> make_attacker_side(const RunConfig& cfg, bool show
   return std::make_shared<Eavesdropper>(std::move(attacks), plan, tokenizer);
 }
 
+std::string ask_report(caf::actor_system& sys, const attacker_actor& attacker) {
+  caf::scoped_actor self{sys};
+  std::string out;
+  self->request(attacker, caf::infinite, report_atom_v)
+      .receive([&](std::string& json) { out = std::move(json); },
+               [&](caf::error& err) { spdlog::warn("attacker: no report: {}", describe(err)); });
+  return out;
+}
+
 }  // namespace gt::cli

@@ -6,11 +6,15 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
+#include "actors/attacker.hpp"
 #include "actors/emulator_builder.hpp"
 #include "actors/server.hpp"
+#include "apps/attacker_side.hpp"
 #include "apps/commands.hpp"
 #include "apps/metrics_options.hpp"
 #include "apps/network_options.hpp"
@@ -30,7 +34,7 @@ extern "C" void on_signal(int) {
 
 struct Options {
   RunOptions run;
-  std::string role, listen = "127.0.0.1:0", connect, builder, port_file, out;
+  std::string role, listen = "127.0.0.1:0", connect, builder, attacker, port_file, out;
   MetricsOptions metrics;
   NetworkOptions network;
 };
@@ -64,6 +68,18 @@ void wait_for_signal() {
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
+// The attacker node at --attacker, for a server (its tap) or a client (an audit: its truths).
+attacker_actor reach_attacker(caf::actor_system& sys, const Options& opt) {
+  if (opt.attacker.empty()) return {};
+  auto [host, port] = host_port(opt.attacker, "--attacker");
+  opt.network.check(host, "--attacker");
+  auto a = connect_party<attacker_actor>(sys, "attacker", opt.network, host, port);
+  if (!a)
+    throw Error("cannot reach the attacker at " + opt.attacker + ": " +
+                connect_error_text(a.error()));
+  return *a;
+}
+
 void run_server(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
@@ -74,6 +90,9 @@ void run_server(const Options& opt) {
   caf::actor_system sys{acfg};
   auto options = server_options(cfg);
   options.metrics = metrics;
+  options.tap = reach_attacker(sys, opt);  // a curious model owner copies what it receives
+  if (options.tap)
+    spdlog::info("server: every message received is copied to the attacker at {}", opt.attacker);
   auto server = sys.spawn(configured_server_behavior, make_server_side(cfg, "server"),
                           std::make_shared<WireStats>(), options);
   const auto bound = publish_server(server, opt.network, host, port, [metrics](auto&) {
@@ -84,6 +103,36 @@ void run_server(const Options& opt) {
   wait_for_signal();
   spdlog::info("server: shutting down");
   caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+}
+
+// The curious model owner's attacker: fits its attacks, then attacks what the server's tap
+// sends it; scores what clients in an audit send their truths for. On SIGTERM it writes
+// attacks.json (to --out) and prints the best score of each attack.
+void run_attacker(const Options& opt) {
+  auto cfg = opt.run.load();
+  auto [host, port] = host_port(opt.listen, "--listen");
+  opt.network.check(host, "--listen");
+  const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
+  auto metrics = std::make_shared<Metrics>();
+  auto eavesdropper = make_attacker_side(cfg, !opt.run.quiet);
+  ActorConfig acfg;
+  opt.network.configure(acfg);
+  caf::actor_system sys{acfg};
+  auto attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper, metrics);
+  const auto bound = publish_party(attacker, "attacker", opt.network, host, port,
+                                   [metrics](auto&) { metrics->add_refused("connection", "tls"); });
+  const auto metrics_server = opt.metrics.serve(metrics);
+  write_port_file(opt.port_file, bound);
+  wait_for_signal();
+  const auto report = ask_report(sys, attacker);
+  caf::anon_send_exit(attacker, caf::exit_reason::user_shutdown);
+  if (report.empty()) throw Error("the attacker gave no report");
+  if (!out.empty()) {
+    std::filesystem::create_directories(out);
+    std::ofstream(out + "/attacks.json") << nlohmann::json::parse(report).dump(1) << "\n";
+    spdlog::info("attacker: wrote {}/attacks.json", out);
+  }
+  std::printf("%s\n", report.c_str());
 }
 
 // The model owner's emulator builder: builds each offline design's emulator on the first
@@ -151,6 +200,7 @@ void run_client_node(const Options& opt) {
   run.clients = &clients;
   run.server = *server;
   run.builder = builder;
+  run.audit = reach_attacker(sys, opt);  // an audit: the true tokens go to the attacker
   run.work_dir = transfer_dir(cfg, out);
   run.control = cfg.scheduler.control;
   run.show_progress = !opt.run.quiet;
@@ -174,27 +224,32 @@ void run_client_node(const Options& opt) {
 void add_node(CLI::App& app) {
   auto opt = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
-      "node", "Run one party (server, emulator builder or client) in this process");
+      "node", "Run one party (server, emulator builder, attacker or client) in this process");
   cmd->add_option("--role", opt->role, "which party this process is")
       ->required()
-      ->check(CLI::IsMember({"server", "builder", "client"}));
+      ->check(CLI::IsMember({"server", "builder", "attacker", "client"}));
   opt->run.add_to(*cmd);
   cmd->add_option("--listen", opt->listen,
-                  "server, builder: HOST:PORT to listen on (port 0 = any free port)")
+                  "server, builder, attacker: HOST:PORT to listen on (port 0 = any free port)")
       ->capture_default_str();
   cmd->add_option("--port-file", opt->port_file,
-                  "server, builder: write the bound port to this file");
+                  "server, builder, attacker: write the bound port to this file");
   cmd->add_option("--connect", opt->connect, "client: the server's HOST:PORT");
   cmd->add_option("--builder", opt->builder,
                   "client: the emulator builder's HOST:PORT (plans with offsite/offline)");
+  cmd->add_option("--attacker", opt->attacker,
+                  "server: copy every message received to the attacker at HOST:PORT (a curious "
+                  "model owner); client: send it the true tokens to score (an audit)");
   cmd->add_option("--out", opt->out,
                   "client: directory for results.json and adapters.safetensors; builder: its "
-                  "emulators go to <out>/transfers/builder (or emulator.work_dir)");
+                  "emulators go to <out>/transfers/builder (or emulator.work_dir); attacker: "
+                  "attacks.json");
   opt->metrics.add_to(*cmd);
   opt->network.add_to(*cmd);
   cmd->callback([opt] {
     if (opt->role == "server") return run_server(*opt);
     if (opt->role == "builder") return run_builder(*opt);
+    if (opt->role == "attacker") return run_attacker(*opt);
     if (opt->connect.empty()) throw Error("node --role client needs --connect HOST:PORT");
     run_client_node(*opt);
   });

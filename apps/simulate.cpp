@@ -120,16 +120,6 @@ void write_plugged(const SplitServer& server, const std::vector<ClientSide>& cli
   }
 }
 
-// The attacker's scores once every tapped message and truth is in.
-std::string ask_report(caf::actor_system& sys, const attacker_actor& attacker) {
-  caf::scoped_actor self{sys};
-  std::string out;
-  self->request(attacker, caf::infinite, report_atom_v)
-      .receive([&](std::string& json) { out = std::move(json); },
-               [&](caf::error& err) { spdlog::warn("attacker: no report: {}", describe(err)); });
-  return out;
-}
-
 std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& clients,
                            const std::string& out, bool progress,
                            const std::shared_ptr<Metrics>& metrics) {

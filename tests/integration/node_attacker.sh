@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The curious model owner's attacker as a node of its own: the server node copies
+# what it receives to it (--attacker), a client node in an audit sends it the true
+# tokens (--attacker); on SIGTERM it writes attacks.json, whose scores equal those
+# of the same run in one `gtune simulate` process.
+set -uo pipefail
+gtune="$1" src="$2"
+cfg="$src/config/examples/online.toml"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  local f
+  for f in "$tmp"/*.err; do
+    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -6 "$f"; }
+  done
+  exit 1
+}
+wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.2 s
+  local secs="$1" what="$2"
+  shift 2
+  local i
+  for ((i = 0; i < secs * 5; i++)); do
+    "$@" && return 0
+    sleep 0.2
+  done
+  fail "timed out after ${secs}s waiting for $what"
+}
+
+common=(--config "$cfg" --set data.train_examples=200 --set data.valid_examples=16
+  --set training.steps=10 --set attacker.enabled=true --set attacker.attacks=embedding_inversion
+  --set attacker.every=5 --set scheduler.control= --quiet --metrics 0)
+"$gtune" simulate "${common[@]}" --out "$tmp/ref" >"$tmp/ref.out" 2>"$tmp/ref.err" ||
+  fail "the reference simulation failed"
+
+start() {  # start <role> <extra args...>: a node on a free port; its port in $port
+  local role="$1"
+  shift
+  "$gtune" node --role "$role" --listen 127.0.0.1:0 --port-file "$tmp/$role.port" "${common[@]}" \
+    "$@" >"$tmp/$role.out" 2>"$tmp/$role.err" &
+  pids+=($!)
+  last=$!
+  wait_for 300 "the $role node" test -s "$tmp/$role.port"
+  port=$(cat "$tmp/$role.port")
+}
+start attacker --out "$tmp/attacker"
+attacker=$last attacker_port=$port
+start server --attacker "127.0.0.1:$attacker_port"
+server_port=$port
+grep -q "copied to the attacker at 127.0.0.1:$attacker_port" "$tmp/server.err" ||
+  fail "the server does not say it taps"
+
+"$gtune" node --role client --connect "127.0.0.1:$server_port" --attacker "127.0.0.1:$attacker_port" \
+  "${common[@]}" --out "$tmp/client" >"$tmp/client.out" 2>"$tmp/client.err" ||
+  fail "the client failed"
+kill -TERM "$attacker"
+wait_for 60 "the attacker's report" test -s "$tmp/attacker/attacks.json"
+wait "$attacker" || fail "the attacker exited with $?"
+python3 - "$tmp/ref/results.json" "$tmp/attacker/attacks.json" <<'PY' || fail "scores differ (above)"
+import json, sys
+ref = json.load(open(sys.argv[1]))["attacks"]
+got = json.load(open(sys.argv[2]))
+assert got["scores"], "no scores"
+assert got["scores"] == ref["scores"], f"{got['scores']} != {ref['scores']}"
+assert got["best"] == ref["best"]
+PY
+echo "node_attacker: ok ($(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['best'])" "$tmp/attacker/attacks.json"))"
