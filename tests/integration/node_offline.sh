@@ -28,13 +28,13 @@ alive() {
   state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
   [[ "$state" != Z* ]]
 }
-wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.1 s
+wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.05 s
   local secs="$1" what="$2"
   shift 2
   local i
-  for ((i = 0; i < secs * 10; i++)); do
+  for ((i = 0; i < secs * 20; i++)); do
     "$@" && return 0
-    sleep 0.1
+    sleep 0.05
   done
   fail "timed out after ${secs}s waiting for $what"
 }
@@ -42,7 +42,7 @@ finished() { ! alive "$1"; }
 
 # Small chunks and a slow reader make the download long enough to cut in the middle.
 common=(--config "$cfg" --set data.train_examples=120 --set data.valid_examples=16
-  --set training.steps=15 --set training.epochs=0 --set emulator.chunk_bytes=2048
+  --set training.steps=15 --set training.epochs=0 --set emulator.chunk_bytes=1024
   --set scheduler.control= --quiet --metrics 0)
 
 "$gtune" simulate "${common[@]}" --out "$tmp/ref" >"$tmp/ref.out" 2>"$tmp/ref.err" ||
