@@ -188,7 +188,8 @@ TEST_CASE(
       {R"({"to": "bogus"})", "unknown strategy 'bogus'"},
   };
   for (const auto& [body, want] : bad) {
-    CAPTURE(body);
+    const auto& request_body = body;  // clang 14 cannot capture a structured binding
+    CAPTURE(request_body);
     a = s.call("POST", "/switch", body);
     CHECK(a.status == 400);
     const auto reason = error_of(a);

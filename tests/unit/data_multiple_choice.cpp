@@ -373,7 +373,8 @@ TEST_CASE("multiple choice: JSONL errors name file:line and the problem") {
        "has both \"answer\" and \"label\""},
   };
   for (const auto& [line, why] : cases) {
-    INFO(line);
+    const auto& bad_line = line;  // clang 14 cannot capture a structured binding
+    INFO(bad_line);
     const auto path = dir.write("bad.jsonl", good + line + "\n" + good);
     CHECK_THROWS_WITH_AS(gt::read_jsonl_multiple_choice(path),
                          gt::test::contains(path + ":2: " + why), gt::Error);

@@ -96,7 +96,8 @@ TEST_CASE("segments: gradients sent back across the cut equal the unsplit model'
       REQUIRE(got.size() == expected.size());
       int64_t exact = 0;
       for (const auto& [pname, g] : got) {
-        INFO(pname);
+        const auto& param = pname;  // clang 14 cannot capture a structured binding
+        INFO(param);
         const auto& want = expected.at(pname);
         REQUIRE(g.defined());
         REQUIRE(want.defined());

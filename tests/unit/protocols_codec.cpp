@@ -114,7 +114,8 @@ TEST_CASE("codec: raw tensors round trip exactly in f32, f16, bf16 and i64") {
       {torch::tensor(2.5f), gt::WireDtype::f32},                    // scalar
   };
   for (const auto& [x, dtype] : cases) {
-    CAPTURE(x.sizes());
+    const auto sizes = x.sizes();  // clang 14 cannot capture a structured binding
+    CAPTURE(sizes);
     const auto w = gt::to_wire(x);
     CHECK((w.dtype == dtype));
     CHECK((w.scheme == QuantScheme::none));

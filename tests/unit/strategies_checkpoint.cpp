@@ -62,7 +62,8 @@ gt::NamedTensors values(const Client& c) {
 void check_equal(const gt::NamedTensors& a, const gt::NamedTensors& b) {
   REQUIRE(a.size() == b.size());
   for (const auto& [name, t] : a) {
-    CAPTURE(name);
+    const auto& tensor_name = name;  // clang 14 cannot capture a structured binding
+    CAPTURE(tensor_name);
     CHECK(torch::equal(t, b.at(name)));
   }
 }

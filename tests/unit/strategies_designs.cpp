@@ -174,7 +174,8 @@ TEST_CASE("offline: steps send nothing; plugged adapters equal the client's adop
        {std::tuple{std::string("offsite"), false, gt::QuantScheme::none},
         std::tuple{std::string("offline"), true, gt::QuantScheme::int8},
         std::tuple{std::string("offline"), true, gt::QuantScheme::int4}}) {
-    CAPTURE(name);
+    const auto& design = name;  // clang 14 cannot capture a structured binding
+    CAPTURE(design);
     const std::string scheme_name = gt::to_string(scheme);
     CAPTURE(scheme_name);
     auto model = client_model();
