@@ -199,8 +199,8 @@ void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next nex
   ask_server<ForwardReply>(
       self, req, ".eval", "evaluation: server",
       [self, start, loss_sum, tokens, next] { evaluate(self, start, loss_sum, tokens, next); },
-      [self, start, loss_sum, tokens, next, count = idx.size()](const ForwardReply& reply) {
-        auto [sum, toks] = self->state.channel->eval_loss(reply);
+      [self, start, loss_sum, tokens, next, count = idx.size()](ForwardReply reply) {
+        auto [sum, toks] = self->state.channel->eval_loss(std::move(reply));
         evaluate(self, start + count, loss_sum + sum, tokens + toks, next);
       });
 }
@@ -458,11 +458,15 @@ void handle(Self self, Outgoing out) {
   if (auto* fwd = std::get_if<ForwardRequest>(&out)) {
     ask_server<ForwardReply>(
         self, *fwd, "", "forward: server", [self] { retry_step(self); },
-        [self](const ForwardReply& reply) { handle(self, self->state.channel->on_reply(reply)); });
+        [self](ForwardReply reply) {
+          handle(self, self->state.channel->on_reply(std::move(reply)));
+        });
   } else if (auto* bwd = std::get_if<BackwardRequest>(&out)) {
     ask_server<BackwardReply>(
         self, *bwd, "", "backward: server", [self] { retry_step(self); },
-        [self](const BackwardReply& reply) { handle(self, self->state.channel->on_reply(reply)); });
+        [self](BackwardReply reply) {
+          handle(self, self->state.channel->on_reply(std::move(reply)));
+        });
   } else {
     after_step(self, std::get<StepOutcome>(out));
   }
@@ -481,8 +485,11 @@ void end_phase(Self self) {
                           {"steps", p.last_step - p.first_step + 1},
                           {"eval_loss", st.log.evals().back().loss}};
       st.phase_replies.push_back(j.dump());
-      st.phase_done.deliver(j.dump());
+      // The checkpoint before the reply: a scheduler that has the reply never gets a client
+      // back (restarted from its checkpoint) that has not finished the phase.
+      st.phase_steps = 0;
       save_checkpoint(self);
+      st.phase_done.deliver(j.dump());
     });
   });
 }
@@ -585,6 +592,7 @@ client_actor::behavior_type client_behavior(Self self, ClientParts parts, Client
           self->send(st.parts.server, send_counted(self, bye));
           json = finish_json(self);  // with the goodbye counted
         }
+        if (st.parts.on_finish) st.parts.on_finish(json);
         return json;
       },
       [self](adapters_atom) -> caf::result<Encoded<AdapterUpload>> {
@@ -596,6 +604,7 @@ client_actor::behavior_type client_behavior(Self self, ClientParts parts, Client
         try {
           auto params = trainable_adapters(st.parts.model->seg);
           assign_adapters(params, reconstruct_upload(decode(enc), {}, params));
+          save_checkpoint(self);  // a client restarted from it resumes with the average
           return true;
         } catch (const std::exception& e) {
           return make_wire_error(wire_errc::rejected, e.what());

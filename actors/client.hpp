@@ -48,6 +48,9 @@ struct ClientParts {
   // A node's way back to a lost server: replies to `reconnect` with the server reached again
   // (a caf::strong_actor_ptr) or an error once it gives up. Null: a lost server ends the run.
   caf::actor reconnector;
+  // A client node that joined a scheduler node: called with the run's JSON when the scheduler
+  // ends the run (`finish`), so the node can write its own results and exit. May be empty.
+  std::function<void(const std::string&)> on_finish;
 };
 
 // The one request to the server in flight, and how to redo it after a loss.

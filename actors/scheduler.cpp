@@ -3,6 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "protocols/codec.hpp"
 #include "strategies/adapter_upload.hpp"
 
@@ -14,39 +17,73 @@ using json = nlohmann::json;
 
 void fail_run(Self self, const std::string& what) {
   auto& st = self->state;
+  if (st.state == "failed" || st.state == "done") return;  // the first reason is the one told
   spdlog::error("scheduler: {}", what);
   st.state = "failed";
   if (st.done.pending()) st.done.deliver(make_wire_error(wire_errc::internal, what));
 }
 
-// Calls `each` for every client's reply to `msg...`, then `all_done` once all replied.
+SchedulerClient* find_client(Self self, const std::string& name) {
+  for (auto& c : self->state.clients)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+// Asks every client `msg...`: `each` gets client i's reply, `all_done` runs once all have
+// replied. A client lost meanwhile is asked again when it joins again (its old actor's late
+// reply is dropped); a client that answers with an error fails the run.
 template <class Reply, class Each, class AllDone, class... Msg>
-void ask_all(Self self, const std::vector<client_actor>& to, Each each, AllDone all_done,
-             const Msg&... msg) {
-  auto left = std::make_shared<size_t>(to.size());
-  for (size_t i = 0; i < to.size(); ++i)
-    self->request(to[i], caf::infinite, msg...)
-        .then(
-            [self, i, left, each, all_done](Reply& reply) {
-              each(i, reply);
-              if (--*left == 0) all_done();
-            },
-            [self](caf::error& err) { fail_run(self, reason_of(err)); });
+void ask_all(Self self, Each each, AllDone all_done, const Msg&... msg) {
+  auto& st = self->state;
+  auto round = std::make_shared<SchedulerRound>();
+  round->left = st.clients.size();
+  round->ask.resize(st.clients.size());
+  st.round = round;
+  const std::weak_ptr<SchedulerRound> weak = round;  // the round owns its asks
+  for (size_t i = 0; i < st.clients.size(); ++i)
+    round->ask[i] = [self, weak, i, each, all_done, msg...] {
+      const auto& c = self->state.clients[i];
+      self->request(c.actor, caf::infinite, msg...)
+          .then(
+              [self, weak, i, each, all_done, generation = c.generation](Reply& reply) {
+                auto round = weak.lock();
+                if (!round || !round->ask[i] || self->state.clients[i].generation != generation)
+                  return;
+                round->ask[i] = nullptr;
+                each(i, reply);
+                if (--round->left == 0) all_done();
+              },
+              [self, i, generation = c.generation](caf::error& err) {
+                // A lost client's request: its down message decides (wait for it, or fail).
+                if (self->state.clients[i].generation != generation ||
+                    err == caf::sec::request_receiver_down)
+                  return;
+                fail_run(self, reason_of(err));
+              });
+    };
+  for (size_t i = 0; i < round->ask.size(); ++i) round->ask[i]();
+  if (round->ask.empty()) all_done();
 }
 
 void run_phase(Self self, size_t index);
 
 void finish(Self self) {
   auto& st = self->state;
+  st.finishing = true;
   auto jsons = std::make_shared<std::vector<json>>(st.clients.size());
   ask_all<std::string>(
-      self, st.clients, [jsons](size_t i, std::string& s) { (*jsons)[i] = json::parse(s); },
+      self, [jsons](size_t i, std::string& s) { (*jsons)[i] = json::parse(s, nullptr, false); },
       [self, jsons] {
         auto& st = self->state;
+        for (size_t i = 0; i < jsons->size(); ++i)
+          if ((*jsons)[i].is_discarded())
+            return fail_run(self,
+                            "client " + st.clients[i].name + " sent results that are not JSON");
         if (st.progress) st.progress->finish();
         const double wall =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - st.start).count();
         st.state = "done";
+        spdlog::info("scheduler: plan done in {:.1f} s", wall);
         st.done.deliver(combine_results(st.plan.config_toml, *jsons, st.switches, wall).dump(1));
       },
       finish_atom_v);
@@ -57,14 +94,15 @@ void average_adapters(Self self, size_t next_phase) {
   auto& st = self->state;
   auto uploads = std::make_shared<std::vector<AdapterUpload>>(st.clients.size());
   ask_all<Encoded<AdapterUpload>>(
-      self, st.clients,
-      [uploads](size_t i, Encoded<AdapterUpload>& enc) { (*uploads)[i] = decode(enc); },
+      self, [uploads](size_t i, Encoded<AdapterUpload>& enc) { (*uploads)[i] = decode(enc); },
       [self, uploads, next_phase] {
         auto& st = self->state;
         try {
-          auto avg = encode(average_uploads(*uploads, st.plan.client_weights));
+          std::vector<double> weights;
+          for (const auto& c : st.clients) weights.push_back(c.weight);
+          auto avg = encode(average_uploads(*uploads, weights));
           ask_all<bool>(
-              self, st.clients, [](size_t, bool) {},
+              self, [](size_t, bool) {},
               [self, next_phase] {
                 spdlog::info("scheduler: adapters of {} clients averaged (FedAvg)",
                              self->state.clients.size());
@@ -80,6 +118,7 @@ void average_adapters(Self self, size_t next_phase) {
 
 void run_phase(Self self, size_t index) {
   auto& st = self->state;
+  if (st.state != "running") return;
   if (index == st.plan.phases.size()) return finish(self);
   st.phase = index;
   const auto& order = st.plan.phases[index];
@@ -87,7 +126,7 @@ void run_phase(Self self, size_t index) {
   spdlog::info("scheduler: phase {} of {}: {} for {} steps on {} client(s)", index + 1,
                st.plan.phases.size(), order.strategy, order.steps, st.clients.size());
   ask_all<std::string>(
-      self, st.clients, [](size_t, std::string&) {},
+      self, [](size_t, std::string&) {},
       [self, index] {
         auto& st = self->state;
         if (st.plan.fedavg && st.clients.size() > 1) return average_adapters(self, index + 1);
@@ -96,10 +135,19 @@ void run_phase(Self self, size_t index) {
       order);
 }
 
+// A client that joined again redoes the steps after its checkpoint: a switch it took after one
+// of them is given again at the same step, so that its run stays the one `switches` records.
+std::string replayed_switch(Self self, const std::string& client, int64_t step) {
+  std::string to;
+  for (const auto& s : self->state.switches)
+    if (s["client"] == client && s["after_step"] == step) to = s["to"].get<std::string>();
+  return to.empty() ? "" : "switch:" + to;
+}
+
 std::string directive(Self self, const std::string& client, int64_t step) {
   auto& st = self->state;
   auto it = st.pending.find(client);
-  if (it == st.pending.end()) return "";
+  if (it == st.pending.end()) return replayed_switch(self, client, step);
   auto to = it->second;
   st.pending.erase(it);
   for (auto& s : st.switches)
@@ -110,9 +158,9 @@ std::string directive(Self self, const std::string& client, int64_t step) {
 void request_switch(Self self, const std::string& to, const std::string& by) {
   auto& st = self->state;
   st.current = to;
-  for (const auto& c : st.client_names) {
-    st.pending[c] = to;
-    st.switches.push_back({{"client", c}, {"to", to}, {"by", by}, {"after_step", nullptr}});
+  for (const auto& c : st.clients) {
+    st.pending[c.name] = to;
+    st.switches.push_back({{"client", c.name}, {"to", to}, {"by", by}, {"after_step", nullptr}});
   }
   spdlog::info("scheduler: switching to {} at the next step boundary ({})", to, by);
 }
@@ -133,17 +181,18 @@ json status_json(Self self) {
   auto& st = self->state;
   json clients = json::array();
   int64_t up = 0, down = 0;
-  for (const auto& name : st.client_names) {
-    const auto& s = st.status[name];
+  for (const auto& c : st.clients) {
+    const auto& s = st.status[c.name];
     up += s.last.bytes_up;
     down += s.last.bytes_down;
-    clients.push_back({{"name", name},
+    clients.push_back({{"name", c.name},
                        {"step", s.last.step},
                        {"strategy", s.last.strategy},
                        {"loss", s.last.loss},
                        {"bytes_up", s.last.bytes_up},
                        {"bytes_down", s.last.bytes_down},
-                       {"paused", s.paused}});
+                       {"paused", s.paused},
+                       {"lost", c.lost}});
   }
   json phases = json::array();
   for (const auto& p : st.plan.phases)
@@ -153,6 +202,7 @@ json status_json(Self self) {
           {"plan", phases},
           {"strategy", st.current},
           {"clients", clients},
+          {"clients_expected", st.plan.clients},
           {"bytes_up", up},
           {"bytes_down", down},
           {"budget_bytes", st.plan.budget_bytes},
@@ -164,6 +214,137 @@ json status_json(Self self) {
           {"switches", st.switches}};
 }
 
+// ---- clients joining, lost and joining again ---------------------------------
+
+// Names in natural order ("c-2" before "c-10"): clients named <run.name>-<shard> run in the
+// order `gtune simulate` gives its clients, so FedAvg adds their adapters in the same order.
+bool natural_less(const std::string& a, const std::string& b) {
+  const auto digit = [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; };
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (!digit(a[i]) || !digit(b[j])) {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+      continue;
+    }
+    size_t ei = i, ej = j;
+    while (ei < a.size() && digit(a[ei])) ++ei;
+    while (ej < b.size() && digit(b[ej])) ++ej;
+    while (i + 1 < ei && a[i] == '0') ++i;  // leading zeros do not count
+    while (j + 1 < ej && b[j] == '0') ++j;
+    if (ei - i != ej - j) return ei - i < ej - j;
+    if (const int c = a.compare(i, ei - i, b, j, ej - j); c != 0) return c < 0;
+    i = ei, j = ej;
+  }
+  return a.size() - i < b.size() - j;
+}
+
+void start_run(Self self) {
+  auto& st = self->state;
+  if (st.order_by_name)
+    std::stable_sort(st.clients.begin(), st.clients.end(),
+                     [](const auto& a, const auto& b) { return natural_less(a.name, b.name); });
+  if (st.plan.phases.empty() && st.plan.make_phases && !st.clients.empty())
+    st.plan.phases = st.plan.make_phases(static_cast<int64_t>(st.clients.front().weight));
+  st.state = "running";
+  st.start = std::chrono::steady_clock::now();
+  if (st.order_by_name) {
+    std::string names;
+    for (const auto& c : st.clients) names += (names.empty() ? "" : ", ") + c.name;
+    spdlog::info("scheduler: all {} client(s) joined ({}); running the plan", st.clients.size(),
+                 names);
+  }
+  int64_t total = 0;
+  for (const auto& p : st.plan.phases) total += p.steps * int64_t(st.clients.size());
+  if (st.plan.show_progress) st.progress = std::make_unique<Progress>("plan", total);
+  run_phase(self, 0);
+}
+
+// Monitored: a lost client is noticed at once.
+void add_client(Self self, const std::string& name, client_actor actor, double weight) {
+  auto& st = self->state;
+  self->monitor(actor);
+  SchedulerClient c;
+  c.name = name;
+  c.actor = std::move(actor);
+  c.weight = weight;
+  st.clients.push_back(std::move(c));
+  st.status[name].last.client = name;
+}
+
+// A lost client back (restarted with the same command, it resumes from its checkpoint): it
+// takes its old place and gets the request in flight again.
+std::string rejoin(Self self, SchedulerClient& c, client_actor actor, double weight) {
+  auto& st = self->state;
+  if (weight != c.weight)
+    return "client " + c.name + " joins again with " + std::to_string(int64_t(weight)) +
+           " training samples, not its " + std::to_string(int64_t(c.weight)) + " (other data?)";
+  self->monitor(actor);
+  c.actor = std::move(actor);
+  c.lost = false;
+  c.lost_reason.clear();
+  ++c.generation;
+  const auto i = static_cast<size_t>(&c - st.clients.data());
+  const bool in_flight = st.round && i < st.round->ask.size() && st.round->ask[i];
+  spdlog::info("scheduler: client {} joined again{}", c.name,
+               in_flight ? "; it gets the request in flight again" : "");
+  if (in_flight) st.round->ask[i]();
+  return "";
+}
+
+std::string join(Self self, client_actor actor, const std::string& name, double weight) {
+  auto& st = self->state;
+  if (!actor) return "no client actor to join";
+  if (name.empty()) return "a client needs a name (run.name)";
+  if (!(weight > 0)) return "client " + name + ": no training samples to weigh its adapters by";
+  if (st.state == "done" || st.state == "failed") return "the run is over (" + st.state + ")";
+  if (auto* c = find_client(self, name))
+    return c->lost ? rejoin(self, *c, std::move(actor), weight)
+                   : "a client named " + name +
+                         " has already joined (each client needs its own run.name, or --shard)";
+  const auto n = std::to_string(st.plan.clients);
+  if (st.state == "running") return "the plan is already running with its " + n + " client(s)";
+  if (st.clients.size() >= st.plan.clients)
+    return "the run has all its clients (scheduler.clients = " + n + ")";
+  add_client(self, name, std::move(actor), weight);
+  st.order_by_name = true;
+  spdlog::info("scheduler: client {} joined ({}/{})", name, st.clients.size(), n);
+  if (st.state == "waiting" && st.clients.size() == st.plan.clients) start_run(self);
+  return "";
+}
+
+void on_down(Self self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto it = std::find_if(st.clients.begin(), st.clients.end(), [&](const SchedulerClient& c) {
+    return !c.lost && c.actor && c.actor.address() == dm.source;
+  });
+  if (it == st.clients.end()) return;
+  const auto why = describe_exit(dm.reason);
+  if (st.state == "idle" || st.state == "waiting") {  // not started: its place is free again
+    spdlog::warn("scheduler: client {} left before the run ({}); {}/{} joined", it->name, why,
+                 st.clients.size() - 1, st.plan.clients);
+    st.status.erase(it->name);
+    st.clients.erase(it);
+    return;
+  }
+  if (st.state != "running") return;
+  it->lost = true;
+  it->lost_reason = why;
+  const auto i = static_cast<size_t>(it - st.clients.begin());
+  if (st.finishing && st.round && !st.round->ask[i]) {  // it has given its results: no loss
+    spdlog::info("scheduler: client {} left after giving its results", it->name);
+    return;
+  }
+  if (st.plan.rejoin_patience.count() <= 0)
+    return fail_run(self, "client " + it->name + " was lost (" + why + ")" +
+                              (st.plan.no_rejoin.empty() ? "" : "; " + st.plan.no_rejoin));
+  spdlog::warn(
+      "scheduler: client {} was lost ({}); waiting up to {} s for it to join again "
+      "(network.reconnect_seconds)",
+      it->name, why, st.plan.rejoin_patience.count());
+  self->delayed_send(self, st.plan.rejoin_patience, deadline_atom_v, it->name, it->generation);
+}
+
 }  // namespace
 
 scheduler_actor::behavior_type scheduler_behavior(Self self, SchedulerPlan plan,
@@ -171,20 +352,23 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, SchedulerPlan plan,
                                                   std::vector<std::string> client_names) {
   auto& st = self->state;
   st.plan = std::move(plan);
-  st.clients = std::move(clients);
-  st.client_names = std::move(client_names);
-  for (const auto& n : st.client_names) st.status[n].last.client = n;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    const double weight = i < st.plan.client_weights.size() ? st.plan.client_weights[i] : 1.0;
+    add_client(self, client_names.at(i), std::move(clients[i]), weight);
+  }
+  if (st.plan.clients == 0) st.plan.clients = st.clients.size();
+  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
       [self](run_atom) -> caf::result<std::string> {
         auto& st = self->state;
         if (st.state != "idle") return make_wire_error(wire_errc::rejected, "already ran");
         st.done = self->make_response_promise<std::string>();
-        st.state = "running";
-        st.start = std::chrono::steady_clock::now();
-        int64_t total = 0;
-        for (const auto& p : st.plan.phases) total += p.steps * int64_t(st.clients.size());
-        if (st.plan.show_progress) st.progress = std::make_unique<Progress>("plan", total);
-        run_phase(self, 0);
+        if (st.clients.size() < st.plan.clients) {
+          st.state = "waiting";
+          spdlog::info("scheduler: waiting for clients {}/{}", st.clients.size(), st.plan.clients);
+        } else {
+          start_run(self);
+        }
         return st.done;
       },
       [self](status_atom) -> std::string { return status_json(self).dump(); },
@@ -252,6 +436,18 @@ scheduler_actor::behavior_type scheduler_behavior(Self self, SchedulerPlan plan,
           return s.held;
         }
         return directive(self, report.client, report.step);
+      },
+      [self](join_atom, client_actor& actor, std::string& name, double weight) -> std::string {
+        return join(self, std::move(actor), name, weight);
+      },
+      [self](deadline_atom, std::string& name, uint64_t generation) {
+        auto& st = self->state;
+        const auto* c = find_client(self, name);
+        if (!c || !c->lost || c->generation != generation || st.state != "running") return;
+        fail_run(self, "client " + name + " was lost (" + c->lost_reason +
+                           ") and did not join again within " +
+                           std::to_string(st.plan.rejoin_patience.count()) +
+                           " s (network.reconnect_seconds)");
       },
   };
 }

@@ -1,5 +1,6 @@
 // gtune node: one party in its own process. The server publishes its actor on
-// a TCP port through CAF's middleman; a client connects to it and runs its plan.
+// a TCP port through CAF's middleman; a client connects to it and runs its plan,
+// with its scheduler beside it or joining a scheduler node that drives several.
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -13,6 +14,7 @@
 
 #include "actors/attacker.hpp"
 #include "actors/emulator_builder.hpp"
+#include "actors/scheduler.hpp"
 #include "actors/server.hpp"
 #include "apps/attacker_side.hpp"
 #include "apps/commands.hpp"
@@ -34,7 +36,8 @@ extern "C" void on_signal(int) {
 
 struct Options {
   RunOptions run;
-  std::string role, listen = "127.0.0.1:0", connect, builder, attacker, port_file, out;
+  std::string role, listen = "127.0.0.1:0", connect, builder, attacker, scheduler, port_file, out;
+  int64_t shard = -1;  // with --scheduler: which of scheduler.clients this client is; -1 = none
   MetricsOptions metrics;
   NetworkOptions network;
 };
@@ -158,22 +161,163 @@ void run_builder(const Options& opt) {
   caf::anon_send_exit(builder, caf::exit_reason::user_shutdown);
 }
 
+// results.json, whole or not at all.
+void write_results(const std::string& dir, const std::string& results) {
+  std::filesystem::create_directories(dir);
+  const auto path = dir + "/results.json";
+  {
+    std::ofstream out(path + ".tmp");
+    out << results << "\n";
+    if (!out) throw error_at(path, "cannot write");
+  }
+  std::filesystem::rename(path + ".tmp", path);
+}
+
+bool uses_emulators(const RunConfig& cfg) {
+  return plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
+         (cfg.scheduler.budget_bytes > 0 && needs_emulator(to_string(cfg.scheduler.fallback)));
+}
+
+// The operator's scheduler as a node: waits for scheduler.clients client nodes to join, runs
+// the plan over them (FedAvg across their processes) and writes results.json. A client lost
+// mid-run may come back under its name within network.reconnect_seconds when clients keep
+// checkpoints; otherwise its loss fails the run.
+void run_scheduler_node(const Options& opt) {
+  auto cfg = opt.run.load();
+  auto [host, port] = host_port(opt.listen, "--listen");
+  opt.network.check(host, "--listen");
+  if (plan_uses(cfg, StrategyKind::centralized))
+    throw Error(
+        "node --role scheduler: the centralized baseline runs in one place (gtune simulate)");
+  const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
+  auto metrics = std::make_shared<Metrics>();
+  ActorConfig acfg;
+  opt.network.configure(acfg);
+  caf::actor_system sys{acfg};
+  auto plan = scheduler_plan(cfg, uses_emulators(cfg), !opt.run.quiet);
+  plan.clients = static_cast<size_t>(cfg.scheduler.clients);
+  plan.make_phases = [cfg](int64_t samples) { return phase_orders(cfg, size_t(samples)); };
+  if (cfg.run.checkpoint_dir.empty())
+    plan.no_rejoin = "without run.checkpoint_dir a client cannot resume, so the run cannot go on";
+  else if (cfg.network.reconnect_seconds <= 0)
+    plan.no_rejoin = "network.reconnect_seconds = 0 leaves it no time to join again";
+  else
+    plan.rejoin_patience = std::chrono::seconds(cfg.network.reconnect_seconds);
+  const auto switchable = plan.switchable;
+  auto scheduler =
+      sys.spawn(scheduler_behavior, plan, std::vector<client_actor>{}, std::vector<std::string>{});
+  const auto bound = publish_party(scheduler, "scheduler", opt.network, host, port,
+                                   [metrics](auto&) { metrics->add_refused("connection", "tls"); });
+  const auto metrics_server = opt.metrics.serve(metrics);
+  if (auto attacker = reach_attacker(sys, opt)) {  // its scores feed scheduler.attack_threshold
+    caf::anon_send(attacker, watch_atom_v, scheduler);
+    spdlog::info("scheduler: the attacker at {} reports its scores here", opt.attacker);
+  }
+  write_port_file(opt.port_file, bound);
+  std::string results;
+  try {
+    results = run_scheduler(sys, scheduler, cfg.scheduler.control, switchable);
+  } catch (...) {
+    caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+    throw;
+  }
+  caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+  print_summary(results);
+  if (!out.empty()) {
+    write_results(out, results);
+    std::printf("results   %s/results.json\n", out.c_str());
+  }
+  opt.metrics.hold(metrics_server);
+}
+
+// The client this node is: with --shard I, client I of scheduler.clients as `gtune simulate`
+// makes it (named <run.name>-I, every scheduler.clients-th training example from the I-th);
+// otherwise run.name with all its data.
+ClientSide this_client(const RunConfig& cfg, const Options& opt) {
+  if (opt.shard < 0) return make_client_side(cfg);
+  if (opt.scheduler.empty())
+    throw Error("--shard: only for a client that joins a scheduler node (--scheduler HOST:PORT)");
+  if (opt.shard >= cfg.scheduler.clients)
+    throw Error("--shard " + std::to_string(opt.shard) + ": the run has " +
+                std::to_string(cfg.scheduler.clients) + " shard(s) (scheduler.clients), 0 to " +
+                std::to_string(cfg.scheduler.clients - 1));
+  return make_client_side(cfg, opt.shard, cfg.scheduler.clients);
+}
+
+// A client that joined the scheduler node at --scheduler: its actor serves the scheduler's
+// orders until `finish`. Returns the client's run JSON; gt::Error when the scheduler refuses
+// it or is lost, or the client fails.
+std::string serve_scheduler(caf::actor_system& sys, const Options& opt, const RunConfig& cfg,
+                            const ClientSide& side, const PlanRun& run,
+                            const scheduler_actor& scheduler) {
+  caf::scoped_actor self{sys};
+  auto parts = client_parts(cfg, side, run);
+  parts.on_finish = [waiter = caf::actor{self}](const std::string& json) {
+    caf::anon_send(waiter, finish_atom_v, json);
+  };
+  auto client = sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir));
+  self->monitor(scheduler);
+  self->monitor(client);
+  const auto stop = [&](const std::string& why) {
+    caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+    return Error(why);
+  };
+  std::string refused;
+  self->request(scheduler, std::chrono::seconds(30), join_atom_v, client, side.name,
+                static_cast<double>(side.train->size()))
+      .receive([&](std::string& reason) { refused = reason; },
+               [&](caf::error& err) { refused = describe(err); });
+  if (!refused.empty())
+    throw stop("the scheduler at " + opt.scheduler + " refused client " + side.name + ": " +
+               refused);
+  spdlog::info("client {}: joined the scheduler at {}", side.name, opt.scheduler);
+  std::string results, failure;
+  while (results.empty() && failure.empty())
+    self->receive(
+        [&](finish_atom, std::string& json) { results = std::move(json); },
+        [&](caf::down_msg& dm) {
+          if (dm.source == scheduler.address())
+            failure = "lost the scheduler at " + opt.scheduler + " before the run ended (" +
+                      describe_exit(dm.reason) +
+                      (dm.reason == caf::exit_reason::user_shutdown ? ": its log says why)" : ")");
+          else if (dm.source == client.address())
+            failure = "client " + side.name + " stopped (its error is above)";
+        });
+  if (!failure.empty()) throw stop(failure);
+  // The reply to `finish` is on its way: the scheduler node exits once it has every client's,
+  // so its going is the sign that ours arrived (a minute at most).
+  for (bool gone = false; !gone;)
+    self->receive([&](caf::down_msg& dm) { gone = dm.source == scheduler.address(); },
+                  caf::after(std::chrono::seconds(60)) >>
+                      [&] {
+                        spdlog::warn("client {}: the scheduler still runs a minute after the end",
+                                     side.name);
+                        gone = true;
+                      });
+  caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+  return results;
+}
+
 void run_client_node(const Options& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.connect, "--connect");
   opt.network.check(host, "--connect");
-  const bool offline =
-      plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
-      (cfg.scheduler.budget_bytes > 0 && needs_emulator(to_string(cfg.scheduler.fallback)));
-  if (offline && opt.builder.empty())
+  if (uses_emulators(cfg) && opt.builder.empty())
     throw Error(
         "node --role client: the plan tunes against an emulator (offsite/offline): give "
         "the emulator builder's --builder HOST:PORT");
-  if (cfg.scheduler.clients > 1)
+  if (cfg.scheduler.clients > 1 && opt.scheduler.empty())
     throw Error("node --role client: one client per process (scheduler.clients = " +
                 std::to_string(cfg.scheduler.clients) +
-                "); start one client node per client, or use `gtune simulate`");
-  std::vector<ClientSide> clients{make_client_side(cfg)};
+                "); start one client node per client and a scheduler node (--role scheduler) "
+                "they join with --scheduler, or use `gtune simulate`");
+  std::string scheduler_host;
+  uint16_t scheduler_port = 0;
+  if (!opt.scheduler.empty()) {
+    std::tie(scheduler_host, scheduler_port) = host_port(opt.scheduler, "--scheduler");
+    opt.network.check(scheduler_host, "--scheduler");
+  }
+  std::vector<ClientSide> clients{this_client(cfg, opt)};
   ActorConfig acfg;
   opt.network.configure(acfg);
   caf::actor_system sys{acfg};
@@ -181,7 +325,7 @@ void run_client_node(const Options& opt) {
   if (!server)
     throw Error("cannot reach the server at " + opt.connect + ": " +
                 connect_error_text(server.error()));
-  spdlog::info("client {}: connected to {}", cfg.run.name, opt.connect);
+  spdlog::info("client {}: connected to {}", clients.front().name, opt.connect);
   emulator_builder_actor builder;
   if (!opt.builder.empty()) {
     auto [bhost, bport] = host_port(opt.builder, "--builder");
@@ -191,7 +335,16 @@ void run_client_node(const Options& opt) {
       throw Error("cannot reach the emulator builder at " + opt.builder + ": " +
                   connect_error_text(b.error()));
     builder = *b;
-    spdlog::info("client {}: emulator builder at {}", cfg.run.name, opt.builder);
+    spdlog::info("client {}: emulator builder at {}", clients.front().name, opt.builder);
+  }
+  scheduler_actor scheduler;
+  if (!opt.scheduler.empty()) {
+    auto s = connect_party<scheduler_actor>(sys, "scheduler", opt.network, scheduler_host,
+                                            scheduler_port);
+    if (!s)
+      throw Error("cannot reach the scheduler at " + opt.scheduler + ": " +
+                  connect_error_text(s.error()));
+    scheduler = *s;
   }
   auto metrics = std::make_shared<Metrics>();
   const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
@@ -212,8 +365,26 @@ void run_client_node(const Options& opt) {
           return connect_server(sys, opt.network, host, port);
         },
         std::chrono::seconds(cfg.network.reconnect_seconds));
-  auto results = execute_plan(sys, cfg, run);
-  if (run.reconnector) caf::anon_send_exit(run.reconnector, caf::exit_reason::user_shutdown);
+  // Whatever happens, the reconnector goes: the actor system waits for every actor.
+  const auto stop_reconnector = [&] {
+    if (run.reconnector) caf::anon_send_exit(run.reconnector, caf::exit_reason::user_shutdown);
+  };
+  std::string results;
+  try {
+    if (!scheduler) {
+      results = execute_plan(sys, cfg, run);
+    } else {
+      const auto start = std::chrono::steady_clock::now();
+      const auto client = serve_scheduler(sys, opt, cfg, clients.front(), run, scheduler);
+      const double wall =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      results = combine_results(to_toml(cfg), {nlohmann::json::parse(client)}, {}, wall).dump(1);
+    }
+  } catch (...) {
+    stop_reconnector();
+    throw;
+  }
+  stop_reconnector();
   print_summary(results);
   if (!out.empty()) write_outputs(out, results, clients);
   opt.metrics.hold(metrics_server);
@@ -224,32 +395,45 @@ void run_client_node(const Options& opt) {
 void add_node(CLI::App& app) {
   auto opt = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
-      "node", "Run one party (server, emulator builder, attacker or client) in this process");
+      "node",
+      "Run one party (server, emulator builder, attacker, scheduler or client) in this process");
   cmd->add_option("--role", opt->role, "which party this process is")
       ->required()
-      ->check(CLI::IsMember({"server", "builder", "attacker", "client"}));
+      ->check(CLI::IsMember({"server", "builder", "attacker", "scheduler", "client"}));
   opt->run.add_to(*cmd);
   cmd->add_option("--listen", opt->listen,
-                  "server, builder, attacker: HOST:PORT to listen on (port 0 = any free port)")
+                  "server, builder, attacker, scheduler: HOST:PORT to listen on (port 0 = any free "
+                  "port)")
       ->capture_default_str();
   cmd->add_option("--port-file", opt->port_file,
-                  "server, builder, attacker: write the bound port to this file");
+                  "server, builder, attacker, scheduler: write the bound port to this file");
   cmd->add_option("--connect", opt->connect, "client: the server's HOST:PORT");
   cmd->add_option("--builder", opt->builder,
                   "client: the emulator builder's HOST:PORT (plans with offsite/offline)");
+  cmd->add_option("--scheduler", opt->scheduler,
+                  "client: join the scheduler node at HOST:PORT, which runs the plan "
+                  "(scheduler.clients may be > 1); without it the scheduler runs beside the "
+                  "client");
+  cmd->add_option("--shard", opt->shard,
+                  "client with --scheduler: be client I of scheduler.clients as in `gtune "
+                  "simulate` (named <run.name>-I, every scheduler.clients-th training example "
+                  "from the I-th)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--attacker", opt->attacker,
                   "server: copy every message received to the attacker at HOST:PORT (a curious "
-                  "model owner); client: send it the true tokens to score (an audit)");
+                  "model owner); client: send it the true tokens to score (an audit); "
+                  "scheduler: take its scores (scheduler.attack_threshold)");
   cmd->add_option("--out", opt->out,
-                  "client: directory for results.json and adapters.safetensors; builder: its "
-                  "emulators go to <out>/transfers/builder (or emulator.work_dir); attacker: "
-                  "attacks.json");
+                  "client: directory for results.json and adapters.safetensors; scheduler: "
+                  "results.json of all clients; builder: its emulators go to "
+                  "<out>/transfers/builder (or emulator.work_dir); attacker: attacks.json");
   opt->metrics.add_to(*cmd);
   opt->network.add_to(*cmd);
   cmd->callback([opt] {
     if (opt->role == "server") return run_server(*opt);
     if (opt->role == "builder") return run_builder(*opt);
     if (opt->role == "attacker") return run_attacker(*opt);
+    if (opt->role == "scheduler") return run_scheduler_node(*opt);
     if (opt->connect.empty()) throw Error("node --role client needs --connect HOST:PORT");
     run_client_node(*opt);
   });

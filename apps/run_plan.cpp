@@ -68,43 +68,71 @@ ActorConfig::ActorConfig() {
   load<caf::io::middleman>();
 }
 
-std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const PlanRun& run) {
-  auto& sides = *run.clients;
-  const auto settings = strategy_settings(cfg);
-  std::vector<client_actor> clients;
-  std::vector<std::string> names;
+ClientParts client_parts(const RunConfig& cfg, const ClientSide& side, const PlanRun& run) {
+  ClientParts parts;
+  parts.model = side.trainer;
+  parts.pretrained = side.pretrained;
+  parts.settings = strategy_settings(cfg);
+  parts.train = side.train;
+  parts.valid = side.valid;
+  parts.server = run.server;
+  parts.builder = run.builder;
+  parts.stats = std::make_shared<WireStats>();
+  parts.audit = run.audit;
+  parts.metrics = run.metrics;
+  parts.reconnector = run.reconnector;
+  return parts;
+}
+
+SchedulerPlan scheduler_plan(const RunConfig& cfg, bool emulators, bool show_progress) {
   SchedulerPlan plan;
-  for (auto& side : sides) {
-    ClientParts parts{side.trainer, side.pretrained, settings,       side.train,
-                      side.valid,   run.server,      run.builder,    std::make_shared<WireStats>(),
-                      run.audit,    run.metrics,     run.reconnector};
-    clients.push_back(sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir)));
-    names.push_back(side.name);
-    plan.client_weights.push_back(double(side.train->size()));
-  }
-  plan.phases = phase_orders(cfg, sides.front().train->size());
   plan.config_toml = to_toml(cfg);
   plan.fedavg = cfg.scheduler.fedavg;
   plan.budget_bytes = cfg.scheduler.budget_bytes;
   plan.fallback = to_string(cfg.scheduler.fallback);
   plan.attack_threshold = cfg.scheduler.attack_threshold;
   for (const char* s : {"split", "online", "gradfree", "offsite", "offline"})
-    if (!needs_emulator(s) || run.builder) plan.switchable.insert(s);
-  plan.show_progress = run.show_progress;
-  const auto switchable = plan.switchable;
-  auto scheduler = sys.spawn(scheduler_behavior, plan, clients, names);
-  if (run.audit) caf::anon_send(run.audit, watch_atom_v, scheduler);  // live attack scores
-  auto control = start_control(sys, cfg.scheduler.control, scheduler, switchable);
+    if (!needs_emulator(s) || emulators) plan.switchable.insert(s);
+  plan.show_progress = show_progress;
+  return plan;
+}
 
+std::string run_scheduler(caf::actor_system& sys, const scheduler_actor& scheduler,
+                          const std::string& control, const std::set<std::string>& switchable) {
+  auto control_api = start_control(sys, control, scheduler, switchable);
   caf::scoped_actor self{sys};
   std::string results, failure;
   self->request(scheduler, caf::infinite, run_atom_v)
       .receive([&](std::string& json) { results = std::move(json); },
                [&](caf::error& err) { failure = reason_of(err); });
-  control.reset();
+  if (!failure.empty()) throw Error("run failed: " + failure);
+  return results;
+}
+
+std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const PlanRun& run) {
+  auto& sides = *run.clients;
+  std::vector<client_actor> clients;
+  std::vector<std::string> names;
+  auto plan = scheduler_plan(cfg, bool(run.builder), run.show_progress);
+  for (auto& side : sides) {
+    clients.push_back(sys.spawn(client_behavior, client_parts(cfg, side, run),
+                                client_plan(cfg, side, run.work_dir)));
+    names.push_back(side.name);
+    plan.client_weights.push_back(double(side.train->size()));
+  }
+  plan.phases = phase_orders(cfg, sides.front().train->size());
+  const auto switchable = plan.switchable;
+  auto scheduler = sys.spawn(scheduler_behavior, plan, clients, names);
+  if (run.audit) caf::anon_send(run.audit, watch_atom_v, scheduler);  // live attack scores
+  std::string results, failure;
+  try {
+    results = run_scheduler(sys, scheduler, cfg.scheduler.control, switchable);
+  } catch (const Error& e) {
+    failure = e.what();
+  }
   for (auto& c : clients) caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
-  if (!failure.empty()) throw Error("run failed: " + failure);
+  if (!failure.empty()) throw Error(failure);
   return results;
 }
 

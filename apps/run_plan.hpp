@@ -6,9 +6,11 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "actors/scheduler.hpp"
 #include "apps/parties.hpp"
 #include "protocols/interfaces.hpp"
 
@@ -29,6 +31,16 @@ struct PlanRun {
 // Spawns the clients and the scheduler in `sys`, runs the plan, returns results.json.
 // Throws gt::Error when the run fails (e.g. the server rejects it or dies).
 std::string execute_plan(caf::actor_system& sys, const RunConfig& cfg, const PlanRun& run);
+
+// What one client actor of `run` needs.
+ClientParts client_parts(const RunConfig& cfg, const ClientSide& side, const PlanRun& run);
+// The scheduler's plan from the configuration, less what its clients bring (phases of
+// epochs, FedAvg weights). `emulators`: whether a switch may name offsite/offline.
+SchedulerPlan scheduler_plan(const RunConfig& cfg, bool emulators, bool show_progress);
+// Runs the plan on `scheduler` (serving the control API at `control` meanwhile, "" = none) and
+// returns results.json; gt::Error when the run fails.
+std::string run_scheduler(caf::actor_system& sys, const scheduler_actor& scheduler,
+                          const std::string& control, const std::set<std::string>& switchable);
 
 std::string run_centralized(const RunConfig& cfg, ClientSide& client, bool show_progress);
 

@@ -32,8 +32,20 @@ std::string reason_of(const caf::error& err) {
   return describe(err);
 }
 
+std::string describe_exit(const caf::error& reason) {
+  if (reason == caf::exit_reason::remote_link_unreachable)
+    return "its connection closed: the process died or the network failed";
+  if (reason == caf::exit_reason::user_shutdown) return "it was shut down";
+  if (reason == caf::exit_reason::kill) return "it was killed";
+  return describe(reason);
+}
+
 void register_protocol(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::gtune>();
+  // Actor handles that cross processes inside messages (a client joining a scheduler node, a
+  // scheduler an attacker node should alarm): CAF 0.17 names them on the wire.
+  cfg.add_message_type<client_actor>("gt::client_actor");
+  cfg.add_message_type<scheduler_actor>("gt::scheduler_actor");
   cfg.add_error_category(kWireCategory, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     return render(code, ctx);
   });

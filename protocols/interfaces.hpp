@@ -40,6 +40,8 @@ CAF_ADD_ATOM(gtune, gt, report_atom, "report")
 CAF_ADD_ATOM(gtune, gt, watch_atom, "watch")
 CAF_ADD_ATOM(gtune, gt, sweep_atom, "sweep")
 CAF_ADD_ATOM(gtune, gt, reconnect_atom, "reconnect")
+CAF_ADD_ATOM(gtune, gt, join_atom, "join")
+CAF_ADD_ATOM(gtune, gt, deadline_atom, "deadline")
 CAF_END_TYPE_ID_BLOCK(gtune)
 
 namespace gt {
@@ -105,11 +107,17 @@ using client_actor =
 // for the reply, its directive: "" (go on) or "switch:<strategy>"; a paused
 // client's reply waits for resume. So operator commands and policies act at
 // step boundaries, deterministically.
+// A client in another process joins with its actor, its name and its FedAvg weight (training
+// samples); the reply is "" when accepted, else the reason (a name taken, the plan running, all
+// clients there). A lost client may join again under its name: it gets the order in flight
+// again. `deadline` is its own timer: a lost client that has not come back fails the run.
 using scheduler_actor = caf::typed_actor<
     caf::replies_to<run_atom>::with<std::string>, caf::replies_to<status_atom>::with<std::string>,
     caf::replies_to<switch_atom, std::string>::with<std::string>,
     caf::replies_to<pause_atom>::with<std::string>, caf::replies_to<resume_atom>::with<std::string>,
-    caf::replies_to<StepReport>::with<std::string>, caf::reacts_to<AttackAlarm>>;
+    caf::replies_to<StepReport>::with<std::string>, caf::reacts_to<AttackAlarm>,
+    caf::replies_to<join_atom, client_actor, std::string, double>::with<std::string>,
+    caf::reacts_to<deadline_atom, std::string, uint64_t>>;
 
 // The attacker (the model owner, curious): gets a copy of what the server
 // receives (and the a2 it computes), never sends anything to a client; in a
@@ -137,6 +145,10 @@ bool is_wire_error(const caf::error& err);
 // The reason alone (no "failed: " / "rejected: ") of a wire error; describe() otherwise.
 // For passing a party's error on without stacking prefixes.
 std::string reason_of(const caf::error& err);
+
+// Why a monitored party went down, in words: "its connection closed (...)" for a peer in
+// another process that died or became unreachable, describe() otherwise.
+std::string describe_exit(const caf::error& reason);
 
 // Registers every message type above; call on each actor_system_config.
 void register_protocol(caf::actor_system_config& cfg);

@@ -1,7 +1,6 @@
 // Messages between the scheduler and the clients it drives (and a simulation's
-// audit messages). They stay inside
-// the operator's process (the scheduler runs beside its clients), so CAF
-// carries them as plain structs; they never reach the server.
+// audit messages). CAF carries them as plain structs, inside one process or
+// between a scheduler node and its client nodes; they never reach the server.
 #pragma once
 
 #include <cstdint>
