@@ -72,9 +72,8 @@ WireTensor to_wire(const torch::Tensor& x, QuantScheme scheme) {
   w.scheme = scheme;
   if (scheme == QuantScheme::none) {
     w.dtype = from_scalar(t.scalar_type());
-    const auto n = static_cast<size_t>(t.numel()) * itemsize(w.dtype);
-    w.payload.resize(n);
-    if (n) std::memcpy(w.payload.data(), t.data_ptr(), n);
+    const auto* data = static_cast<const uint8_t*>(t.data_ptr());
+    w.payload.assign(data, data + static_cast<size_t>(t.numel()) * itemsize(w.dtype));
     return w;
   }
   auto q = quantize(t, scheme);
@@ -85,9 +84,12 @@ WireTensor to_wire(const torch::Tensor& x, QuantScheme scheme) {
   return w;
 }
 
-torch::Tensor from_wire(const WireTensor& w, const char* what,
-                        const std::vector<int64_t>& expected) {
-  const std::string name(what);
+namespace {
+
+// Checks shape, dtype and the expected shape; returns the rows (all dimensions
+// but the last), which quantized tensors carry a scale and zero point for.
+int64_t checked_rows(const WireTensor& w, const std::string& name,
+                     const std::vector<int64_t>& expected) {
   // Every dimension and every partial product bounded, so numel and rows cannot overflow.
   int64_t numel = 1, rows = 1;
   for (size_t i = 0; i < w.shape.size(); ++i) {
@@ -111,8 +113,30 @@ torch::Tensor from_wire(const WireTensor& w, const char* what,
     if (w.payload.size() != want)
       throw ProtocolError(name + ": payload has " + std::to_string(w.payload.size()) +
                           " bytes, shape " + shape_str(w.shape) + " needs " + std::to_string(want));
+  }
+  return rows;
+}
+
+}  // namespace
+
+torch::Tensor from_wire(WireTensor&& w, const char* what, const std::vector<int64_t>& expected) {
+  if (w.scheme != QuantScheme::none || w.payload.empty())
+    return from_wire(static_cast<const WireTensor&>(w), what, expected);
+  checked_rows(w, what, expected);
+  // The tensor owns the payload's buffer from here (operator new: aligned for any dtype sent).
+  auto* payload = new std::vector<uint8_t>(std::move(w.payload));
+  return torch::from_blob(
+      payload->data(), w.shape, [payload](void*) { delete payload; },
+      torch::TensorOptions().dtype(to_scalar(w.dtype)));
+}
+
+torch::Tensor from_wire(const WireTensor& w, const char* what,
+                        const std::vector<int64_t>& expected) {
+  const std::string name(what);
+  const int64_t rows = checked_rows(w, name, expected);
+  if (w.scheme == QuantScheme::none) {
     auto t = torch::empty(w.shape, torch::TensorOptions().dtype(to_scalar(w.dtype)));
-    if (want) std::memcpy(t.data_ptr(), w.payload.data(), want);
+    if (!w.payload.empty()) std::memcpy(t.data_ptr(), w.payload.data(), w.payload.size());
     return t;
   }
   if (w.scheme != QuantScheme::int8 && w.scheme != QuantScheme::int4)

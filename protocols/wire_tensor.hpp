@@ -35,5 +35,9 @@ WireTensor to_wire(const torch::Tensor& x, QuantScheme scheme = QuantScheme::non
 // Throws gt::ProtocolError (protocols/codec.hpp) naming `what` and the problem.
 torch::Tensor from_wire(const WireTensor& w, const char* what,
                         const std::vector<int64_t>& expected_shape = {});
+// The same, taking `w` over: an unquantized tensor then keeps the payload's
+// memory instead of copying it (the receiver's path, bench/bench_codec).
+torch::Tensor from_wire(WireTensor&& w, const char* what,
+                        const std::vector<int64_t>& expected_shape = {});
 
 }  // namespace gt
