@@ -21,6 +21,7 @@
 #include "config/run_config.hpp"
 #include "experiment/experiment_config.hpp"
 #include "experiment/experiment_report.hpp"
+#include "models/device.hpp"
 
 namespace gt::cli {
 namespace {
@@ -29,6 +30,7 @@ namespace fs = std::filesystem;
 
 struct Options {
   std::string config, out;
+  std::string device;  // "" = each cell's configuration decides (run.device)
   bool quick = false, fresh = false;
 };
 
@@ -155,6 +157,7 @@ bool make_plots(const fs::path& out) {
 }
 
 void run(const Options& opt) {
+  if (!opt.device.empty()) parse_device(opt.device, "--device");  // before any cell runs
   const auto exp = load_experiment_config(opt.config);
   auto cells = experiment_cells(exp, opt.quick);
   const fs::path out = fs::absolute(opt.out);
@@ -163,6 +166,7 @@ void run(const Options& opt) {
     c.overrides.insert(c.overrides.begin(),
                        "attacker.cache_dir=" + (out / "attacker-cache").string());
     c.overrides.push_back("scheduler.control=");  // cells run one at a time; no control port
+    if (!opt.device.empty()) c.overrides.push_back("run.device=" + opt.device);
   }
   const auto effective = check_cells(exp, cells);
   fs::create_directories(out / "runs");
@@ -184,7 +188,8 @@ void run(const Options& opt) {
   ctx.title = "GuardedTuning: designs side by side (" + fs::path(opt.config).filename().string() +
               (opt.quick ? ", quick" : "") + ")";
   ctx.command = "gtune experiment --config " + opt.config + " --out " + opt.out +
-                (opt.quick ? " --quick" : "");
+                (opt.quick ? " --quick" : "") +
+                (opt.device.empty() ? "" : " --device " + opt.device);
   ctx.machine = machine_text();
   ctx.date = utc_now();
   ctx.baseline = exp.baseline;
@@ -214,6 +219,8 @@ void add_experiment(CLI::App& app) {
       ->required();
   cmd->add_flag("--quick", opt->quick, "add the file's quick overrides (a smoke test)");
   cmd->add_flag("--fresh", opt->fresh, "run every cell again, even those finished before");
+  cmd->add_option("--device", opt->device,
+                  "where every run computes: cpu, cuda or cuda:N (sets run.device in each cell)");
   cmd->callback([opt] { run(*opt); });
 }
 

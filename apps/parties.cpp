@@ -16,6 +16,7 @@
 #include "data/lm_dataset.hpp"
 #include "data/mc_instructions.hpp"
 #include "data/wordnet_tasks.hpp"
+#include "models/device.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
 
@@ -81,8 +82,11 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& 
 }
 
 // The model with the adapter structure and trainable flags every party agrees
-// on: LoRA factors (seeded, so every party starts from the same ones) or full.
+// on: LoRA factors (seeded, so every party starts from the same ones) or full; on
+// run.device. LoRA factors are drawn on the CPU before the move, so that parties on
+// different devices start from the same ones.
 Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
+  const auto device = parse_device(cfg.run.device);
   torch::manual_seed(cfg.training.seed);
   model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
   auto seg = split_model(model, {cfg.model.n_in, cfg.model.n_out});
@@ -95,6 +99,7 @@ Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
   }
   set_trainable(*seg.input, mode);
   set_trainable(*seg.output, mode);
+  to_device(seg, device);  // before any optimizer is made over the adapters
   return seg;
 }
 

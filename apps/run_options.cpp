@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/error.hpp"
+#include "models/device.hpp"
 
 namespace gt::cli {
 
@@ -13,6 +14,8 @@ void RunOptions::add_to(CLI::App& cmd) {
   cmd.add_option("--config", config,
                  "run configuration (TOML, see config/README.md); default: built-in defaults");
   cmd.add_option("--set", sets, "override a config key, e.g. --set training.steps=20 (repeatable)");
+  cmd.add_option("--device", device,
+                 "where to compute: cpu, cuda or cuda:N (shorthand for --set run.device=...)");
   cmd.add_flag("--quiet", quiet, "no progress bar");
   cmd.add_option(
       "config_and_overrides", positional,
@@ -32,7 +35,8 @@ std::pair<std::string, std::vector<std::string>> RunOptions::file_and_overrides(
                   " already) and key=value overrides");
     }
   }
-  overrides.insert(overrides.end(), sets.begin(), sets.end());  // --set wins over positional
+  overrides.insert(overrides.end(), sets.begin(), sets.end());       // --set wins over positional
+  if (!device.empty()) overrides.push_back("run.device=" + device);  // the shorthand, last
   return {file, overrides};
 }
 
@@ -53,6 +57,7 @@ RunConfig RunOptions::load() const {
   if (cfg.model.path == default_run_config().model.path && !std::filesystem::exists(cfg.model.path))
     cfg.model.path = GT_DEFAULT_MODEL_DIR;
   if (cfg.run.threads > 0) torch::set_num_threads(static_cast<int>(cfg.run.threads));
+  parse_device(cfg.run.device);  // a clear error now rather than after loading data
   return cfg;
 }
 

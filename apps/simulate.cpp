@@ -91,6 +91,7 @@ nlohmann::json emulator_reports(const std::vector<EmulatorReport>& reports,
   auto out = nlohmann::json::array();
   for (const auto& r : reports) {
     auto emulator = load_emulator(r.path, client.seg().cfg, client.seg().dtype).backbone;
+    emulator->to(client.seg().device());  // as the client holds it
     int64_t memory = 0;  // what the client holds in memory (int8 weights arrive dequantized)
     for (const auto& p : emulator->parameters()) memory += p.numel() * p.element_size();
     const auto& full = builder.full;  // pretrained adapters and the real backbone

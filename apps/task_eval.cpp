@@ -5,6 +5,7 @@
 
 #include "data/multiple_choice.hpp"
 #include "data/wordnet_tasks.hpp"
+#include "models/device.hpp"
 #include "models/tokenizer.hpp"
 
 namespace gt::cli {
@@ -12,8 +13,9 @@ namespace {
 
 // The full model through a client's cut: input adapter -> backbone -> output adapter.
 LogitsFn logits_of(Segments seg) {  // a copy: modules are shared, the holders not const
-  return [seg](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
+  return [seg](const torch::Tensor& cpu_ids, const torch::Tensor& cpu_mask) mutable {
     torch::NoGradGuard no_grad;
+    const auto ids = cpu_ids.to(seg.device()), mask = cpu_mask.to(seg.device());
     auto ctx = make_attention_context(seg.cfg, mask, seg.dtype);
     return seg.output->forward(seg.backbone->forward(seg.input->forward(ids, mask, ctx), ctx), ctx);
   };
@@ -31,7 +33,8 @@ nlohmann::json evaluate_tasks(const RunConfig& cfg, const std::vector<ClientSide
   if (e.tasks.empty()) return nullptr;
   auto tokenizer = Tokenizer::from_dir(cfg.model.path);
   auto pretrained_model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
-  const auto pretrained = split_model(pretrained_model, {cfg.model.n_in, cfg.model.n_out});
+  auto pretrained = split_model(pretrained_model, {cfg.model.n_in, cfg.model.n_out});
+  to_device(pretrained, parse_device(cfg.run.device));
   auto out = nlohmann::json::array();
   for (const auto& name : e.tasks) {
     auto task = wordnet_mc_task(name, cfg.data.wordnet_dir, size_t(e.items));

@@ -8,6 +8,11 @@
 //   C   B with the server actor in a second process (this binary re-executed with
 //       --serve), reached over 127.0.0.1 through CAF's middleman.
 // Also the encoded bytes per step of split fp32 vs. online quantization schemes.
+// --device cuda runs every party (and the child of C) on the GPU, timing each step to its end
+// (torch::cuda::synchronize); --model opt-1.3b-random builds a random-weight model of
+// OPT-1.3B's shape (1.3e9 parameters, no download) instead of the embedded opt-mini;
+// --variants and --bytes 0 keep a big model's run to what is needed. bench/hf_split_step.py
+// is the same split step written with PyTorch + transformers, for comparison on one GPU.
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
@@ -24,6 +29,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +40,7 @@
 #include "bench/bench_util.hpp"
 #include "config/run_config.hpp"
 #include "data/instructions.hpp"
+#include "models/device.hpp"
 #include "models/lora.hpp"
 #include "strategies/centralized.hpp"
 #include "strategies/client_channel.hpp"
@@ -43,8 +52,23 @@ namespace {
 
 using namespace gt::bench;  // Clock, median, now_string, loadavg, seconds_since
 
+// OPT-1.3B's config.json (facebook/opt-1.3b) without dropout: the shape of the big model.
+constexpr const char* kRandomModel = "opt-1.3b-random";
+constexpr const char* kOpt13bConfig = R"({
+  "model_type": "opt", "activation_function": "relu", "do_layer_norm_before": true,
+  "enable_bias": true, "ffn_dim": 8192, "hidden_size": 2048, "max_position_embeddings": 2048,
+  "num_attention_heads": 32, "num_hidden_layers": 24, "vocab_size": 50272,
+  "word_embed_proj_dim": 2048, "tie_word_embeddings": true, "pad_token_id": 1,
+  "bos_token_id": 2, "eos_token_id": 2, "dropout": 0.0, "attention_dropout": 0.0
+})";
+
 struct Options {
-  std::string model = GT_DEFAULT_MODEL_DIR;
+  std::string model = GT_DEFAULT_MODEL_DIR;      // a checkpoint directory, or kRandomModel
+  std::string tokenizer = GT_DEFAULT_MODEL_DIR;  // of the batches (a random model has none)
+  std::string device = "cpu";
+  std::string variants = "A0,A,B,C";
+  std::string json;  // write the step times here as JSON too ("" = no)
+  int bytes = 1;     // print the bytes-per-step table (five more model pairs)
   std::string wordnet = "/usr/share/wordnet";
   std::string caf_policy =
       "sharing";  // as gtune runs (apps/run_client.cpp), or CAF's default stealing
@@ -55,8 +79,10 @@ struct Options {
 
 [[noreturn]] void usage(const char* argv0, const std::string& why) {
   std::cerr << argv0 << ": " << why << "\nusage: " << argv0
-            << " [--model DIR] [--wordnet DIR] [--rounds N] [--warmup N] [--batches N]\n"
-               "       [--threads N] [--batch B] [--max-len T] [--caf-policy stealing|sharing]\n";
+            << " [--model DIR|opt-1.3b-random] [--tokenizer DIR] [--device cpu|cuda|cuda:N]\n"
+               "       [--variants A0,A,B,C] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
+               "       [--rounds N] [--warmup N] [--batches N] [--threads N] [--batch B]\n"
+               "       [--max-len T] [--caf-policy stealing|sharing]\n";
   std::exit(2);
 }
 
@@ -66,11 +92,17 @@ Options parse(int argc, char** argv) {
     const std::string a = argv[i];
     if (i + 1 >= argc) usage(argv[0], "missing value after " + a);
     const std::string v = argv[++i];
-    const std::map<std::string, std::string*> strs{
-        {"--model", &o.model}, {"--wordnet", &o.wordnet}, {"--caf-policy", &o.caf_policy}};
+    const std::map<std::string, std::string*> strs{{"--model", &o.model},
+                                                   {"--wordnet", &o.wordnet},
+                                                   {"--caf-policy", &o.caf_policy},
+                                                   {"--tokenizer", &o.tokenizer},
+                                                   {"--device", &o.device},
+                                                   {"--variants", &o.variants},
+                                                   {"--json", &o.json}};
     const std::map<std::string, int*> ints{
         {"--rounds", &o.rounds},   {"--warmup", &o.warmup},  {"--batches", &o.batches},
-        {"--threads", &o.threads}, {"--serve", &o.serve_fd}, {"--lifeline", &o.lifeline_fd}};
+        {"--threads", &o.threads}, {"--serve", &o.serve_fd}, {"--lifeline", &o.lifeline_fd},
+        {"--bytes", &o.bytes}};
     const std::map<std::string, int64_t*> longs{{"--batch", &o.batch}, {"--max-len", &o.max_len}};
     if (!strs.count(a) && !ints.count(a) && !longs.count(a)) usage(argv[0], "unknown option " + a);
     try {
@@ -85,6 +117,7 @@ Options parse(int argc, char** argv) {
     usage(argv[0], "counts must be positive (max-len >= 2)");
   if (o.caf_policy != "stealing" && o.caf_policy != "sharing")
     usage(argv[0], "--caf-policy must be stealing or sharing");
+  if (o.bytes != 0 && o.bytes != 1) usage(argv[0], "--bytes must be 0 or 1");
   return o;
 }
 
@@ -100,7 +133,21 @@ struct ActorConfig : caf::actor_system_config {
 gt::RunConfig run_config(const Options& o) {
   auto cfg = gt::default_run_config();
   cfg.model.path = o.model;
+  cfg.run.device = o.device;
   return cfg;
+}
+
+// The checkpoint, or OPT-1.3B's shape with random weights (the same for every copy: seed 0).
+gt::DecoderLM load_model(const gt::RunConfig& cfg) {
+  if (cfg.model.path == kRandomModel)
+    return gt::make_decoder(gt::parse_model_config(kOpt13bConfig, kRandomModel), 0);
+  return gt::load_decoder(cfg.model.path);
+}
+
+int64_t parameter_count(const gt::DecoderLM& model) {
+  int64_t n = 0;
+  for (const auto& [name, t] : gt::hf_named_parameters(gt::all_parts(*model))) n += t.numel();
+  return n;  // each tensor once (the tied head is the embedding)
 }
 
 // A client's copy of the model with trainable adapters, as apps/parties.cpp builds it.
@@ -112,11 +159,12 @@ struct ClientCopy {
 
 ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
   ClientCopy c;
-  c.model = gt::load_decoder(cfg.model.path);
+  c.model = load_model(cfg);
   c.seg = gt::split_model(c.model, {cfg.model.n_in, cfg.model.n_out});
   gt::set_trainable(*c.model, gt::TrainMode::frozen);
   gt::set_trainable(*c.seg.input, gt::TrainMode::full);
   gt::set_trainable(*c.seg.output, gt::TrainMode::full);
+  gt::to_device(c.seg, gt::parse_device(cfg.run.device));  // before the optimizer
   c.optimizer = std::make_shared<torch::optim::AdamW>(
       gt::unique_parameters({c.seg.input.get(), c.seg.output.get()}),
       torch::optim::AdamWOptions(lr).weight_decay(cfg.optimizer.weight_decay));
@@ -132,17 +180,18 @@ std::unique_ptr<gt::ClientChannel> channel(const ClientCopy& copy, gt::WireSchem
 }
 
 std::shared_ptr<gt::SplitServer> make_server(const gt::RunConfig& cfg, const std::string& name) {
-  auto model = gt::load_decoder(cfg.model.path);
+  auto model = load_model(cfg);
   gt::set_trainable(*model, gt::TrainMode::frozen);
-  return std::make_shared<gt::SplitServer>(
-      gt::split_model(model, {cfg.model.n_in, cfg.model.n_out}), name);
+  auto seg = gt::split_model(model, {cfg.model.n_in, cfg.model.n_out});
+  gt::to_device(seg, gt::parse_device(cfg.run.device));
+  return std::make_shared<gt::SplitServer>(seg, name);
 }
 
 std::vector<gt::LmBatch> make_batches(const Options& o) {
   const size_t want = static_cast<size_t>(o.batch) * o.batches;
   // Extra examples in case the tokenizer drops some that do not fit max_len.
   auto ex = gt::wordnet_instructions(o.wordnet, 0.05, want + 64, 1).train;
-  const gt::InstructionDataset data(ex, gt::Tokenizer::from_dir(o.model), o.max_len);
+  const gt::InstructionDataset data(ex, gt::Tokenizer::from_dir(o.tokenizer), o.max_len);
   if (data.size() < want) throw std::runtime_error("too few WordNet instruction examples");
   std::vector<gt::LmBatch> out;
   for (int i = 0; i < o.batches; ++i) {
@@ -187,8 +236,9 @@ double step_actor(gt::ClientChannel& c, caf::scoped_actor& self, const gt::serve
                   const gt::LmBatch& b) {
   auto fwd =
       ask<gt::ForwardReply>(self, server, std::get<gt::ForwardRequest>(c.begin_step({b, {}})));
-  auto bwd = ask<gt::BackwardReply>(self, server, std::get<gt::BackwardRequest>(c.on_reply(fwd)));
-  return std::get<gt::StepOutcome>(c.on_reply(bwd)).loss;
+  auto bwd = ask<gt::BackwardReply>(self, server,
+                                    std::get<gt::BackwardRequest>(c.on_reply(std::move(fwd))));
+  return std::get<gt::StepOutcome>(c.on_reply(std::move(bwd))).loss;
 }
 
 // Variant C's child: publish a server actor on 127.0.0.1, port 0; write the port to serve_fd;
@@ -226,7 +276,8 @@ Child spawn_server_process(const Options& o) {
   if (ch.pid == 0) {
     close(port_pipe[0]);
     close(life_pipe[1]);
-    std::vector<std::string> args{"bench_split_step", "--model", o.model, "--threads"};
+    std::vector<std::string> args{"bench_split_step", "--model", o.model,
+                                  "--device",         o.device,  "--threads"};
     args.insert(args.end(), {std::to_string(o.threads), "--caf-policy", o.caf_policy, "--serve"});
     args.insert(args.end(),
                 {std::to_string(port_pipe[1]), "--lifeline", std::to_string(life_pipe[0])});
@@ -272,6 +323,22 @@ Bytes bytes_per_step(const gt::RunConfig& cfg, const gt::WireSchemes& schemes,
   return {n.up / k, n.down / k};
 }
 
+// Which of A0, A, B, C to run: a comma-separated list.
+std::vector<bool> parse_variants(const std::string& list, const char* argv0) {
+  const std::vector<std::string> known{"A0", "A", "B", "C"};
+  std::vector<bool> want(known.size(), false);
+  std::string item;
+  std::stringstream in(list);
+  while (std::getline(in, item, ',')) {
+    const auto it = std::find(known.begin(), known.end(), item);
+    if (it == known.end()) usage(argv0, "--variants: unknown variant '" + item + "'");
+    want[size_t(it - known.begin())] = true;
+  }
+  if (std::find(want.begin(), want.end(), true) == want.end())
+    usage(argv0, "--variants: name at least one of A0, A, B, C");
+  return want;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -279,6 +346,7 @@ int main(int argc, char** argv) {
   if (o.threads > 0) torch::set_num_threads(o.threads);
   spdlog::set_level(spdlog::level::warn);  // no per-session info lines in the output
   if (o.serve_fd >= 0) return serve(o);
+  const auto want = parse_variants(o.variants, argv[0]);
 
   std::string cmd;
   for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + std::string(argv[i]);
@@ -288,12 +356,22 @@ int main(int argc, char** argv) {
               std::thread::hardware_concurrency(), torch::get_num_threads(),
               torch::get_num_interop_threads());
   std::printf("load average at start: %s\n", loadavg().c_str());
-  std::printf("model: %s\n", o.model.c_str());
 
   Child child;
   try {
+    const auto device = gt::parse_device(o.device, "--device");
     const auto cfg = run_config(o);
-    child = spawn_server_process(o);  // loads its model while we load ours
+    if (o.model == kRandomModel)
+      std::printf(
+          "model: %s (random weights, OPT-1.3B's shape: hidden 2048, 24 layers, 32 heads, "
+          "ffn 8192, vocab 50272); batches tokenized with %s\n",
+          o.model.c_str(), o.tokenizer.c_str());
+    else
+      std::printf("model: %s\n", o.model.c_str());
+    if (!device.is_cpu())
+      std::printf("device: %s (every party; LibTorch %s)\n", device.str().c_str(), TORCH_VERSION);
+    enum { kA0, kA, kB, kC, kN };
+    if (want[kC]) child = spawn_server_process(o);  // loads its model while we load ours
     const auto batches = make_batches(o);
     std::printf("data: WordNet instructions, %d fixed batches of %lld, max_len %lld; shapes:",
                 o.batches, static_cast<long long>(o.batch), static_cast<long long>(o.max_len));
@@ -313,74 +391,112 @@ int main(int argc, char** argv) {
         {"online a1+g2 int8", {QS::int8, QS::none, QS::int8, QS::none}},
         {"online all four int8", {QS::int8, QS::int8, QS::int8, QS::int8}},
     };
-    std::printf("\n[bytes per step] encoded message sizes, mean over the %d batches\n", o.batches);
-    std::printf("  %-22s %12s %12s %12s %8s %8s %8s\n", "wire", "up B", "down B", "total B",
-                "up -%", "down -%", "total -%");
-    Bytes ref;
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const auto n = bytes_per_step(cfg, cases[i].second, batches);
-      if (i == 0) ref = n;
-      auto pct = [](int64_t x, int64_t r) { return r ? 100.0 * (1.0 - double(x) / r) : 0.0; };
-      std::printf("  %-22s %12lld %12lld %12lld %7.1f%% %7.1f%% %7.1f%%\n", cases[i].first,
-                  static_cast<long long>(n.up), static_cast<long long>(n.down),
-                  static_cast<long long>(n.up + n.down), pct(n.up, ref.up), pct(n.down, ref.down),
-                  pct(n.up + n.down, ref.up + ref.down));
+    if (o.bytes) {
+      std::printf("\n[bytes per step] encoded message sizes, mean over the %d batches\n",
+                  o.batches);
+      std::printf("  %-22s %12s %12s %12s %8s %8s %8s\n", "wire", "up B", "down B", "total B",
+                  "up -%", "down -%", "total -%");
+      Bytes ref;
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const auto n = bytes_per_step(cfg, cases[i].second, batches);
+        if (i == 0) ref = n;
+        auto pct = [](int64_t x, int64_t r) { return r ? 100.0 * (1.0 - double(x) / r) : 0.0; };
+        std::printf("  %-22s %12lld %12lld %12lld %7.1f%% %7.1f%% %7.1f%%\n", cases[i].first,
+                    static_cast<long long>(n.up), static_cast<long long>(n.down),
+                    static_cast<long long>(n.up + n.down), pct(n.up, ref.up), pct(n.down, ref.down),
+                    pct(n.up + n.down, ref.up + ref.down));
+      }
     }
 
     // ---- timed variants ----
-    enum { kA0, kA, kB, kC, kN };
     const char* names[kN] = {"A0 centralized", "A  split direct", "B  actors, 1 process",
                              "C  actors, loopback"};
+    const char* keys[kN] = {"A0", "A", "B", "C"};
     const double lr = cfg.optimizer.lr;
-    auto c0 = make_client(cfg, lr), ca = make_client(cfg, lr), cb = make_client(cfg, lr),
-         cc = make_client(cfg, lr);
-    gt::CentralizedTrainer trainer(c0.seg, c0.optimizer);
-    auto channel_a = channel(ca), channel_b = channel(cb), channel_c = channel(cc);
-    auto &client_a = *channel_a, &client_b = *channel_b, &client_c = *channel_c;
-    auto server_a = make_server(cfg, "bench-direct");
+    // Only the copies the chosen variants need (a big model's copies take memory and time).
+    ClientCopy c0, ca, cb, cc;
+    if (want[kA0]) c0 = make_client(cfg, lr);
+    if (want[kA]) ca = make_client(cfg, lr);
+    if (want[kB]) cb = make_client(cfg, lr);
+    if (want[kC]) cc = make_client(cfg, lr);
+    const auto& first_copy = want[kA] ? ca : want[kA0] ? c0 : want[kB] ? cb : cc;
+    const int64_t parameters = parameter_count(first_copy.model);
+    if (o.model == kRandomModel)
+      std::printf("parameters: %lld (each tensor once)\n", static_cast<long long>(parameters));
+    std::optional<gt::CentralizedTrainer> trainer;
+    if (want[kA0]) trainer.emplace(c0.seg, c0.optimizer);
+    std::unique_ptr<gt::ClientChannel> channel_a, channel_b, channel_c;
+    if (want[kA]) channel_a = channel(ca);
+    if (want[kB]) channel_b = channel(cb);
+    if (want[kC]) channel_c = channel(cc);
+    std::shared_ptr<gt::SplitServer> server_a;
     Bytes sink;
-    client_a.set_session(server_a->open(wire(client_a.hello("a"), sink.up)).header.session);
+    if (want[kA]) {
+      server_a = make_server(cfg, "bench-direct");
+      channel_a->set_session(server_a->open(wire(channel_a->hello("a"), sink.up)).header.session);
+    }
 
     ActorConfig acfg{o.caf_policy};
     caf::actor_system sys{acfg};
-    auto server_b = sys.spawn(gt::server_behavior, make_server(cfg, "bench-local"),
-                              std::make_shared<gt::WireStats>());
+    gt::server_actor server_b;
+    if (want[kB])
+      server_b = sys.spawn(gt::server_behavior, make_server(cfg, "bench-local"),
+                           std::make_shared<gt::WireStats>());
     struct ExitGuard {  // else ~actor_system would wait for it forever
       gt::server_actor actor;
-      ~ExitGuard() { caf::anon_send_exit(actor, caf::exit_reason::user_shutdown); }
+      ~ExitGuard() {
+        if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+      }
     } exit_guard{server_b};
-    auto server_c = sys.middleman().remote_actor<gt::server_actor>("127.0.0.1", child.port);
-    if (!server_c) throw std::runtime_error("remote_actor: " + caf::to_string(server_c.error()));
+    gt::server_actor server_c;
+    if (want[kC]) {
+      auto remote = sys.middleman().remote_actor<gt::server_actor>("127.0.0.1", child.port);
+      if (!remote) throw std::runtime_error("remote_actor: " + caf::to_string(remote.error()));
+      server_c = *remote;
+    }
     caf::scoped_actor self{sys};
-    client_b.set_session(
-        ask<gt::SessionAccept>(self, server_b, client_b.hello("b")).header.session);
-    client_c.set_session(
-        ask<gt::SessionAccept>(self, *server_c, client_c.hello("c")).header.session);
-    std::printf("CAF scheduler: %s, %zu workers; server process pid %d on 127.0.0.1:%u\n",
-                o.caf_policy.c_str(), sys.scheduler().num_workers(), static_cast<int>(child.pid),
-                static_cast<unsigned>(child.port));
+    if (want[kB])
+      channel_b->set_session(
+          ask<gt::SessionAccept>(self, server_b, channel_b->hello("b")).header.session);
+    if (want[kC])
+      channel_c->set_session(
+          ask<gt::SessionAccept>(self, server_c, channel_c->hello("c")).header.session);
+    if (want[kC])
+      std::printf("CAF scheduler: %s, %zu workers; server process pid %d on 127.0.0.1:%u\n",
+                  o.caf_policy.c_str(), sys.scheduler().num_workers(), static_cast<int>(child.pid),
+                  static_cast<unsigned>(child.port));
+    else
+      std::printf("CAF scheduler: %s, %zu workers\n", o.caf_policy.c_str(),
+                  sys.scheduler().num_workers());
 
     gt::WireStats a0_stats;
     auto run_step = [&](int v, const gt::LmBatch& b) {
-      if (v == kA0) return trainer.step(b, a0_stats, "a0").loss;
-      if (v == kA) return step_direct(client_a, *server_a, b, sink);
-      return v == kB ? step_actor(client_b, self, server_b, b)
-                     : step_actor(client_c, self, *server_c, b);
+      double loss = 0;
+      if (v == kA0)
+        loss = trainer->step(b, a0_stats, "a0").loss;
+      else if (v == kA)
+        loss = step_direct(*channel_a, *server_a, b, sink);
+      else
+        loss = v == kB ? step_actor(*channel_b, self, server_b, b)
+                       : step_actor(*channel_c, self, server_c, b);
+      gt::synchronize(device);  // the step ends when the GPU's queued work (optimizer) is done
+      return loss;
     };
     std::vector<double> t[kN], losses[kN], ratios[3][2];  // [A/A0, B/A, C/A][per round, step]
+    const int num[3] = {kA, kB, kC}, den[3] = {kA0, kA, kA};
     auto add_ratios = [&](const double* x, int which) {
-      ratios[0][which].push_back(x[kA] / x[kA0]);
-      ratios[1][which].push_back(x[kB] / x[kA]);
-      ratios[2][which].push_back(x[kC] / x[kA]);
+      for (int i = 0; i < 3; ++i)
+        if (want[num[i]] && want[den[i]]) ratios[i][which].push_back(x[num[i]] / x[den[i]]);
     };
     for (int r = 0; r < o.warmup + o.rounds; ++r) {
       double round[kN] = {0, 0, 0, 0};
       for (auto& b : batches) {
-        double step[kN];
+        double step[kN] = {0, 0, 0, 0};
         for (int k = 0; k < kN; ++k) {
           // Rotate the order each round, and reverse it every kN rounds, so that each
           // variant runs first, last, and right after every other one equally often.
           const int rot = (k + r) % kN, v = (r / kN) % 2 ? kN - 1 - rot : rot;
+          if (!want[v]) continue;
           const auto t0 = Clock::now();
           losses[v].push_back(run_step(v, b));
           step[v] = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -389,13 +505,15 @@ int main(int argc, char** argv) {
         if (r >= o.warmup) add_ratios(step, 1);
       }
       if (r < o.warmup) continue;
-      for (int v = 0; v < kN; ++v) t[v].push_back(round[v] / o.batches);
+      for (int v = 0; v < kN; ++v)
+        if (want[v]) t[v].push_back(round[v] / o.batches);
       add_ratios(round, 0);
     }
+    const int ref = want[kA] ? kA : int(std::find(want.begin(), want.end(), true) - want.begin());
     double max_diff[kN] = {0, 0, 0, 0};
     for (int v = 0; v < kN; ++v)
       for (size_t i = 0; i < losses[v].size(); ++i)
-        max_diff[v] = std::max(max_diff[v], std::abs(losses[v][i] - losses[kA][i]));
+        max_diff[v] = std::max(max_diff[v], std::abs(losses[v][i] - losses[ref][i]));
 
     std::printf(
         "\n[step time] %d warm-up + %d timed rounds; each batch runs with every variant "
@@ -404,21 +522,43 @@ int main(int argc, char** argv) {
     std::printf("  %-22s %10s %10s %10s %12s\n", "variant", "median s", "min s", "max s",
                 "max|dloss|");
     for (int v = 0; v < kN; ++v)
-      std::printf("  %-22s %10.4f %10.4f %10.4f %12.3g\n", names[v], median(t[v]),
-                  *std::min_element(t[v].begin(), t[v].end()),
-                  *std::max_element(t[v].begin(), t[v].end()), max_diff[v]);
+      if (want[v])
+        std::printf("  %-22s %10.4f %10.4f %10.4f %12.3g\n", names[v], median(t[v]),
+                    *std::min_element(t[v].begin(), t[v].end()),
+                    *std::max_element(t[v].begin(), t[v].end()), max_diff[v]);
     const char* what[3] = {"A/A0", "B/A", "C/A"};
     const char* target[3] = {"", "  target < 1.05", "  target < 1.15"};
     for (int i = 0; i < 3; ++i) {
       auto& pr = ratios[i][0];
+      if (pr.empty()) continue;
       std::printf("  %-5s median of per-round ratios %.3f (min %.3f, max %.3f); per-step %.3f%s\n",
                   what[i], median(pr), *std::min_element(pr.begin(), pr.end()),
                   *std::max_element(pr.begin(), pr.end()), median(ratios[i][1]), target[i]);
     }
     std::printf(
-        "  (max|dloss|: largest |loss - loss of A| over all %zu steps; same batches, "
+        "  (max|dloss|: largest |loss - loss of %s| over all %zu steps; same batches, "
         "same start)\n",
-        losses[kA].size());
+        keys[ref], losses[ref].size());
+    if (!o.json.empty()) {
+      nlohmann::json j = {{"impl", "gtune (LibTorch " + std::string(TORCH_VERSION) + ")"},
+                          {"model", o.model},
+                          {"device", device.str()},
+                          {"rounds", o.rounds},
+                          {"warmup", o.warmup},
+                          {"shapes", nlohmann::json::array()},
+                          {"median_s_per_step", nlohmann::json::object()},
+                          {"first_loss", nlohmann::json::object()}};
+      j["parameters"] = parameters;
+      for (auto& b : batches)
+        j["shapes"].push_back(std::to_string(b.input_ids.size(0)) + "x" +
+                              std::to_string(b.input_ids.size(1)));
+      for (int v = 0; v < kN; ++v)
+        if (want[v]) {
+          j["median_s_per_step"][keys[v]] = median(t[v]);
+          j["first_loss"][keys[v]] = losses[v].front();
+        }
+      std::ofstream(o.json) << j.dump(1) << "\n";
+    }
   } catch (const std::exception& e) {
     stop(child);
     std::fprintf(stderr, "bench_split_step: %s\n", e.what());

@@ -188,6 +188,21 @@ std::string control_address(const Value& v) {
   return "";
 }
 
+// "cpu", "cuda" or "cuda:N" (N a decimal index, no sign, no leading zero). Whether the device
+// exists is checked where LibTorch is at hand (models/device.hpp).
+std::string device_name(const Value& v) {
+  const auto& s = std::get<std::string>(v);
+  if (s == "cpu" || s == "cuda") return "";
+  if (s.rfind("cuda:", 0) == 0) {
+    const auto n = s.substr(5);
+    const bool digits =
+        !n.empty() && n.size() <= 4 && (n.size() == 1 || n[0] != '0') &&
+        std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (digits) return "";
+  }
+  return toml_literal(v) + " is not allowed (allowed: cpu, cuda, cuda:N)";
+}
+
 Condition clients_at_least_2() {
   Condition c;
   c.text = "scheduler.clients >= 2";
@@ -422,6 +437,11 @@ std::vector<Field> make_fields() {
       run("out", &RunSection::out,
           "output directory (results.json, adapters); \"\" = write nothing"),
       run("threads", &RunSection::threads, "compute threads; 0 = LibTorch's default").at_least(0),
+      run("device", &RunSection::device,
+          "where every party computes (adapters, backbone, batches); cuda needs a LibTorch built "
+          "with CUDA and a visible GPU; cuda = the current GPU, cuda:N the N-th; the wire always "
+          "carries CPU bytes")
+          .check_with(device_name, "cpu, cuda, cuda:N"),
       run("checkpoint_dir", &RunSection::checkpoint_dir,
           "each client's resumable state (adapters, optimizer, data position, RNG, log), written "
           "every checkpoint_every steps and at phase ends; a restarted run resumes from it; "

@@ -128,6 +128,10 @@ struct RunSection {
   // here every checkpoint_every steps and at phase ends; a restarted run resumes from it.
   std::string checkpoint_dir;  // "" = no checkpoints
   int64_t checkpoint_every = 10;
+  // Where every party computes: "cpu", "cuda" (the current GPU) or "cuda:N". Checked for
+  // syntax here (config/ does not link LibTorch); models/device.hpp checks that the device
+  // exists when a party loads its model.
+  std::string device = "cpu";
 };
 
 // The server's limits on what its clients may ask of it.

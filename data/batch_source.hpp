@@ -15,6 +15,13 @@ struct LmBatch {
   torch::Tensor labels;          // (B, T) int64, -100 where no loss is taken
 };
 
+// The batch on `device` (a no-op, no copy, when it is there already): the party that computes
+// on a batch moves it to its model's device when a step starts.
+inline LmBatch to_device(const LmBatch& b, const torch::Device& device) {
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {move(b.input_ids), move(b.attention_mask), move(b.labels)};
+}
+
 struct BatchSource {
   virtual ~BatchSource() = default;
   virtual size_t size() const = 0;

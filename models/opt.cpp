@@ -36,8 +36,9 @@ torch::Tensor OptEmbeddingsImpl::forward(const torch::Tensor& input_ids,
                                          const torch::Tensor& attention_mask) {
   auto x = embed_tokens(input_ids);   // (B, T, E)
   if (project_in) x = project_in(x);  // (B, T, C)
-  // Positions count real tokens only: left padding does not shift them.
-  auto mask = attention_mask.to(torch::kLong);
+  // Positions count real tokens only: left padding does not shift them. They are made from the
+  // mask on the ids' device (a no-op when the caller put both there).
+  auto mask = attention_mask.to(input_ids.device(), torch::kLong);
   auto positions = torch::cumsum(mask, 1) * mask - 1;  // (B, T), -1 at padding
   return x + embed_positions(positions + kOptPositionOffset);
 }
@@ -98,7 +99,7 @@ OptHeadImpl::OptHeadImpl(const ModelConfig& cfg, torch::Tensor tied_embedding)
 torch::Tensor OptHeadImpl::final_hidden(const torch::Tensor& x) {
   // As transformers' last hidden state: after the final norm and project_out.
   auto h = final_layer_norm ? final_layer_norm(x) : x;  // (B, T, C)
-  return project_out ? project_out(h) : h;               // (B, T, E)
+  return project_out ? project_out(h) : h;              // (B, T, E)
 }
 
 torch::Tensor OptHeadImpl::forward(const torch::Tensor& x) {

@@ -101,6 +101,21 @@ Segments split_model(const DecoderLM& model, SplitPoints s) {
   return seg;
 }
 
+torch::Device Segments::device() const {
+  if (!input.is_empty() && input->embed) return input->embed->token_embedding().device();
+  if (!backbone.is_empty())
+    for (const auto& p : backbone->parameters()) return p.device();
+  return torch::Device(torch::kCPU);
+}
+
+void to_device(Segments& seg, const torch::Device& device) {
+  // Module::to moves each parameter with set_data: a weight tied to another module (the LM
+  // head to the token embedding) is the same tensor and moves once.
+  if (!seg.input.is_empty()) seg.input->to(device);
+  if (!seg.backbone.is_empty()) seg.backbone->to(device);
+  if (!seg.output.is_empty()) seg.output->to(device);
+}
+
 std::vector<torch::Tensor> unique_parameters(const std::vector<const torch::nn::Module*>& modules,
                                              bool trainable_only) {
   std::vector<torch::Tensor> out;

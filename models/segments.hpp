@@ -59,9 +59,18 @@ struct Segments {
   InputAdapter input{nullptr};
   Backbone backbone{nullptr};
   OutputAdapter output{nullptr};
+
+  // Where the weights are (the input adapter's, else the backbone's; CPU when there are none).
+  // Read from the modules, so it follows to_device on any copy of these Segments.
+  torch::Device device() const;
 };
 
 Segments split_model(const DecoderLM& model, SplitPoints split);
+
+// Moves every weight of the three segments (shared and tied ones once) to `device`, in place:
+// every copy of `seg`, and the DecoderLM it was cut from, see the move. Call it before making
+// an optimizer over the adapters, so that the optimizer state is created there too.
+void to_device(Segments& seg, const torch::Device& device);
 
 // Parameters of several modules, each tensor once (the tied head appears in both adapters).
 std::vector<torch::Tensor> unique_parameters(const std::vector<const torch::nn::Module*>& modules,

@@ -5,8 +5,9 @@
 
 namespace gt {
 
-ActivationsUp AdapterStrategy::eval_up(const LmBatch& batch) {
+ActivationsUp AdapterStrategy::eval_up(const LmBatch& cpu_batch) {
   torch::NoGradGuard no_grad;
+  const auto batch = on_device(cpu_batch);
   auto ctx = make_attention_context(seg().cfg, batch.attention_mask, seg().dtype);
   ActivationsUp up;
   up.a1 = seg().input->forward(batch.input_ids, batch.attention_mask, ctx);
@@ -15,11 +16,12 @@ ActivationsUp AdapterStrategy::eval_up(const LmBatch& batch) {
   return up;
 }
 
-std::pair<double, int64_t> AdapterStrategy::eval_loss(const LmBatch& batch,
+std::pair<double, int64_t> AdapterStrategy::eval_loss(const LmBatch& cpu_batch,
                                                       const torch::Tensor& a2) {
   torch::NoGradGuard no_grad;
+  const auto batch = on_device(cpu_batch);
   auto ctx = make_attention_context(seg().cfg, batch.attention_mask, seg().dtype);
-  return summed_lm_loss(seg().output->forward(a2.to(seg().dtype), ctx), batch.labels);
+  return summed_lm_loss(seg().output->forward(on_device(a2), ctx), batch.labels);
 }
 
 double AdapterStrategy::train_output(const LmBatch& batch, const torch::Tensor& a2,
@@ -28,6 +30,14 @@ double AdapterStrategy::train_output(const LmBatch& batch, const torch::Tensor& 
   clear_gradients(*model_->optimizer);
   loss.backward();
   return loss.item<double>();
+}
+
+LmBatch AdapterStrategy::on_device(const LmBatch& batch) const {
+  return to_device(batch, seg().device());
+}
+
+torch::Tensor AdapterStrategy::on_device(const torch::Tensor& received) const {
+  return received.to(seg().device(), seg().dtype);
 }
 
 void AdapterStrategy::apply_step() {

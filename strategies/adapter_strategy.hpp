@@ -20,6 +20,10 @@ class AdapterStrategy : public ClientStrategy {
   // (its gradient is then g2). Returns the loss; `ctx` from the batch's mask.
   double train_output(const LmBatch& batch, const torch::Tensor& a2, const AttentionContext& ctx);
   void apply_step();  // clip (if configured) and optimizer step
+  // A batch, or a tensor from the wire (in the model's dtype), on the model's device; the
+  // same tensors, no copy, when they are there already (always on the CPU).
+  LmBatch on_device(const LmBatch& batch) const;
+  torch::Tensor on_device(const torch::Tensor& received) const;
 
   Segments& seg() const { return model_->seg; }
   std::shared_ptr<ClientModel> model_;

@@ -51,9 +51,10 @@ NamedTensors reconstruct_upload(const AdapterUpload& upload, const NamedTensors&
       auto ref = reference.find(t.name);
       if (ref == reference.end())
         throw ProtocolError("adapters_up: no pretrained value of '" + t.name + "' for a delta");
-      value = ref->second.to(torch::kFloat) + value;
+      value = ref->second.to(torch::kFloat) + value.to(ref->second.device());
     }
-    out[t.name] = value.to(it->second.scalar_type());
+    // On the device and in the dtype of the parameter it will be assigned to.
+    out[t.name] = value.to(it->second.device(), it->second.scalar_type());
   }
   if (out.size() != expected.size())
     throw ProtocolError("adapters_up: " + std::to_string(out.size()) + " of " +

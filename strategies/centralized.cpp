@@ -27,7 +27,8 @@ StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
   stats.add(link, "up", message_kind<DataUpload>(),
             static_cast<int64_t>(encode(upload).bytes.size()));
 
-  auto loss = causal_lm_loss(logits(batch), batch.labels);
+  const auto b = to_device(batch, seg_.device());
+  auto loss = causal_lm_loss(logits(b), b.labels);
   clear_gradients(*optimizer_);
   loss.backward();
   if (grad_clip_ > 0) clip_gradients(*optimizer_, grad_clip_);
@@ -35,12 +36,13 @@ StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
   ++step_;
   StepOutcome out;
   out.loss = loss.item<double>();
-  out.tokens = batch.labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  out.tokens = b.labels.slice(1, 1).ne(-100).sum().item<int64_t>();
   return out;
 }
 
-std::pair<double, int64_t> CentralizedTrainer::eval_loss(const LmBatch& batch) {
+std::pair<double, int64_t> CentralizedTrainer::eval_loss(const LmBatch& cpu_batch) {
   torch::NoGradGuard no_grad;
+  const auto batch = to_device(cpu_batch, seg_.device());
   auto lg = logits(batch);
   const auto V = lg.size(-1);
   auto labels = batch.labels.slice(1, 1).reshape({-1});

@@ -56,18 +56,18 @@ Outgoing ClientChannel::begin_step(const StepInput& in) {
   return send(strategy_->begin_step(in));
 }
 
-torch::Tensor ClientChannel::a2_of(const ForwardReply& reply) const {
-  return from_wire(reply.activations, "a2", shape_);
+torch::Tensor ClientChannel::a2_of(ForwardReply&& reply) const {
+  return from_wire(std::move(reply.activations), "a2", shape_);
 }
 
-Outgoing ClientChannel::on_reply(const ForwardReply& reply) {
+Outgoing ClientChannel::on_reply(ForwardReply reply) {
   if (!in_flight_) throw ProtocolError("activations_down: no step in flight");
-  return send(strategy_->on_activations(a2_of(reply)));
+  return send(strategy_->on_activations(a2_of(std::move(reply))));
 }
 
-Outgoing ClientChannel::on_reply(const BackwardReply& reply) {
+Outgoing ClientChannel::on_reply(BackwardReply reply) {
   if (!in_flight_) throw ProtocolError("gradients_down: no step in flight");
-  return send(strategy_->on_gradients(from_wire(reply.gradient, "g1", shape_)));
+  return send(strategy_->on_gradients(from_wire(std::move(reply.gradient), "g1", shape_)));
 }
 
 ForwardRequest ClientChannel::eval_request(const LmBatch& batch) {
@@ -83,8 +83,8 @@ ForwardRequest ClientChannel::eval_request(const LmBatch& batch) {
   return req;
 }
 
-std::pair<double, int64_t> ClientChannel::eval_loss(const ForwardReply& reply) {
-  return strategy_->eval_loss(eval_batch_, a2_of(reply));
+std::pair<double, int64_t> ClientChannel::eval_loss(ForwardReply reply) {
+  return strategy_->eval_loss(eval_batch_, a2_of(std::move(reply)));
 }
 
 void ClientChannel::set_strategy(std::unique_ptr<ClientStrategy> strategy) {

@@ -22,10 +22,11 @@ class ClientChannel {
   // Opens a session, or (session already set) updates its terms for the current strategy.
   SessionHello hello(const std::string& client_name) const;
   Outgoing begin_step(const StepInput& in);
-  Outgoing on_reply(const ForwardReply& reply);
-  Outgoing on_reply(const BackwardReply& reply);
+  // Replies are taken over: their tensors become the strategy's without a copy.
+  Outgoing on_reply(ForwardReply reply);
+  Outgoing on_reply(BackwardReply reply);
   ForwardRequest eval_request(const LmBatch& batch);
-  std::pair<double, int64_t> eval_loss(const ForwardReply& reply);
+  std::pair<double, int64_t> eval_loss(ForwardReply reply);
 
   // Only between steps (no step in flight).
   void set_strategy(std::unique_ptr<ClientStrategy> strategy);
@@ -45,7 +46,7 @@ class ClientChannel {
  private:
   Header header() const { return Header{kProtocolVersion, session_, step_}; }
   Outgoing send(ClientAction action);
-  torch::Tensor a2_of(const ForwardReply& reply) const;
+  torch::Tensor a2_of(ForwardReply&& reply) const;
 
   std::shared_ptr<ClientModel> model_;
   std::unique_ptr<ClientStrategy> strategy_;

@@ -65,7 +65,7 @@ void ClientCheckpoint::save(const ClientProgress& p, const ClientModel& model,
                             const std::vector<torch::Tensor>& random_state) const {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& [name, value] : trainable_adapters(model.seg))
-    tensors.emplace_back("adapter." + name, value.detach());
+    tensors.emplace_back("adapter." + name, value.detach().to(torch::kCPU));
   std::ostringstream optimizer;
   torch::save(*model.optimizer, optimizer);
   tensors.emplace_back("optimizer", bytes_tensor(optimizer.str()));
@@ -137,7 +137,8 @@ std::optional<RestoredClient> ClientCheckpoint::load(ClientModel& model) const {
   assign_adapters(params, values);
   try {
     std::istringstream optimizer(tensor_bytes(file.tensor("optimizer")));
-    torch::load(*model.optimizer, optimizer);
+    // Onto the adapters' device, whichever device wrote the checkpoint.
+    torch::load(*model.optimizer, optimizer, model.seg.device());
   } catch (const c10::Error& e) {
     throw error_at(path_, std::string("optimizer state: ") + e.what_without_backtrace());
   }

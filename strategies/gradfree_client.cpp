@@ -1,6 +1,7 @@
 // See gradfree_client.hpp. Batches are right-padded and attention is causal,
 // so a sample's a2 at its real tokens does not depend on the rest of its batch;
-// padded positions carry no loss and are never attended to.
+// padded positions carry no loss and are never attended to. The cache stays in host memory
+// (a2 arrives there from the wire); a cached step moves its batch's rows to the device.
 #include "strategies/gradfree_client.hpp"
 
 #include "common/error.hpp"
@@ -12,11 +13,12 @@ GradfreeClient::GradfreeClient(std::shared_ptr<ClientModel> model, bool cache_a2
 
 ClientAction GradfreeClient::begin_step(const StepInput& in) {
   in_ = in;
+  in_.batch = on_device(in.batch);
   bool all_cached = cache_a2_ && !in.samples.empty();
   for (auto s : in.samples) all_cached = all_cached && cache_.count(s);
   if (all_cached) return train_on(recall());
   in_flight_ = true;
-  auto up = eval_up(in.batch);  // frozen input adapter: no graph to keep
+  auto up = eval_up(in_.batch);  // frozen input adapter: no graph to keep
   return up;
 }
 
@@ -30,7 +32,7 @@ ClientAction GradfreeClient::on_activations(const torch::Tensor& a2) {
 StepOutcome GradfreeClient::train_on(const torch::Tensor& a2) {
   auto ctx = make_attention_context(seg().cfg, in_.batch.attention_mask, seg().dtype);
   StepOutcome out;
-  out.loss = train_output(in_.batch, a2.detach(), ctx);
+  out.loss = train_output(in_.batch, on_device(a2).detach(), ctx);
   // A head tied to the token embedding would move the input adapter through
   // the back door: the input adapter, shared weights included, stays frozen.
   for (auto& p : seg().input->parameters()) p.mutable_grad() = torch::Tensor();

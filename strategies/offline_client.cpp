@@ -9,10 +9,11 @@ OfflineClient::OfflineClient(std::shared_ptr<ClientModel> model, Backbone emulat
                              std::string name)
     : AdapterStrategy(std::move(model)), emulator_(std::move(emulator)), name_(std::move(name)) {
   for (auto& p : emulator_->parameters()) p.requires_grad_(false);  // the emulator stays frozen
+  emulator_->to(seg().device());  // it arrives from a file, in host memory
 }
 
 ClientAction OfflineClient::begin_step(const StepInput& in) {
-  const auto& b = in.batch;
+  const auto b = on_device(in.batch);
   auto ctx = make_attention_context(seg().cfg, b.attention_mask, seg().dtype);
   auto a1 = seg().input->forward(b.input_ids, b.attention_mask, ctx);
   StepOutcome out;
@@ -22,8 +23,9 @@ ClientAction OfflineClient::begin_step(const StepInput& in) {
   return out;
 }
 
-std::pair<double, int64_t> OfflineClient::local_eval_loss(const LmBatch& b) {
+std::pair<double, int64_t> OfflineClient::local_eval_loss(const LmBatch& cpu_batch) {
   torch::NoGradGuard no_grad;
+  const auto b = on_device(cpu_batch);
   auto ctx = make_attention_context(seg().cfg, b.attention_mask, seg().dtype);
   auto a1 = seg().input->forward(b.input_ids, b.attention_mask, ctx);
   return summed_lm_loss(seg().output->forward(emulator_->forward(a1, ctx), ctx), b.labels);

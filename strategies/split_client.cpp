@@ -12,7 +12,7 @@ SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, d
     : AdapterStrategy(std::move(model)), name_(std::move(name)), dcor_lambda_(dcor_lambda) {}
 
 ClientAction SplitClient::begin_step(const StepInput& in) {
-  batch_ = in.batch;
+  batch_ = on_device(in.batch);
   ctx_ = make_attention_context(seg().cfg, batch_.attention_mask, seg().dtype);
   // The embeddings are the "private input" the penalty decorrelates a1 from.
   embeddings_ = seg().input->embed->forward(batch_.input_ids, batch_.attention_mask);
@@ -25,14 +25,14 @@ ClientAction SplitClient::begin_step(const StepInput& in) {
 
 ClientAction SplitClient::on_activations(const torch::Tensor& a2_in) {
   if (!a1_.defined()) throw Error(name_ + ": a2 without a step in flight");
-  auto a2 = a2_in.to(seg().dtype).requires_grad_(true);
+  auto a2 = on_device(a2_in).requires_grad_(true);
   outcome_.loss = train_output(batch_, a2, ctx_);  // output adapter grads, and g2 in a2.grad()
   return GradientsUp{a2.grad(), QuantScheme::none};
 }
 
 ClientAction SplitClient::on_gradients(const torch::Tensor& g1) {
   if (!a1_.defined()) throw Error(name_ + ": g1 without a step in flight");
-  std::vector<torch::Tensor> roots{a1_}, grads{g1.to(a1_.scalar_type())};
+  std::vector<torch::Tensor> roots{a1_}, grads{g1.to(a1_.device(), a1_.scalar_type())};
   if (dcor_lambda_ > 0) {
     auto dcor = distance_correlation(embeddings_.detach(), a1_);
     outcome_.dcor = dcor.item<double>();

@@ -65,10 +65,10 @@ ServerSession& SplitServer::session(const Header& h) {
   return it->second;
 }
 
-ForwardReply SplitServer::forward(const ForwardRequest& req) {
+ForwardReply SplitServer::forward(ForwardRequest req) {
   auto& s = session(req.header);
   const auto C = seg_.cfg.hidden_size;
-  auto mask = from_wire(req.attention_mask, "attention_mask", {-1, -1});
+  auto mask = from_wire(std::move(req.attention_mask), "attention_mask", {-1, -1});
   if (mask.scalar_type() != torch::kLong) throw ProtocolError("attention_mask: must be int64");
   const auto B = mask.size(0), T = mask.size(1);
   if (B == 0 || T == 0) throw ProtocolError("attention_mask: empty batch");
@@ -77,9 +77,12 @@ ForwardReply SplitServer::forward(const ForwardRequest& req) {
   if (T > seg_.cfg.max_positions && seg_.cfg.family == Family::opt)
     throw ProtocolError("sequence of " + std::to_string(T) + " tokens exceeds the model's " +
                         std::to_string(seg_.cfg.max_positions) + " positions");
-  auto a1 = from_wire(req.activations, "a1", {B, T, C}).to(seg_.dtype);
+  auto a1 = from_wire(std::move(req.activations), "a1", {B, T, C}).to(seg_.dtype);
   if (!torch::isfinite(a1).all().item<bool>()) throw ProtocolError("a1: contains NaN or infinity");
-  auto ctx = make_attention_context(seg_.cfg, mask, seg_.dtype);
+  // Checked in host memory as received; computed on the backbone's device.
+  const auto device = seg_.device();
+  a1 = a1.to(device);
+  auto ctx = make_attention_context(seg_.cfg, mask.to(device), seg_.dtype);
   if (req.keep_graph && !s.backward)
     throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
                         ") sends no gradients; a forward cannot keep a graph");
@@ -99,7 +102,7 @@ ForwardReply SplitServer::forward(const ForwardRequest& req) {
   return reply;
 }
 
-BackwardReply SplitServer::backward(const BackwardRequest& req) {
+BackwardReply SplitServer::backward(BackwardRequest req) {
   auto& s = session(req.header);
   if (!s.backward)
     throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
@@ -107,9 +110,9 @@ BackwardReply SplitServer::backward(const BackwardRequest& req) {
   if (s.pending_step != req.header.step || !s.a2.defined())
     throw ProtocolError("gradient for step " + std::to_string(req.header.step) +
                         " without a pending forward of that step");
-  auto g2 = from_wire(req.gradient, "g2", s.a2.sizes().vec()).to(s.a2.scalar_type());
+  auto g2 = from_wire(std::move(req.gradient), "g2", s.a2.sizes().vec()).to(s.a2.scalar_type());
   if (!torch::isfinite(g2).all().item<bool>()) throw ProtocolError("g2: contains NaN or infinity");
-  s.a2.backward(g2);  // through the frozen backbone to the received a1
+  s.a2.backward(g2.to(s.a2.device()));  // through the frozen backbone to the received a1
   BackwardReply reply;
   reply.header = req.header;
   reply.gradient = to_wire(s.a1.grad(), s.g1_scheme);
@@ -135,11 +138,12 @@ NamedTensors SplitServer::plugged(const std::string& client_name) const {
 }
 
 std::pair<double, int64_t> SplitServer::evaluate_plugged(const std::string& client_name,
-                                                         const LmBatch& batch) {
+                                                         const LmBatch& cpu_batch) {
   auto it = plugged_.find(client_name);
   if (it == plugged_.end()) throw Error("no adapters plugged for client '" + client_name + "'");
   assign_adapters(trainable_adapters(seg_), it->second);
   torch::NoGradGuard no_grad;
+  const auto batch = to_device(cpu_batch, seg_.device());
   auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);
   auto a1 = seg_.input->forward(batch.input_ids, batch.attention_mask, ctx);
   return summed_lm_loss(seg_.output->forward(seg_.backbone->forward(a1, ctx), ctx), batch.labels);

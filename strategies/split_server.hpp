@@ -34,8 +34,9 @@ class SplitServer {
   // the hello names an open session of the same client, updates its terms
   // (a strategy switch). Throws ProtocolError.
   SessionAccept open(const SessionHello& hello);
-  ForwardReply forward(const ForwardRequest& request);
-  BackwardReply backward(const BackwardRequest& request);
+  // Requests are taken over: received tensors are used in place, not copied.
+  ForwardReply forward(ForwardRequest request);
+  BackwardReply backward(BackwardRequest request);
   // Plugs a client's tuned adapters into the full model (kept per client).
   AdapterAck plug(const AdapterUpload& upload);
   void close(uint64_t session);

@@ -47,7 +47,11 @@ GaussianNoise::GaussianNoise(std::unique_ptr<ClientStrategy> inner, double std, 
 
 ClientAction GaussianNoise::up(ClientAction action) {
   if (auto* a = std::get_if<ActivationsUp>(&action); a && std_ > 0)
-    a->a1 = a->a1 + torch::randn(a->a1.sizes(), generator_, a->a1.options()) * std_;
+    // Drawn on the CPU generator whatever the device, so the noise (and a checkpoint's
+    // generator state) is the same on every device.
+    a->a1 = a->a1 + torch::randn(a->a1.sizes(), generator_, a->a1.options().device(torch::kCPU))
+                            .to(a->a1.device()) *
+                        std_;
   return action;
 }
 

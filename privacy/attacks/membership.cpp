@@ -10,7 +10,8 @@ namespace gt {
 namespace {
 
 // (B,) mean NLL of each sample's labelled next tokens; 0 where a sample has none.
-torch::Tensor batch_losses(const Segments& model, const LmBatch& b) {
+torch::Tensor batch_losses(const Segments& model, const LmBatch& cpu_batch) {
+  const auto b = to_device(cpu_batch, model.device());
   auto ctx = make_attention_context(model.cfg, b.attention_mask, model.dtype);
   auto a1 = model.input.ptr()->forward(b.input_ids, b.attention_mask, ctx);
   auto a2 = model.backbone.ptr()->forward(a1, ctx);
