@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <caf/io/all.hpp>
@@ -205,19 +206,32 @@ std::vector<gt::LmBatch> make_batches(const Options& o) {
 // Variant A's wire: encode and decode, the codec work both ends do for real.
 struct Bytes {
   int64_t up = 0, down = 0;
+  // Only where asked (the bytes table): what zstd would make of each encoded message.
+  bool zstd = false;
+  int64_t zstd_up = 0, zstd_down = 0;
 };
+// zstd at its default level 3, the size an optional compression would send.
+int64_t zstd_size(const std::vector<uint8_t>& bytes) {
+  std::vector<uint8_t> out(ZSTD_compressBound(bytes.size()));
+  const size_t n = ZSTD_compress(out.data(), out.size(), bytes.data(), bytes.size(), 3);
+  if (ZSTD_isError(n)) throw std::runtime_error(ZSTD_getErrorName(n));
+  return static_cast<int64_t>(n);
+}
 template <class T>
-T wire(const T& msg, int64_t& counter) {
+T wire(const T& msg, int64_t& counter, int64_t* zstd_counter = nullptr) {
   auto enc = gt::encode(msg);
   counter += static_cast<int64_t>(enc.bytes.size());
+  if (zstd_counter) *zstd_counter += zstd_size(enc.bytes);
   return gt::decode(enc);
 }
 
 double step_direct(gt::ClientChannel& c, gt::SplitServer& s, const gt::LmBatch& b, Bytes& n) {
-  auto fwd = s.forward(wire(std::get<gt::ForwardRequest>(c.begin_step({b, {}})), n.up));
-  auto up = c.on_reply(wire(fwd, n.down));
-  auto bwd = s.backward(wire(std::get<gt::BackwardRequest>(up), n.up));
-  return std::get<gt::StepOutcome>(c.on_reply(wire(bwd, n.down))).loss;
+  int64_t* zu = n.zstd ? &n.zstd_up : nullptr;
+  int64_t* zd = n.zstd ? &n.zstd_down : nullptr;
+  auto fwd = s.forward(wire(std::get<gt::ForwardRequest>(c.begin_step({b, {}})), n.up, zu));
+  auto up = c.on_reply(wire(fwd, n.down, zd));
+  auto bwd = s.backward(wire(std::get<gt::BackwardRequest>(up), n.up, zu));
+  return std::get<gt::StepOutcome>(c.on_reply(wire(bwd, n.down, zd))).loss;
 }
 
 // One request/reply with a server actor, local or remote; throws on an error reply.
@@ -318,9 +332,10 @@ Bytes bytes_per_step(const gt::RunConfig& cfg, const gt::WireSchemes& schemes,
   Bytes n;
   client->set_session(server->open(wire(client->hello("bytes"), n.up)).header.session);
   n = Bytes{};
+  n.zstd = true;
   for (auto& b : batches) step_direct(*client, *server, b, n);
   const auto k = static_cast<int64_t>(batches.size());
-  return {n.up / k, n.down / k};
+  return {n.up / k, n.down / k, true, n.zstd_up / k, n.zstd_down / k};
 }
 
 // Which of A0, A, B, C to run: a comma-separated list.
@@ -392,19 +407,23 @@ int main(int argc, char** argv) {
         {"online all four int8", {QS::int8, QS::int8, QS::int8, QS::int8}},
     };
     if (o.bytes) {
-      std::printf("\n[bytes per step] encoded message sizes, mean over the %d batches\n",
-                  o.batches);
-      std::printf("  %-22s %12s %12s %12s %8s %8s %8s\n", "wire", "up B", "down B", "total B",
-                  "up -%", "down -%", "total -%");
+      std::printf(
+          "\n[bytes per step] encoded message sizes, mean over the %d batches; zstd-3: the same "
+          "messages compressed one by one (zstd level 3), and what that saves\n",
+          o.batches);
+      std::printf("  %-22s %12s %12s %12s %8s %8s %8s %14s\n", "wire", "up B", "down B", "total B",
+                  "up -%", "down -%", "total -%", "zstd-3 total");
       Bytes ref;
       for (size_t i = 0; i < cases.size(); ++i) {
         const auto n = bytes_per_step(cfg, cases[i].second, batches);
         if (i == 0) ref = n;
         auto pct = [](int64_t x, int64_t r) { return r ? 100.0 * (1.0 - double(x) / r) : 0.0; };
-        std::printf("  %-22s %12lld %12lld %12lld %7.1f%% %7.1f%% %7.1f%%\n", cases[i].first,
-                    static_cast<long long>(n.up), static_cast<long long>(n.down),
+        const auto zstd_total = n.zstd_up + n.zstd_down;
+        std::printf("  %-22s %12lld %12lld %12lld %7.1f%% %7.1f%% %7.1f%% %8lld %4.1f%%\n",
+                    cases[i].first, static_cast<long long>(n.up), static_cast<long long>(n.down),
                     static_cast<long long>(n.up + n.down), pct(n.up, ref.up), pct(n.down, ref.down),
-                    pct(n.up + n.down, ref.up + ref.down));
+                    pct(n.up + n.down, ref.up + ref.down), static_cast<long long>(zstd_total),
+                    pct(zstd_total, n.up + n.down));
       }
     }
 
