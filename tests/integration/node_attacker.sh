@@ -7,32 +7,8 @@ set -uo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/online.toml"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  local f
-  for f in "$tmp"/*.err; do
-    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -6 "$f"; }
-  done
-  exit 1
-}
-wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.2 s
-  local secs="$1" what="$2"
-  shift 2
-  local i
-  for ((i = 0; i < secs * 5; i++)); do
-    "$@" && return 0
-    sleep 0.2
-  done
-  fail "timed out after ${secs}s waiting for $what"
-}
+POLL=0.2
+source "$(dirname "$0")/lib/nodes.bash"
 
 common=(--config "$cfg" --set data.train_examples=200 --set data.valid_examples=16
   --set training.steps=10 --set attacker.enabled=true --set attacker.attacks=embedding_inversion

@@ -10,32 +10,8 @@ bad_peer="$(dirname "$gtune")/../tests/gt_bad_peer"
 [ -x "$bad_peer" ] || { echo "FAIL: $bad_peer is not built"; exit 1; }
 cfg="$src/config/examples/online.toml"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  local f
-  for f in "$tmp"/*.err "$tmp"/*.log; do
-    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -8 "$f"; }
-  done
-  exit 1
-}
-wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.2 s
-  local secs="$1" what="$2"
-  shift 2
-  local i
-  for ((i = 0; i < secs * 5; i++)); do
-    "$@" && return 0
-    sleep 0.2
-  done
-  fail "timed out after ${secs}s waiting for $what"
-}
+POLL=0.2
+source "$(dirname "$0")/lib/nodes.bash"
 
 # Limits low enough for the peer to cross cheaply, high enough for the real client (its
 # evaluation batches: 32 x 64 tokens).

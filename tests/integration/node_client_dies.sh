@@ -5,40 +5,10 @@ set -uo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/online.toml"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in server client1 client2; do
-    [ -s "$tmp/$f.err" ] && { echo "--- $f stderr (last lines)"; tail -8 "$tmp/$f.err"; }
-  done
-  exit 1
-}
+POLL=0.2
+source "$(dirname "$0")/lib/nodes.bash"
 
-# A process that exists and is not a zombie.
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ "$state" != Z* ]]
-}
 
-# wait_for <seconds> <description> <command...>: poll every 0.2 s.
-wait_for() {
-  local secs="$1" what="$2"
-  shift 2
-  local i
-  for ((i = 0; i < secs * 5; i++)); do
-    "$@" && return 0
-    sleep 0.2
-  done
-  fail "timed out after ${secs}s waiting for $what"
-}
 
 common=(--config "$cfg" --set data.train_examples=200 --set data.valid_examples=16 --quiet)
 

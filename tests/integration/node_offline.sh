@@ -7,38 +7,8 @@ set -uo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/offline.toml"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  local f
-  for f in "$tmp"/*.err; do
-    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -6 "$f"; }
-  done
-  exit 1
-}
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ "$state" != Z* ]]
-}
-wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.05 s
-  local secs="$1" what="$2"
-  shift 2
-  local i
-  for ((i = 0; i < secs * 20; i++)); do
-    "$@" && return 0
-    sleep 0.05
-  done
-  fail "timed out after ${secs}s waiting for $what"
-}
-finished() { ! alive "$1"; }
+POLL=0.05
+source "$(dirname "$0")/lib/nodes.bash"
 
 # Small chunks and a slow reader make the download long enough to cut in the middle.
 common=(--config "$cfg" --set data.train_examples=120 --set data.valid_examples=16

@@ -11,38 +11,8 @@ set -uo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/online.toml"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  local f
-  for f in "$tmp"/*.err; do
-    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -6 "$f"; }
-  done
-  exit 1
-}
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ "$state" != Z* ]]
-}
-# wait_for <seconds> <description> <command...>: poll every 0.2 s.
-wait_for() {
-  local secs="$1" what="$2"
-  shift 2
-  local i
-  for ((i = 0; i < secs * 5; i++)); do
-    "$@" && return 0
-    sleep 0.2
-  done
-  fail "timed out after ${secs}s waiting for $what"
-}
+POLL=0.2
+source "$(dirname "$0")/lib/nodes.bash"
 # The step a client checkpoint was written after (0 when there is none yet).
 checkpoint_step() {
   python3 - "$1" <<'EOF' 2>/dev/null || echo 0
@@ -77,7 +47,6 @@ client() {  # client <name> <extra args...>: in the background, pid in $client
   client=$!
   pids+=("$client")
 }
-finished() { ! alive "$1"; }
 succeeded() {  # succeeded <pid> <name>
   wait_for 300 "$2 to finish" finished "$1"
   wait "$1" || fail "$2 exited with $?"

@@ -12,38 +12,7 @@ set -euo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/plan.toml"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  local f
-  for f in "$tmp"/*.err; do
-    [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -6 "$f"; }
-  done
-  exit 1
-}
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ "$state" != Z* ]]
-}
-finished() { ! alive "$1"; }
-wait_for() {  # wait_for <seconds> <description> <command...>: poll every 0.1 s
-  local secs="$1" what="$2"
-  shift 2
-  local i
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  fail "timed out after ${secs}s waiting for $what"
-}
+source "$(dirname "$0")/lib/nodes.bash"
 # reap <pid>: the exit status of a finished background process, in $code.
 reap() {
   code=0
