@@ -36,9 +36,13 @@ void check_size(Self self, size_t bytes) {
                                    std::to_string(limit) + " (server.max_message_mb)");
 }
 
-// Only the party that opened a session may use it.
+// Only the party that opened a session may use it. A session that is gone (its client
+// died, it timed out) says so to anyone: its id is no secret, and a client tells by the
+// reason whether to open a new one.
 void check_owner(Self self, uint64_t session) {
   auto& st = self->state;
+  if (!st.server->has_session(session))
+    throw ProtocolError("unknown session " + std::to_string(session));
   const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
   const auto owner = st.session_of.find(sender);
   if (owner == st.session_of.end() || owner->second != session)

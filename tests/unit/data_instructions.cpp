@@ -285,7 +285,7 @@ TEST_CASE("instructions: causal LM loss on a batch of the embedded model is fini
   CHECK(all != doctest::Approx(loss));
 }
 
-TEST_CASE("gcide: dictd paragraphs become clean passages; header and licence skipped") {
+TEST_CASE("gcide: dictd paragraphs become clean passages, header and licence skipped") {
   gt::test::TempDir dir;
   const std::string text =
       "00-database-url\n   ftp://ftp.gnu.org/gnu/gcide\n\n"

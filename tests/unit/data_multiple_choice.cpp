@@ -86,7 +86,7 @@ TEST_CASE("wordnet tasks: names, and an unknown name lists them") {
                        doctest::Contains("wordnet-base"), gt::Error);
 }
 
-TEST_CASE("wordnet tasks: built twice they are identical; capped sets are prefixes") {
+TEST_CASE("wordnet tasks: built twice they are identical, capped sets are prefixes") {
   const auto a = gt::wordnet_mc_tasks(gt::kDefaultWordnetDir, 300);
   const auto b = gt::wordnet_mc_tasks(gt::kDefaultWordnetDir, 300);
   const auto& full = all_tasks();

@@ -64,7 +64,7 @@ TEST_CASE("metrics: steps, strategy info, attacks and transfers") {
   CHECK(has_line(text, "gtune_emulator_size_bytes{client=\"c0\",strategy=\"offline\"} 2048"));
 }
 
-TEST_CASE("metrics server: GET /metrics serves the registry; bad addresses are errors") {
+TEST_CASE("metrics server: GET /metrics serves the registry, bad addresses are errors") {
   auto metrics = std::make_shared<gt::Metrics>();
   metrics->add_step("c0", "split", 1.5, 0.1, 0);
   gt::MetricsServer server("127.0.0.1:0", metrics);

@@ -90,7 +90,7 @@ bool same(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace
 
 TEST_CASE(
-    "gradfree: no gradient crosses; the input adapter stays frozen; the a2 cache empties the "
+    "gradfree: no gradient crosses, the input adapter stays frozen, the a2 cache empties the "
     "wire") {
   for (bool cache : {true, false}) {
     CAPTURE(cache);
@@ -169,7 +169,7 @@ TEST_CASE("gradfree: the cached a2 equals what the server sends") {
   }
 }
 
-TEST_CASE("offline: steps send nothing; plugged adapters equal the client's adopted ones exactly") {
+TEST_CASE("offline: steps send nothing, plugged adapters equal the client's adopted ones exactly") {
   for (const auto& [name, delta, scheme] :
        {std::tuple{std::string("offsite"), false, gt::QuantScheme::none},
         std::tuple{std::string("offline"), true, gt::QuantScheme::int8},
