@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace gt {
 namespace {
 
@@ -16,6 +18,20 @@ void guarded(const char* what, F&& fn) {
   } catch (const std::exception& e) {
     spdlog::warn("attacker: {}: {}", what, e.what());
   }
+}
+
+// Readies `c` for a chunk of a pipelined step: a chunk of another step starts over.
+void expect_chunk(MicroChunks& c, const Header& h) {
+  if (c.step != h.step || c.a1.size() != h.micros) {
+    c = MicroChunks{};
+    c.step = h.step;
+    for (auto* v : {&c.mask, &c.a1, &c.a2, &c.g2}) v->assign(h.micros, torch::Tensor());
+  }
+}
+
+bool complete(const std::vector<torch::Tensor>& chunks) {
+  return std::all_of(chunks.begin(), chunks.end(),
+                     [](const torch::Tensor& t) { return t.defined(); });
 }
 
 }  // namespace
@@ -37,16 +53,36 @@ attacker_actor::behavior_type attacker_behavior(Self self,
         guarded("forward", [&] {
           auto f = decode(req);
           auto a2 = from_wire(decode(rep).activations, "a2");
-          self->state.eavesdropper->on_forward(f.header.session, f.header.step,
-                                               from_wire(f.attention_mask, "attention_mask"),
-                                               from_wire(f.activations, "a1"), a2);
+          auto mask = from_wire(f.attention_mask, "attention_mask");
+          auto a1 = from_wire(f.activations, "a1");
+          const auto& h = f.header;
+          auto& st = self->state;
+          if (h.micros > 1) {  // a micro-batch: the whole batch once its last chunk is here
+            auto& c = st.forwards[h.session];
+            expect_chunk(c, h);
+            c.mask[h.micro] = mask, c.a1[h.micro] = a1, c.a2[h.micro] = a2;
+            if (!complete(c.a2)) return;
+            mask = torch::cat(c.mask, 0), a1 = torch::cat(c.a1, 0), a2 = torch::cat(c.a2, 0);
+            st.forwards.erase(h.session);
+          }
+          st.eavesdropper->on_forward(h.session, h.step, mask, a1, a2);
         });
       },
       [self](tap_atom, Encoded<BackwardRequest>& req) {
         guarded("backward", [&] {
           auto b = decode(req);
-          self->state.eavesdropper->on_backward(b.header.session, b.header.step,
-                                                from_wire(b.gradient, "g2"));
+          auto g2 = from_wire(b.gradient, "g2");
+          const auto& h = b.header;
+          auto& st = self->state;
+          if (h.micros > 1) {
+            auto& c = st.backwards[h.session];
+            expect_chunk(c, h);
+            c.g2[h.micro] = g2;
+            if (!complete(c.g2)) return;
+            g2 = torch::cat(c.g2, 0);
+            st.backwards.erase(h.session);
+          }
+          st.eavesdropper->on_backward(h.session, h.step, g2);
         });
       },
       [self](AuditTruth& t) {

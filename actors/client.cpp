@@ -103,29 +103,36 @@ auto recover(Self self, std::string what, Next retry) {
   };
 }
 
+// Drops every request in flight (their late answers are then ignored) and recovers with the
+// one that failed: all of them belong to one step or exchange, which `retry` redoes.
+void take_over(Self self, uint64_t failed, const caf::error& err) {
+  auto& st = self->state;
+  auto p = std::move(st.pending.at(failed));
+  st.pending.clear();
+  auto e = err;
+  recover(self, p.what, p.retry)(e);
+}
+
 // Asks the server; `on_reply` gets the decoded reply, an error goes to recover(what, retry).
-// One request is outstanding at a time: when the server's node goes down, the down handler
-// takes it over at once (CAF would only time it out), and its late answer is ignored.
+// One request is outstanding at a time, or a pipelined step's several (the server answers them
+// in order): when the server's node goes down, the down handler takes them over at once (CAF
+// would only time them out), and their late answers are ignored.
 template <class Rep, class Req, class OnReply>
 void ask_server(Self self, const Req& msg, const std::string& suffix, std::string what, Next retry,
                 OnReply on_reply) {
   auto& st = self->state;
   const auto id = ++st.requests;
-  st.pending = PendingRequest{id, std::move(what), std::move(retry)};
+  st.pending[id] = PendingRequest{id, std::move(what), std::move(retry)};
   self->request(st.parts.server, kReplyTimeout, send_counted(self, msg, suffix))
       .then(
           [self, id, suffix, on_reply](Encoded<Rep>& enc) {
             auto& st = self->state;
-            if (!st.pending || st.pending->id != id) return;  // taken over after a loss
-            st.pending.reset();
+            if (!st.pending.erase(id)) return;  // taken over after a loss
             guarded(self, [&] { on_reply(receive_counted(self, enc, suffix)); });
           },
           [self, id](caf::error& err) {
-            auto& st = self->state;
-            if (!st.pending || st.pending->id != id) return;
-            auto p = std::move(*st.pending);
-            st.pending.reset();
-            recover(self, p.what, p.retry)(err);
+            if (!self->state.pending.count(id)) return;
+            take_over(self, id, err);
           });
 }
 
@@ -453,14 +460,24 @@ void send_truth(Self self, int64_t step) {
   self->send(st.parts.audit, std::move(t));
 }
 
-// Sends what the strategy asks for and feeds the reply back, until the step is done.
+void ask_forward(Self self, const ForwardRequest& fwd) {
+  ask_server<ForwardReply>(
+      self, fwd, "", "forward: server", [self] { retry_step(self); },
+      [self](ForwardReply reply) {
+        handle(self, self->state.channel->on_reply(std::move(reply)));
+      });
+}
+
+// Sends what the strategy asks for and feeds the replies back, until the step is done. A
+// pipelined step sends all its forwards at once: the server computes micro-batch i+1 while
+// this client computes i, and each g2 goes up as soon as it is computed.
 void handle(Self self, Outgoing out) {
   if (auto* fwd = std::get_if<ForwardRequest>(&out)) {
-    ask_server<ForwardReply>(
-        self, *fwd, "", "forward: server", [self] { retry_step(self); },
-        [self](ForwardReply reply) {
-          handle(self, self->state.channel->on_reply(std::move(reply)));
-        });
+    ask_forward(self, *fwd);
+  } else if (auto* fwds = std::get_if<ForwardRequests>(&out)) {
+    for (const auto& f : *fwds) ask_forward(self, f);
+  } else if (std::holds_alternative<AwaitReplies>(out)) {
+    // the next g1 chunk comes in its own reply
   } else if (auto* bwd = std::get_if<BackwardRequest>(&out)) {
     ask_server<BackwardReply>(
         self, *bwd, "", "backward: server", [self] { retry_step(self); },
@@ -546,10 +563,8 @@ client_actor::behavior_type client_behavior(Self self, ClientParts parts, Client
   self->monitor(st.parts.server);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (dm.source != st.parts.server.address() || !st.pending) return;
-    auto p = std::move(*st.pending);
-    st.pending.reset();
-    recover(self, p.what, p.retry)(dm.reason);
+    if (dm.source != st.parts.server.address() || st.pending.empty()) return;
+    take_over(self, st.pending.begin()->first, dm.reason);
   });
   if (st.plan.checkpoint) {
     try {  // an error here fails the first phase, with the reason

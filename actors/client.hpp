@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -53,7 +54,7 @@ struct ClientParts {
   std::function<void(const std::string&)> on_finish;
 };
 
-// The one request to the server in flight, and how to redo it after a loss.
+// A request to the server in flight, and how to redo it after a loss.
 struct PendingRequest {
   uint64_t id = 0;
   std::string what;
@@ -83,7 +84,9 @@ struct ClientActorState {
   size_t cursor = 0;
   int64_t epoch = 0;
   bool evaluated_before = false;
-  std::optional<PendingRequest> pending;
+  // The requests in flight by id: one, or a pipelined step's (strategy.micro_batches); when one
+  // fails, all are dropped (their late replies ignored) and the step is begun again.
+  std::map<uint64_t, PendingRequest> pending;
   uint64_t requests = 0;
   // The step in flight, to begin again after its server is lost.
   StepInput step_input;

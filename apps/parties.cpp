@@ -228,6 +228,7 @@ StrategySettings strategy_settings(const RunConfig& cfg) {
   s.noise_std = st.noise_std;
   s.seed = cfg.training.seed;
   s.gradfree_cache = cfg.gradfree.cache_a2;
+  s.micro_batches = st.micro_batches;
   for (const auto* name : {"offsite", "offline"}) {
     const auto& d = std::string(name) == "offsite" ? cfg.offsite : cfg.offline;
     s.uploads[name] = {d.upload != "full", upload_scheme(d.upload)};

@@ -6,7 +6,13 @@
 //   B   A's step with the server as a CAF actor in this process (a scoped_actor plays
 //       the client: request(...).receive(...) per message);
 //   C   B with the server actor in a second process (this binary re-executed with
-//       --serve), reached over 127.0.0.1 through CAF's middleman.
+//       --serve), reached over 127.0.0.1 through CAF's middleman;
+//   B2, C2, C4  B and C with the step pipelined in 2 / 4 micro-batches (strategy.micro_batches,
+//       issue 8): every chunk's forward request sent at once, then the replies handled in
+//       order, each g2 sent as soon as computed; the server computes chunk i+1 while the
+//       client computes chunk i.
+// Variant A's steps are also timed part by part (client / server), which bounds what
+// pipelining can gain.
 // Also the encoded bytes per step of split fp32 vs. online quantization schemes.
 // --device cuda runs every party (and the child of C) on the GPU, timing each step to its end
 // (torch::cuda::synchronize); --model opt-1.3b-random builds a random-weight model of
@@ -67,9 +73,9 @@ struct Options {
   std::string model = GT_DEFAULT_MODEL_DIR;      // a checkpoint directory, or kRandomModel
   std::string tokenizer = GT_DEFAULT_MODEL_DIR;  // of the batches (a random model has none)
   std::string device = "cpu";
-  std::string variants = "A0,A,B,C";
-  std::string json;  // write the step times here as JSON too ("" = no)
-  int bytes = 1;     // print the bytes-per-step table (five more model pairs)
+  std::string variants = "A0,A,B,C";  // of A0, A, B, C, B2, C2, C4
+  std::string json;                   // write the step times here as JSON too ("" = no)
+  int bytes = 1;                      // print the bytes-per-step table (five more model pairs)
   std::string wordnet = "/usr/share/wordnet";
   std::string caf_policy =
       "sharing";  // as gtune runs (apps/run_client.cpp), or CAF's default stealing
@@ -81,7 +87,7 @@ struct Options {
 [[noreturn]] void usage(const char* argv0, const std::string& why) {
   std::cerr << argv0 << ": " << why << "\nusage: " << argv0
             << " [--model DIR|opt-1.3b-random] [--tokenizer DIR] [--device cpu|cuda|cuda:N]\n"
-               "       [--variants A0,A,B,C] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
+               "       [--variants A0,A,B,C,B2,C2,C4] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
                "       [--rounds N] [--warmup N] [--batches N] [--threads N] [--batch B]\n"
                "       [--max-len T] [--caf-policy stealing|sharing]\n";
   std::exit(2);
@@ -172,12 +178,14 @@ ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
   return c;
 }
 
-// The client's split-learning half over `copy`, with the given wire quantization.
-std::unique_ptr<gt::ClientChannel> channel(const ClientCopy& copy, gt::WireSchemes schemes = {}) {
+// The client's split-learning half over `copy`, with the given wire quantization, its steps in
+// `micro_batches` pipelined chunks.
+std::unique_ptr<gt::ClientChannel> channel(const ClientCopy& copy, gt::WireSchemes schemes = {},
+                                           int64_t micro_batches = 1) {
   auto model = std::make_shared<gt::ClientModel>(gt::ClientModel{copy.seg, copy.optimizer, 0});
   return std::make_unique<gt::ClientChannel>(
       model, std::make_unique<gt::WireQuantization>(
-                 std::make_unique<gt::SplitClient>(model, "split"), schemes));
+                 std::make_unique<gt::SplitClient>(model, "split", 0, micro_batches), schemes));
 }
 
 std::shared_ptr<gt::SplitServer> make_server(const gt::RunConfig& cfg, const std::string& name) {
@@ -206,10 +214,37 @@ std::vector<gt::LmBatch> make_batches(const Options& o) {
 // Variant A's wire: encode and decode, the codec work both ends do for real.
 struct Bytes {
   int64_t up = 0, down = 0;
-  // Only where asked (the bytes table): what zstd would make of each encoded message.
+  // Only where asked (the bytes table): what zstd would make of each encoded message, and
+  // what the padded positions left off the wire would have added.
   bool zstd = false;
-  int64_t zstd_up = 0, zstd_down = 0;
+  int64_t zstd_up = 0, zstd_down = 0, padding_up = 0, padding_down = 0;
 };
+// The bytes a tensor's padded rows would add if they were sent too (protocol 1 sent them).
+int64_t padding_bytes(const gt::WireTensor& w) {
+  if (w.rows.empty()) return 0;
+  int64_t rows = 1, sent = 0;
+  for (size_t i = 0; i + 1 < w.shape.size(); ++i) rows *= w.shape[i];
+  for (auto b : w.rows) sent += __builtin_popcount(b);
+  const int64_t per_row = int64_t(w.payload.size()) / sent +
+                          (w.scheme == gt::QuantScheme::none ? 0 : 8);  // + scale and zero
+  return (rows - sent) * per_row - int64_t(w.rows.size());
+}
+template <class T>
+int64_t padding_bytes(const T&) {
+  return 0;
+}
+int64_t padding_bytes(const gt::ForwardRequest& m) {
+  return padding_bytes(m.activations);
+}
+int64_t padding_bytes(const gt::ForwardReply& m) {
+  return padding_bytes(m.activations);
+}
+int64_t padding_bytes(const gt::BackwardRequest& m) {
+  return padding_bytes(m.gradient);
+}
+int64_t padding_bytes(const gt::BackwardReply& m) {
+  return padding_bytes(m.gradient);
+}
 // zstd at its default level 3, the size an optional compression would send.
 int64_t zstd_size(const std::vector<uint8_t>& bytes) {
   std::vector<uint8_t> out(ZSTD_compressBound(bytes.size()));
@@ -218,20 +253,48 @@ int64_t zstd_size(const std::vector<uint8_t>& bytes) {
   return static_cast<int64_t>(n);
 }
 template <class T>
-T wire(const T& msg, int64_t& counter, int64_t* zstd_counter = nullptr) {
+T wire(const T& msg, int64_t& counter, int64_t* zstd_counter = nullptr,
+       int64_t* padding_counter = nullptr) {
   auto enc = gt::encode(msg);
   counter += static_cast<int64_t>(enc.bytes.size());
   if (zstd_counter) *zstd_counter += zstd_size(enc.bytes);
+  if (padding_counter) *padding_counter += padding_bytes(msg);
   return gt::decode(enc);
 }
 
-double step_direct(gt::ClientChannel& c, gt::SplitServer& s, const gt::LmBatch& b, Bytes& n) {
+// Seconds of each part of variant A's steps, summed: the client's input adapter forward, the
+// server's backbone forward, the client's output adapter forward + backward, the server's
+// backward, the client's input adapter backward + optimizer step (each with the codec work of
+// the message it takes in).
+struct Parts {
+  double input_fwd = 0, server_fwd = 0, output = 0, server_bwd = 0, input_bwd = 0;
+  double client() const { return input_fwd + output + input_bwd; }
+  double server() const { return server_fwd + server_bwd; }
+};
+
+double step_direct(gt::ClientChannel& c, gt::SplitServer& s, const gt::LmBatch& b, Bytes& n,
+                   Parts* parts = nullptr) {
   int64_t* zu = n.zstd ? &n.zstd_up : nullptr;
   int64_t* zd = n.zstd ? &n.zstd_down : nullptr;
-  auto fwd = s.forward(wire(std::get<gt::ForwardRequest>(c.begin_step({b, {}})), n.up, zu));
-  auto up = c.on_reply(wire(fwd, n.down, zd));
-  auto bwd = s.backward(wire(std::get<gt::BackwardRequest>(up), n.up, zu));
-  return std::get<gt::StepOutcome>(c.on_reply(wire(bwd, n.down, zd))).loss;
+  int64_t* pu = n.zstd ? &n.padding_up : nullptr;
+  int64_t* pd = n.zstd ? &n.padding_down : nullptr;
+  auto t = Clock::now();
+  auto lap = [&](double Parts::*part) {
+    const auto now = Clock::now();
+    if (parts) parts->*part += std::chrono::duration<double>(now - t).count();
+    t = now;
+  };
+  auto req = std::get<gt::ForwardRequest>(c.begin_step({b, {}}));
+  lap(&Parts::input_fwd);
+  auto fwd = s.forward(wire(req, n.up, zu, pu));
+  lap(&Parts::server_fwd);
+  auto up = c.on_reply(wire(fwd, n.down, zd, pd));
+  lap(&Parts::output);
+  auto bwd = s.backward(wire(std::get<gt::BackwardRequest>(up), n.up, zu, pu));
+  lap(&Parts::server_bwd);
+  const auto loss = std::get<gt::StepOutcome>(c.on_reply(wire(bwd, n.down, zd, pd))).loss;
+  lap(&Parts::input_bwd);
+  return loss;
 }
 
 // One request/reply with a server actor, local or remote; throws on an error reply.
@@ -246,10 +309,40 @@ Rep ask(caf::scoped_actor& self, const gt::server_actor& server, const Req& req)
   return out;
 }
 
+// Sends a request now; its reply is taken later with take().
+template <class Req>
+auto send_request(caf::scoped_actor& self, const gt::server_actor& server, const Req& req) {
+  return self->request(server, std::chrono::minutes(2), gt::encode(req));
+}
+template <class Rep, class Handle>
+Rep take(Handle& pending) {
+  Rep out;
+  std::string failure;
+  pending.receive([&](gt::Encoded<Rep>& enc) { out = gt::decode(enc); },
+                  [&](caf::error& err) { failure = gt::describe(err); });
+  if (!failure.empty()) throw std::runtime_error("server actor: " + failure);
+  return out;
+}
+
 double step_actor(gt::ClientChannel& c, caf::scoped_actor& self, const gt::server_actor& server,
                   const gt::LmBatch& b) {
-  auto fwd =
-      ask<gt::ForwardReply>(self, server, std::get<gt::ForwardRequest>(c.begin_step({b, {}})));
+  auto out = c.begin_step({b, {}});
+  if (auto* fs = std::get_if<gt::ForwardRequests>(&out)) {
+    // Pipelined: every chunk's forward at once; each a2 as it comes, its g2 sent at once; then
+    // the g1 chunks.
+    using Fwd = decltype(send_request(self, server, fs->front()));
+    using Bwd = decltype(send_request(self, server, gt::BackwardRequest{}));
+    std::vector<Fwd> forwards;
+    std::vector<Bwd> backwards;
+    for (const auto& f : *fs) forwards.push_back(send_request(self, server, f));
+    for (auto& f : forwards) {
+      auto g2 = std::get<gt::BackwardRequest>(c.on_reply(take<gt::ForwardReply>(f)));
+      backwards.push_back(send_request(self, server, g2));
+    }
+    for (auto& g : backwards) out = c.on_reply(take<gt::BackwardReply>(g));
+    return std::get<gt::StepOutcome>(out).loss;
+  }
+  auto fwd = ask<gt::ForwardReply>(self, server, std::get<gt::ForwardRequest>(out));
   auto bwd = ask<gt::BackwardReply>(self, server,
                                     std::get<gt::BackwardRequest>(c.on_reply(std::move(fwd))));
   return std::get<gt::StepOutcome>(c.on_reply(std::move(bwd))).loss;
@@ -335,12 +428,17 @@ Bytes bytes_per_step(const gt::RunConfig& cfg, const gt::WireSchemes& schemes,
   n.zstd = true;
   for (auto& b : batches) step_direct(*client, *server, b, n);
   const auto k = static_cast<int64_t>(batches.size());
-  return {n.up / k, n.down / k, true, n.zstd_up / k, n.zstd_down / k};
+  return {n.up / k,         n.down / k,        true, n.zstd_up / k, n.zstd_down / k,
+          n.padding_up / k, n.padding_down / k};
 }
 
-// Which of A0, A, B, C to run: a comma-separated list.
+// The timed variants, in this order everywhere; micro-batches of each step.
+const std::vector<std::string> kVariants{"A0", "A", "B", "C", "B2", "C2", "C4"};
+const int64_t kMicroBatches[] = {1, 1, 1, 1, 2, 2, 4};
+
+// Which of kVariants to run: a comma-separated list.
 std::vector<bool> parse_variants(const std::string& list, const char* argv0) {
-  const std::vector<std::string> known{"A0", "A", "B", "C"};
+  const auto& known = kVariants;
   std::vector<bool> want(known.size(), false);
   std::string item;
   std::stringstream in(list);
@@ -350,7 +448,7 @@ std::vector<bool> parse_variants(const std::string& list, const char* argv0) {
     want[size_t(it - known.begin())] = true;
   }
   if (std::find(want.begin(), want.end(), true) == want.end())
-    usage(argv0, "--variants: name at least one of A0, A, B, C");
+    usage(argv0, "--variants: name at least one of A0, A, B, C, B2, C2, C4");
   return want;
 }
 
@@ -385,8 +483,9 @@ int main(int argc, char** argv) {
       std::printf("model: %s\n", o.model.c_str());
     if (!device.is_cpu())
       std::printf("device: %s (every party; LibTorch %s)\n", device.str().c_str(), TORCH_VERSION);
-    enum { kA0, kA, kB, kC, kN };
-    if (want[kC]) child = spawn_server_process(o);  // loads its model while we load ours
+    enum { kA0, kA, kB, kC, kB2, kC2, kC4, kN };
+    if (want[kC] || want[kC2] || want[kC4])
+      child = spawn_server_process(o);  // loads its model while we load ours
     const auto batches = make_batches(o);
     std::printf("data: WordNet instructions, %d fixed batches of %lld, max_len %lld; shapes:",
                 o.batches, static_cast<long long>(o.batch), static_cast<long long>(o.max_len));
@@ -405,60 +504,76 @@ int main(int argc, char** argv) {
         {"online a1 int4", {QS::int4, QS::none, QS::none, QS::none}},
         {"online a1+g2 int8", {QS::int8, QS::none, QS::int8, QS::none}},
         {"online all four int8", {QS::int8, QS::int8, QS::int8, QS::int8}},
+        {"online a1 int2", {QS::int2, QS::none, QS::none, QS::none}},
+        {"online a1 int2, rest int8", {QS::int2, QS::int8, QS::int8, QS::int8}},
     };
     if (o.bytes) {
       std::printf(
-          "\n[bytes per step] encoded message sizes, mean over the %d batches; zstd-3: the same "
-          "messages compressed one by one (zstd level 3), and what that saves\n",
+          "\n[bytes per step] encoded message sizes, mean over the %d batches; -%%: against split "
+          "fp32; padding sent: the same with the padded positions sent too (protocol 1), and -%% "
+          "of split fp32 so; zstd-3: the messages compressed one by one (zstd level 3), and what "
+          "that saves\n",
           o.batches);
-      std::printf("  %-22s %12s %12s %12s %8s %8s %8s %14s\n", "wire", "up B", "down B", "total B",
-                  "up -%", "down -%", "total -%", "zstd-3 total");
+      std::printf("  %-26s %9s %9s %9s %7s %7s %8s %9s %7s %9s %6s\n", "wire", "up B", "down B",
+                  "total B", "up -%", "down -%", "total -%", "padded B", "-% so", "zstd-3 B",
+                  "saves");
       Bytes ref;
+      int64_t last_total = 0;
       for (size_t i = 0; i < cases.size(); ++i) {
         const auto n = bytes_per_step(cfg, cases[i].second, batches);
         if (i == 0) ref = n;
         auto pct = [](int64_t x, int64_t r) { return r ? 100.0 * (1.0 - double(x) / r) : 0.0; };
-        const auto zstd_total = n.zstd_up + n.zstd_down;
-        std::printf("  %-22s %12lld %12lld %12lld %7.1f%% %7.1f%% %7.1f%% %8lld %4.1f%%\n",
-                    cases[i].first, static_cast<long long>(n.up), static_cast<long long>(n.down),
-                    static_cast<long long>(n.up + n.down), pct(n.up, ref.up), pct(n.down, ref.down),
-                    pct(n.up + n.down, ref.up + ref.down), static_cast<long long>(zstd_total),
-                    pct(zstd_total, n.up + n.down));
+        const auto total = n.up + n.down, zstd_total = n.zstd_up + n.zstd_down;
+        const auto padded = total + n.padding_up + n.padding_down;
+        last_total = total;
+        const auto ref_padded = ref.up + ref.down + ref.padding_up + ref.padding_down;
+        std::printf(
+            "  %-26s %9lld %9lld %9lld %6.1f%% %6.1f%% %7.1f%% %9lld %6.1f%% %9lld %5.1f%%\n",
+            cases[i].first, static_cast<long long>(n.up), static_cast<long long>(n.down),
+            static_cast<long long>(total), pct(n.up, ref.up), pct(n.down, ref.down),
+            pct(total, ref.up + ref.down), static_cast<long long>(padded), pct(padded, ref_padded),
+            static_cast<long long>(zstd_total), pct(zstd_total, total));
       }
+      const auto old_wire = ref.up + ref.down + ref.padding_up + ref.padding_down;
+      std::printf(
+          "  (split fp32 with the padding sent, %lld B, is the wire before protocol 2: the last "
+          "row sends %.1f%% less)\n",
+          static_cast<long long>(old_wire), 100.0 * (1.0 - double(last_total) / double(old_wire)));
     }
 
     // ---- timed variants ----
-    const char* names[kN] = {"A0 centralized", "A  split direct", "B  actors, 1 process",
-                             "C  actors, loopback"};
-    const char* keys[kN] = {"A0", "A", "B", "C"};
+    const char* names[kN] = {"A0 centralized",        "A  split direct",
+                             "B  actors, 1 process",  "C  actors, loopback",
+                             "B2 B, 2 micro-batches", "C2 C, 2 micro-batches",
+                             "C4 C, 4 micro-batches"};
     const double lr = cfg.optimizer.lr;
     // Only the copies the chosen variants need (a big model's copies take memory and time).
-    ClientCopy c0, ca, cb, cc;
-    if (want[kA0]) c0 = make_client(cfg, lr);
-    if (want[kA]) ca = make_client(cfg, lr);
-    if (want[kB]) cb = make_client(cfg, lr);
-    if (want[kC]) cc = make_client(cfg, lr);
-    const auto& first_copy = want[kA] ? ca : want[kA0] ? c0 : want[kB] ? cb : cc;
+    ClientCopy copies[kN];
+    for (int v = 0; v < kN; ++v)
+      if (want[v]) copies[v] = make_client(cfg, lr);
+    const int first = int(std::find(want.begin(), want.end(), true) - want.begin());
+    const auto& first_copy = want[kA] ? copies[kA] : copies[first];
     const int64_t parameters = parameter_count(first_copy.model);
     if (o.model == kRandomModel)
       std::printf("parameters: %lld (each tensor once)\n", static_cast<long long>(parameters));
     std::optional<gt::CentralizedTrainer> trainer;
-    if (want[kA0]) trainer.emplace(c0.seg, c0.optimizer);
-    std::unique_ptr<gt::ClientChannel> channel_a, channel_b, channel_c;
-    if (want[kA]) channel_a = channel(ca);
-    if (want[kB]) channel_b = channel(cb);
-    if (want[kC]) channel_c = channel(cc);
+    if (want[kA0]) trainer.emplace(copies[kA0].seg, copies[kA0].optimizer);
+    std::unique_ptr<gt::ClientChannel> channels[kN];
+    for (int v = kA; v < kN; ++v)
+      if (want[v]) channels[v] = channel(copies[v], {}, kMicroBatches[v]);
+    const bool local = want[kB] || want[kB2], remote = want[kC] || want[kC2] || want[kC4];
     std::shared_ptr<gt::SplitServer> server_a;
     Bytes sink;
     if (want[kA]) {
       server_a = make_server(cfg, "bench-direct");
-      channel_a->set_session(server_a->open(wire(channel_a->hello("a"), sink.up)).header.session);
+      channels[kA]->set_session(
+          server_a->open(wire(channels[kA]->hello("a"), sink.up)).header.session);
     }
 
     ActorConfig acfg{o.caf_policy};
     caf::actor_system sys{acfg};
     gt::server_actor server_b;
-    if (want[kB])
+    if (local)
       server_b = sys.spawn(gt::server_behavior, make_server(cfg, "bench-local"),
                            std::make_shared<gt::WireStats>());
     struct ExitGuard {  // else ~actor_system would wait for it forever
@@ -468,19 +583,23 @@ int main(int argc, char** argv) {
       }
     } exit_guard{server_b};
     gt::server_actor server_c;
-    if (want[kC]) {
-      auto remote = sys.middleman().remote_actor<gt::server_actor>("127.0.0.1", child.port);
-      if (!remote) throw std::runtime_error("remote_actor: " + caf::to_string(remote.error()));
-      server_c = *remote;
+    if (remote) {
+      auto found = sys.middleman().remote_actor<gt::server_actor>("127.0.0.1", child.port);
+      if (!found) throw std::runtime_error("remote_actor: " + caf::to_string(found.error()));
+      server_c = *found;
     }
-    caf::scoped_actor self{sys};
-    if (want[kB])
-      channel_b->set_session(
-          ask<gt::SessionAccept>(self, server_b, channel_b->hello("b")).header.session);
-    if (want[kC])
-      channel_c->set_session(
-          ask<gt::SessionAccept>(self, server_c, channel_c->hello("c")).header.session);
-    if (want[kC])
+    // Each variant's server actor: B's in this process, C's in the other; one session each,
+    // opened by the variant's own client actor (a session belongs to the actor that opened it).
+    auto server_of = [&](int v) { return v == kB || v == kB2 ? server_b : server_c; };
+    std::unique_ptr<caf::scoped_actor> selves[kN];
+    for (int v = kB; v < kN; ++v)
+      if (want[v]) {
+        selves[v] = std::make_unique<caf::scoped_actor>(sys);
+        channels[v]->set_session(
+            ask<gt::SessionAccept>(*selves[v], server_of(v), channels[v]->hello(kVariants[v]))
+                .header.session);
+      }
+    if (remote)
       std::printf("CAF scheduler: %s, %zu workers; server process pid %d on 127.0.0.1:%u\n",
                   o.caf_policy.c_str(), sys.scheduler().num_workers(), static_cast<int>(child.pid),
                   static_cast<unsigned>(child.port));
@@ -489,28 +608,35 @@ int main(int argc, char** argv) {
                   sys.scheduler().num_workers());
 
     gt::WireStats a0_stats;
+    Parts parts;  // variant A's, timed rounds only
+    bool timing_parts = false;
     auto run_step = [&](int v, const gt::LmBatch& b) {
       double loss = 0;
       if (v == kA0)
         loss = trainer->step(b, a0_stats, "a0").loss;
       else if (v == kA)
-        loss = step_direct(*channel_a, *server_a, b, sink);
+        loss = step_direct(*channels[kA], *server_a, b, sink, timing_parts ? &parts : nullptr);
       else
-        loss = v == kB ? step_actor(*channel_b, self, server_b, b)
-                       : step_actor(*channel_c, self, server_c, b);
+        loss = step_actor(*channels[v], *selves[v], server_of(v), b);
       gt::synchronize(device);  // the step ends when the GPU's queued work (optimizer) is done
       return loss;
     };
-    std::vector<double> t[kN], losses[kN], ratios[3][2];  // [A/A0, B/A, C/A][per round, step]
-    const int num[3] = {kA, kB, kC}, den[3] = {kA0, kA, kA};
+    // Ratios reported: numerator / denominator variant.
+    const std::vector<std::pair<int, int>> pairs{{kA, kA0}, {kB, kA},  {kC, kA},
+                                                 {kB2, kB}, {kC2, kC}, {kC4, kC}};
+    std::vector<double> t[kN], losses[kN];
+    std::vector<std::vector<double>> ratios[2];  // [per round, per step][pair]
+    for (auto& r : ratios) r.resize(pairs.size());
     auto add_ratios = [&](const double* x, int which) {
-      for (int i = 0; i < 3; ++i)
-        if (want[num[i]] && want[den[i]]) ratios[i][which].push_back(x[num[i]] / x[den[i]]);
+      for (size_t i = 0; i < pairs.size(); ++i)
+        if (want[pairs[i].first] && want[pairs[i].second])
+          ratios[which][i].push_back(x[pairs[i].first] / x[pairs[i].second]);
     };
     for (int r = 0; r < o.warmup + o.rounds; ++r) {
-      double round[kN] = {0, 0, 0, 0};
+      timing_parts = r >= o.warmup;
+      double round[kN] = {};
       for (auto& b : batches) {
-        double step[kN] = {0, 0, 0, 0};
+        double step[kN] = {};
         for (int k = 0; k < kN; ++k) {
           // Rotate the order each round, and reverse it every kN rounds, so that each
           // variant runs first, last, and right after every other one equally often.
@@ -528,8 +654,8 @@ int main(int argc, char** argv) {
         if (want[v]) t[v].push_back(round[v] / o.batches);
       add_ratios(round, 0);
     }
-    const int ref = want[kA] ? kA : int(std::find(want.begin(), want.end(), true) - want.begin());
-    double max_diff[kN] = {0, 0, 0, 0};
+    const int ref = want[kA] ? kA : first;
+    double max_diff[kN] = {};
     for (int v = 0; v < kN; ++v)
       for (size_t i = 0; i < losses[v].size(); ++i)
         max_diff[v] = std::max(max_diff[v], std::abs(losses[v][i] - losses[ref][i]));
@@ -545,19 +671,43 @@ int main(int argc, char** argv) {
         std::printf("  %-22s %10.4f %10.4f %10.4f %12.3g\n", names[v], median(t[v]),
                     *std::min_element(t[v].begin(), t[v].end()),
                     *std::max_element(t[v].begin(), t[v].end()), max_diff[v]);
-    const char* what[3] = {"A/A0", "B/A", "C/A"};
-    const char* target[3] = {"", "  target < 1.03 (issue 8)", "  target < 1.10 (issue 8)"};
-    for (int i = 0; i < 3; ++i) {
-      auto& pr = ratios[i][0];
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      auto& pr = ratios[0][i];
       if (pr.empty()) continue;
+      const auto [num, den] = pairs[i];
+      const std::string what = kVariants[num] + "/" + kVariants[den];
+      const char* target = num == kB   ? "  target < 1.03 (issue 8)"
+                           : num == kC ? "  target < 1.10 (issue 8)"
+                                       : "";
       std::printf("  %-5s median of per-round ratios %.3f (min %.3f, max %.3f); per-step %.3f%s\n",
-                  what[i], median(pr), *std::min_element(pr.begin(), pr.end()),
-                  *std::max_element(pr.begin(), pr.end()), median(ratios[i][1]), target[i]);
+                  what.c_str(), median(pr), *std::min_element(pr.begin(), pr.end()),
+                  *std::max_element(pr.begin(), pr.end()), median(ratios[1][i]), target);
     }
     std::printf(
         "  (max|dloss|: largest |loss - loss of %s| over all %zu steps; same batches, "
         "same start)\n",
-        keys[ref], losses[ref].size());
+        kVariants[ref].c_str(), losses[ref].size());
+    if (want[kA]) {
+      // What pipelining can gain: with k micro-batches the server's share overlaps the
+      // client's except about 1/k of it (its first forward chunk and last backward chunk), so
+      // a step takes at least client + server / k, and never less than max(client, server).
+      const double steps = double(o.rounds) * double(o.batches);
+      const double client = parts.client() / steps, server = parts.server() / steps;
+      std::printf(
+          "\n[parts of A] mean s/step: client %.4f (input fwd %.4f, output fwd+bwd %.4f, input "
+          "bwd+step %.4f), server %.4f (fwd %.4f, bwd %.4f); server share %.1f%%\n",
+          client, parts.input_fwd / steps, parts.output / steps, parts.input_bwd / steps, server,
+          parts.server_fwd / steps, parts.server_bwd / steps, 100 * server / (client + server));
+      for (int k : {2, 4})
+        std::printf(
+            "  bound with %d micro-batches, server and client each on its own core: "
+            "(client + server/%d) / (client + server) = %.3f\n",
+            k, k, (client + server / k) / (client + server));
+      std::printf(
+          "  bound with unlimited micro-batches: max(client, server) / (client + server) "
+          "= %.3f\n",
+          std::max(client, server) / (client + server));
+    }
     if (!o.json.empty()) {
       nlohmann::json j = {{"impl", "gtune (LibTorch " + std::string(TORCH_VERSION) + ")"},
                           {"model", o.model},
@@ -573,8 +723,8 @@ int main(int argc, char** argv) {
                               std::to_string(b.input_ids.size(1)));
       for (int v = 0; v < kN; ++v)
         if (want[v]) {
-          j["median_s_per_step"][keys[v]] = median(t[v]);
-          j["first_loss"][keys[v]] = losses[v].front();
+          j["median_s_per_step"][kVariants[v]] = median(t[v]);
+          j["first_loss"][kVariants[v]] = losses[v].front();
         }
       std::ofstream(o.json) << j.dump(1) << "\n";
     }

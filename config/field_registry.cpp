@@ -228,9 +228,10 @@ std::vector<Field> make_fields() {
   const SectionRef<RunSection> run{"run", &RunConfig::run};
   const SectionRef<ServerSection> server{"server", &RunConfig::server};
   const SectionRef<NetworkSection> network{"network", &RunConfig::network};
-  const std::vector<std::string> quant{"none", "int8", "int4"};
+  const std::vector<std::string> quant{"none", "int8", "int4", "int2"};
   const Condition online = plan_uses_any({StrategyKind::online});
   const Condition noisy = plan_uses_any({StrategyKind::online, StrategyKind::gradfree});
+  const Condition split_learning = plan_uses_any({StrategyKind::split, StrategyKind::online});
 
   Field kind;
   kind.section = "strategy";
@@ -310,6 +311,12 @@ std::vector<Field> make_fields() {
                "standard deviation of the Gaussian noise added to every a1 sent")
           .at_least(0)
           .only_when(noisy, 0.0),
+      strategy("micro_batches", &StrategySection::micro_batches,
+               "split and online training batches cross in this many row chunks, pipelined: the "
+               "server computes chunk i+1 while the client computes chunk i; the same update as 1 "
+               "(gradfree phases of the plan run unpipelined)")
+          .at_least(1)
+          .only_when(split_learning, int64_t{1}),
       gradfree("cache_a2", &GradfreeSection::cache_a2,
                "keep each sample's a2 on the client: from the second epoch on nothing is sent"),
   };

@@ -23,12 +23,15 @@ struct ModelSection {
 struct StrategySection {
   StrategyKind kind = StrategyKind::online;
   // Wire quantization of activations a1 (up), a2 (down), gradients g2 (up), g1 (down):
-  // none | int8 | int4. These and dcor_lambda are online's knobs: with split and centralized
+  // none | int8 | int4 | int2. These and dcor_lambda are online's knobs: with split and centralized
   // they are "none" / 0 (see config/README.md).
   std::string quantize_a1 = "int8", quantize_a2 = "none", quantize_g2 = "none",
               quantize_g1 = "none";
   double dcor_lambda = 0.1;  // weight of the distance-correlation penalty, >= 0
   double noise_std = 0.0;    // Gaussian noise added to every a1 sent (online, gradfree), >= 0
+  // split, online: each training batch crosses in this many row chunks, pipelined (the server
+  // computes chunk i+1 while the client computes chunk i); the same update as 1. >= 1
+  int64_t micro_batches = 1;
 };
 
 struct GradfreeSection {

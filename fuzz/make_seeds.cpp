@@ -59,8 +59,16 @@ std::vector<T> examples() {
     m.attention_mask = gt::to_wire(torch::ones({1, 2}, torch::kLong));
     m.keep_graph = false;
     out.push_back(m);
+    // Padded positions left out of an int2 a1.
+    const auto mask = torch::tensor({{1, 1, 0}, {1, 0, 0}}, torch::kLong);
+    m.activations = gt::to_wire(values({2, 3, 4}), gt::QuantScheme::int2, mask);
+    m.attention_mask = gt::to_wire(mask);
+    out.push_back(m);
   } else if constexpr (std::is_same_v<T, gt::ForwardReply>) {
     m.activations = gt::to_wire(values({2, 3, 4}));
+    out.push_back(m);
+    m.activations = gt::to_wire(values({2, 3, 4}), gt::QuantScheme::none,
+                                torch::tensor({{1, 1, 1}, {1, 0, 0}}));
     out.push_back(m);
   } else if constexpr (std::is_same_v<T, gt::BackwardRequest>) {
     m.gradient = gt::to_wire(values({2, 3, 4}), gt::QuantScheme::int4);

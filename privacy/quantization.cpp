@@ -1,5 +1,5 @@
 // Per-token affine quantization with tensor ops only (no per-element loops), so it
-// runs at memory speed on CPU and GPU; int4 codes are packed two per byte.
+// runs at memory speed on CPU and GPU; int4 / int2 codes are packed two / four per byte.
 #include "privacy/quantization.hpp"
 
 #include <sstream>
@@ -36,25 +36,44 @@ int64_t checked_mul(int64_t a, int64_t b, const char* where) {
   return r;
 }
 
+int64_t codes_per_byte(QuantScheme scheme) {
+  return 8 / bits(scheme);
+}
+
 int64_t code_bytes(int64_t numel, QuantScheme scheme) {
-  return scheme == QuantScheme::int4 ? (numel + 1) / 2 : numel;
+  const auto per = codes_per_byte(scheme);
+  return numel / per + (numel % per ? 1 : 0);
 }
 
 int64_t levels(QuantScheme scheme) {
   return (int64_t{1} << bits(scheme)) - 1;
 }
 
-// Codes (< 16) two per byte: byte k = code[2k] | code[2k+1] << 4; an odd tail pads with 0.
-torch::Tensor pack_nibbles(torch::Tensor codes) {
-  if (codes.numel() % 2) codes = torch::cat({codes, torch::zeros({1}, codes.options())});
-  auto pairs = codes.view({-1, 2});
-  return pairs.select(1, 0).bitwise_or(torch::bitwise_left_shift(pairs.select(1, 1), 4));
+// Codes of `bits` bits, 8 / bits per byte: byte k holds code[per*k + j] at bit j * bits;
+// a short tail pads with 0.
+torch::Tensor pack_codes(torch::Tensor codes, int bits) {
+  const int64_t per = 8 / bits;
+  if (per == 1) return codes.contiguous();
+  if (const auto tail = codes.numel() % per)
+    codes = torch::cat({codes, torch::zeros({per - tail}, codes.options())});
+  auto groups = codes.view({-1, per});
+  auto bytes = groups.select(1, 0).clone();
+  for (int64_t j = 1; j < per; ++j)
+    bytes.bitwise_or_(torch::bitwise_left_shift(groups.select(1, j), j * bits));
+  return bytes;
 }
 
-torch::Tensor unpack_nibbles(const torch::Tensor& bytes, int64_t numel) {
-  auto low = bytes.bitwise_and(0x0F);
-  auto high = torch::bitwise_right_shift(bytes, 4);
-  return torch::stack({low, high}, 1).view(-1).slice(0, 0, numel);
+torch::Tensor unpack_codes(const torch::Tensor& bytes, int bits, int64_t numel) {
+  const int64_t per = 8 / bits;
+  if (per == 1) return bytes;
+  std::vector<torch::Tensor> parts;
+  for (int64_t j = 0; j < per; ++j)
+    parts.push_back(torch::bitwise_right_shift(bytes, j * bits).bitwise_and((1 << bits) - 1));
+  return torch::stack(parts, 1).view(-1).slice(0, 0, numel);
+}
+
+bool has_codes(QuantScheme scheme) {
+  return scheme == QuantScheme::int8 || scheme == QuantScheme::int4 || scheme == QuantScheme::int2;
 }
 
 }  // namespace
@@ -63,7 +82,8 @@ QuantScheme parse_quant_scheme(const std::string& name) {
   if (name == "none") return QuantScheme::none;
   if (name == "int8") return QuantScheme::int8;
   if (name == "int4") return QuantScheme::int4;
-  throw Error("unknown quantization scheme '" + name + "' (allowed: none, int8, int4)");
+  if (name == "int2") return QuantScheme::int2;
+  throw Error("unknown quantization scheme '" + name + "' (allowed: none, int8, int4, int2)");
 }
 
 const char* to_string(QuantScheme scheme) {
@@ -74,6 +94,8 @@ const char* to_string(QuantScheme scheme) {
       return "int8";
     case QuantScheme::int4:
       return "int4";
+    case QuantScheme::int2:
+      return "int2";
   }
   return "invalid";
 }
@@ -86,8 +108,14 @@ int bits(QuantScheme scheme) {
       return 8;
     case QuantScheme::int4:
       return 4;
+    case QuantScheme::int2:
+      return 2;
   }
   throw Error("invalid quantization scheme " + std::to_string(static_cast<int>(scheme)));
+}
+
+bool is_quant_scheme(uint8_t code) {
+  return code <= static_cast<uint8_t>(QuantScheme::int2);
 }
 
 int64_t quantized_rows(const std::vector<int64_t>& shape) {
@@ -99,7 +127,7 @@ int64_t quantized_rows(const std::vector<int64_t>& shape) {
 }
 
 QuantizedTensor quantize(const torch::Tensor& x, QuantScheme scheme) {
-  if (scheme != QuantScheme::int8 && scheme != QuantScheme::int4)
+  if (!has_codes(scheme))
     throw Error(std::string("quantize: scheme ") + to_string(scheme) + " has no codes");
   if (!x.defined()) throw Error("quantize: undefined tensor");
   if (!x.is_floating_point())
@@ -134,14 +162,14 @@ QuantizedTensor quantize(const torch::Tensor& x, QuantScheme scheme) {
   scale = torch::where(scale > 0, scale, torch::ones_like(scale));
   // x - lo may overflow to +inf near FLT_MAX; inf / scale clamps to the top code.
   auto codes = (xf - lo).div_(scale).round_().clamp_(0, L).to(torch::kUInt8).view(-1);
-  q.codes = scheme == QuantScheme::int4 ? pack_nibbles(codes) : codes.contiguous();
+  q.codes = pack_codes(codes, bits(scheme));
   q.scale = scale.view(-1).contiguous();
   q.zero = lo.view(-1).contiguous();
   return q;
 }
 
 torch::Tensor dequantize(const QuantizedTensor& q) {
-  if (q.scheme != QuantScheme::int8 && q.scheme != QuantScheme::int4)
+  if (!has_codes(q.scheme))
     throw Error(std::string("dequantize: scheme ") + to_string(q.scheme) + " has no codes");
   const int64_t numel = checked_numel(q.shape, "dequantize");
   const int64_t rows = quantized_rows(q.shape), cols = q.shape.back();
@@ -163,8 +191,7 @@ torch::Tensor dequantize(const QuantizedTensor& q) {
       throw Error(what + "has codes and " + name + " on different devices");
   }
 
-  auto codes = q.codes.reshape(-1);
-  if (q.scheme == QuantScheme::int4) codes = unpack_nibbles(codes, numel);
+  auto codes = unpack_codes(q.codes.reshape(-1), bits(q.scheme), numel);
   // x_hat = code * scale + zero, per row.
   auto x = codes.to(torch::kFloat32).view({rows, cols});
   x = torch::addcmul(q.zero.view({rows, 1}), x, q.scale.view({rows, 1}));

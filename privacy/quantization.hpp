@@ -1,4 +1,4 @@
-// Per-token asymmetric affine quantization of wire tensors (int8, int4) and its
+// Per-token asymmetric affine quantization of wire tensors (int8, int4, int2) and its
 // straight-through fake-quantization for training.
 #pragma once
 
@@ -10,11 +10,13 @@
 
 namespace gt {
 
-enum class QuantScheme : uint8_t { none = 0, int8 = 1, int4 = 2 };
+enum class QuantScheme : uint8_t { none = 0, int8 = 1, int4 = 2, int2 = 3 };
 
-QuantScheme parse_quant_scheme(const std::string& name);  // "none" | "int8" | "int4"
+QuantScheme parse_quant_scheme(const std::string& name);  // "none" | "int8" | "int4" | "int2"
 const char* to_string(QuantScheme scheme);
-int bits(QuantScheme scheme);  // 32 for none (fp32), 8, 4
+int bits(QuantScheme scheme);  // 32 for none (fp32), 8, 4, 2
+// Whether a byte off the wire names a scheme (any of the above).
+bool is_quant_scheme(uint8_t code);
 
 // A quantized tensor as the wire codec carries it. A "row" is one token: the last
 // dimension; rows = product of all other dimensions (1 for rank 1).
@@ -24,8 +26,9 @@ int bits(QuantScheme scheme);  // 32 for none (fp32), 8, 4
 struct QuantizedTensor {
   QuantScheme scheme = QuantScheme::int8;
   std::vector<int64_t> shape;  // original shape, rank >= 1
-  // uint8, contiguous, 1-D. int8: one code per byte (numel bytes); int4: two codes per
-  // byte over the row-major flattening, low nibble first, ceil(numel / 2) bytes.
+  // uint8, contiguous, 1-D. int8: one code per byte (numel bytes); int4 / int2: two / four
+  // codes per byte over the row-major flattening, lowest bits first, ceil(numel * bits / 8)
+  // bytes.
   torch::Tensor codes;
   torch::Tensor scale, zero;  // float32, (rows)
 };

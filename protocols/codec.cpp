@@ -118,6 +118,11 @@ void fields(IO& io, H& h) {
   io.scalar(h.protocol_version);
   io.scalar(h.session);
   io.scalar(h.step);
+  io.scalar(h.micro);
+  io.scalar(h.micros);
+  if (std::is_same_v<IO, Reader> && (h.micros == 0 || h.micro >= h.micros))
+    throw ProtocolError("header: micro-batch " + std::to_string(h.micro) + " of " +
+                        std::to_string(h.micros));
 }
 
 template <class IO, class W>
@@ -129,6 +134,7 @@ void tensor_fields(IO& io, W& w) {
   w.dtype = static_cast<WireDtype>(dtype);
   w.scheme = static_cast<QuantScheme>(scheme);
   io.vec(w.shape);
+  io.vec(w.rows);
   io.vec(w.scale);
   io.vec(w.zero);
   io.vec(w.payload);
@@ -184,8 +190,8 @@ void body(IO& io, DataUpload& m) {
 template <class IO>
 void body(IO& io, AdapterUpload& m) {
   io.scalar(m.delta);
-  // An entry is at least a name length, dtype, scheme and four vector lengths.
-  m.tensors.resize(io.count(m.tensors.size(), 8 + 2 + 4 * 8));
+  // An entry is at least a name length, dtype, scheme and five vector lengths.
+  m.tensors.resize(io.count(m.tensors.size(), 8 + 2 + 5 * 8));
   for (auto& t : m.tensors) {
     io.str(t.name);
     tensor_fields(io, t.value);

@@ -11,12 +11,16 @@
 
 namespace gt {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: tensors name the rows they send (padding left out); int2; micro-batches.
+inline constexpr uint32_t kProtocolVersion = 2;
 
 struct Header {
   uint32_t protocol_version = kProtocolVersion;
   uint64_t session = 0;
   int64_t step = 0;
+  // A pipelined training step (strategy.micro_batches > 1) sends its batch in `micros` row
+  // chunks; forward and backward messages name their chunk, from 0. 0 of 1 otherwise.
+  uint32_t micro = 0, micros = 1;
 };
 
 // client -> server: open a session for a model cut at (n_in, n_out).

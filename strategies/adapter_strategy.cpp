@@ -32,6 +32,19 @@ double AdapterStrategy::train_output(const LmBatch& batch, const torch::Tensor& 
   return loss.item<double>();
 }
 
+double AdapterStrategy::train_output_rows(const LmBatch& rows, const torch::Tensor& a2,
+                                          const AttentionContext& ctx, int64_t batch_tokens) {
+  auto logits = seg().output->forward(a2, ctx);  // (b, T, V)
+  const auto V = logits.size(-1);
+  auto sum = torch::nn::functional::cross_entropy(
+      logits.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat),
+      rows.labels.slice(1, 1).reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+  auto loss = sum / double(std::max<int64_t>(batch_tokens, 1));
+  loss.backward();
+  return loss.item<double>();
+}
+
 LmBatch AdapterStrategy::on_device(const LmBatch& batch) const {
   return to_device(batch, seg().device());
 }

@@ -19,6 +19,11 @@ class AdapterStrategy : public ClientStrategy {
   // Output adapter on a2 -> loss; backward; optimizer step. a2 may require grad
   // (its gradient is then g2). Returns the loss; `ctx` from the batch's mask.
   double train_output(const LmBatch& batch, const torch::Tensor& a2, const AttentionContext& ctx);
+  // The same for some rows of a batch (a micro-batch), without clearing the gradients: the
+  // rows' summed loss / `batch_tokens` (the whole batch's predicted tokens), so the gradients
+  // the micro-batches accumulate are the batch's. Returns that share of the loss.
+  double train_output_rows(const LmBatch& rows, const torch::Tensor& a2,
+                           const AttentionContext& ctx, int64_t batch_tokens);
   void apply_step();  // clip (if configured) and optimizer step
   // A batch, or a tensor from the wire (in the model's dtype), on the model's device; the
   // same tensors, no copy, when they are there already (always on the CPU).

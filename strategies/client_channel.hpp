@@ -12,8 +12,15 @@
 
 namespace gt {
 
-// What the client does next: send a message to the server, or the step is done.
-using Outgoing = std::variant<ForwardRequest, BackwardRequest, StepOutcome>;
+// A pipelined step's forward requests, one per micro-batch in row order: all sent at once.
+using ForwardRequests = std::vector<ForwardRequest>;
+// Nothing to send now: a pipelined step waits for more of the server's g1 chunks.
+struct AwaitReplies {};
+
+// What the client does next: send a message (or a pipelined step's messages) to the server,
+// wait for more replies, or the step is done. Unpipelined steps never give the last two.
+using Outgoing =
+    std::variant<ForwardRequest, BackwardRequest, StepOutcome, ForwardRequests, AwaitReplies>;
 
 class ClientChannel {
  public:
@@ -22,7 +29,9 @@ class ClientChannel {
   // Opens a session, or (session already set) updates its terms for the current strategy.
   SessionHello hello(const std::string& client_name) const;
   Outgoing begin_step(const StepInput& in);
-  // Replies are taken over: their tensors become the strategy's without a copy.
+  // Replies are taken over: their tensors become the strategy's without a copy. In a
+  // pipelined step the a2 chunks must come in order (one server serves its mailbox in order);
+  // g1 chunks may come in any order.
   Outgoing on_reply(ForwardReply reply);
   Outgoing on_reply(BackwardReply reply);
   ForwardRequest eval_request(const LmBatch& batch);
@@ -31,7 +40,10 @@ class ClientChannel {
   // Only between steps (no step in flight).
   void set_strategy(std::unique_ptr<ClientStrategy> strategy);
   // Forgets the step in flight (its server is gone); the step is then begun again.
-  void abort_step() { in_flight_ = false; }
+  void abort_step() {
+    in_flight_ = false;
+    micro_.clear();
+  }
   // A run resumed from a checkpoint continues its step count.
   void resume_at(int64_t steps_done) { step_ = steps_done; }
   ClientStrategy& strategy() { return *strategy_; }
@@ -46,6 +58,10 @@ class ClientChannel {
  private:
   Header header() const { return Header{kProtocolVersion, session_, step_}; }
   Outgoing send(ClientAction action);
+  // A training a1 in row chunks (micro-batches), one request each.
+  ForwardRequests pipeline(const ActivationsUp& up, int64_t chunks);
+  // The chunk a pipelined reply names, checked against the step in flight.
+  size_t micro_of(const Header& h, const char* kind) const;
   torch::Tensor a2_of(ForwardReply&& reply) const;
 
   std::shared_ptr<ClientModel> model_;
@@ -54,6 +70,15 @@ class ClientChannel {
   int64_t step_ = 0;
   bool in_flight_ = false;
   std::vector<int64_t> shape_;  // (B, T, C) of the request in flight
+  torch::Tensor mask_;          // (B, T) of the step in flight: padded positions stay home
+  // A pipelined step in flight (empty otherwise): each micro-batch's first row and rows; the
+  // next a2 expected; the g1 chunks received.
+  struct Micro {
+    int64_t first_row = 0, rows = 0;
+    torch::Tensor g1;
+  };
+  std::vector<Micro> micro_;
+  size_t next_a2_ = 0, g1_received_ = 0;
   LmBatch eval_batch_;
 };
 

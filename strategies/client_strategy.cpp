@@ -13,6 +13,10 @@ ClientAction ClientStrategy::on_gradients(const torch::Tensor&) {
   throw Error(name() + ": no gradients expected now");
 }
 
+ClientAction ClientStrategy::on_micro_activations(const torch::Tensor&, int64_t) {
+  throw Error(name() + ": does not pipeline micro-batches");
+}
+
 void clear_gradients(torch::optim::Optimizer& optimizer) {
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();

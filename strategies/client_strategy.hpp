@@ -69,6 +69,14 @@ class ClientStrategy {
   virtual ClientAction on_activations(const torch::Tensor& a2);
   virtual ClientAction on_gradients(const torch::Tensor& g1);
 
+  // Pipelined steps (strategy.micro_batches): with micro_batches() > 1 the channel sends the
+  // a1 of begin_step in that many row chunks (at most one per row), hands each chunk's a2 here
+  // in row order (rows [first_row, first_row + a2.size(0)) of the batch), sends back the g2
+  // this returns at once, and passes the joined g1 chunks to on_gradients. The step's update
+  // is the unpipelined one's, up to float summation order.
+  virtual int64_t micro_batches() const { return 1; }
+  virtual ClientAction on_micro_activations(const torch::Tensor& a2, int64_t first_row);
+
   // Evaluation through the wire: a1 of a held-out batch (no graph), then its summed
   // loss and counted tokens from the server's a2.
   virtual ActivationsUp eval_up(const LmBatch& batch) = 0;

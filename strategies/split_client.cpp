@@ -8,8 +8,14 @@
 
 namespace gt {
 
-SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, double dcor_lambda)
-    : AdapterStrategy(std::move(model)), name_(std::move(name)), dcor_lambda_(dcor_lambda) {}
+SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, double dcor_lambda,
+                         int64_t micro_batches)
+    : AdapterStrategy(std::move(model)),
+      name_(std::move(name)),
+      dcor_lambda_(dcor_lambda),
+      micro_batches_(micro_batches) {
+  if (micro_batches_ < 1) throw Error(name_ + ": micro_batches must be >= 1");
+}
 
 ClientAction SplitClient::begin_step(const StepInput& in) {
   batch_ = on_device(in.batch);
@@ -20,6 +26,7 @@ ClientAction SplitClient::begin_step(const StepInput& in) {
   for (auto& block : seg().input->blocks) a1_ = block->forward(a1_, ctx_);
   outcome_ = StepOutcome{};
   outcome_.tokens = predicted_tokens(batch_);
+  next_row_ = 0;
   return ActivationsUp{a1_.detach(), batch_.attention_mask, true, QuantScheme::none};
 }
 
@@ -30,8 +37,31 @@ ClientAction SplitClient::on_activations(const torch::Tensor& a2_in) {
   return GradientsUp{a2.grad(), QuantScheme::none};
 }
 
+// The output adapter on rows [first_row, first_row + b) alone: its attention never crosses
+// rows, so the rows' logits are the whole batch's; their loss share accumulates the gradients.
+ClientAction SplitClient::on_micro_activations(const torch::Tensor& a2_in, int64_t first_row) {
+  if (!a1_.defined()) throw Error(name_ + ": a2 without a step in flight");
+  const auto rows = a2_in.size(0), B = batch_.input_ids.size(0);
+  if (first_row != next_row_ || rows < 1 || first_row + rows > B)
+    throw Error(name_ + ": a2 of rows " + std::to_string(first_row) + ".." +
+                std::to_string(first_row + rows) + " where rows from " + std::to_string(next_row_) +
+                " of " + std::to_string(B) + " were expected");
+  if (first_row == 0) clear_gradients(*model_->optimizer);
+  const LmBatch part{batch_.input_ids.narrow(0, first_row, rows),
+                     batch_.attention_mask.narrow(0, first_row, rows),
+                     batch_.labels.narrow(0, first_row, rows)};
+  const auto ctx = make_attention_context(seg().cfg, part.attention_mask, seg().dtype);
+  auto a2 = on_device(a2_in).requires_grad_(true);
+  const double share = train_output_rows(part, a2, ctx, outcome_.tokens);
+  outcome_.loss = first_row == 0 ? share : outcome_.loss + share;
+  next_row_ = first_row + rows;
+  return GradientsUp{a2.grad(), QuantScheme::none};
+}
+
 ClientAction SplitClient::on_gradients(const torch::Tensor& g1) {
   if (!a1_.defined()) throw Error(name_ + ": g1 without a step in flight");
+  if (next_row_ != 0 && next_row_ != batch_.input_ids.size(0))  // a pipelined step
+    throw Error(name_ + ": g1 before the a2 of every micro-batch");
   std::vector<torch::Tensor> roots{a1_}, grads{g1.to(a1_.device(), a1_.scalar_type())};
   if (dcor_lambda_ > 0) {
     auto dcor = distance_correlation(embeddings_.detach(), a1_);

@@ -11,16 +11,23 @@ namespace gt {
 class SplitClient : public AdapterStrategy {
  public:
   // dcor_lambda: weight of dCor(input embeddings, a1) in the loss (NoPeek); 0 = off.
-  SplitClient(std::shared_ptr<ClientModel> model, std::string name, double dcor_lambda = 0);
+  // micro_batches > 1: steps are pipelined (client_strategy.hpp): the input adapter and the
+  // penalty run on the whole batch, the output adapter on each micro-batch as its a2 arrives.
+  SplitClient(std::shared_ptr<ClientModel> model, std::string name, double dcor_lambda = 0,
+              int64_t micro_batches = 1);
 
   std::string name() const override { return name_; }
   ClientAction begin_step(const StepInput& in) override;
   ClientAction on_activations(const torch::Tensor& a2) override;
   ClientAction on_gradients(const torch::Tensor& g1) override;
+  int64_t micro_batches() const override { return micro_batches_; }
+  ClientAction on_micro_activations(const torch::Tensor& a2, int64_t first_row) override;
 
  private:
   std::string name_;
   double dcor_lambda_;
+  int64_t micro_batches_;
+  int64_t next_row_ = 0;  // of the next micro-batch's a2
   // In flight between the phases of a step.
   LmBatch batch_;
   AttentionContext ctx_;

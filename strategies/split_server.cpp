@@ -9,7 +9,7 @@
 namespace gt {
 namespace {
 QuantScheme scheme_from_wire(uint8_t code, const char* field) {
-  if (code > static_cast<uint8_t>(QuantScheme::int4))
+  if (!is_quant_scheme(code))
     throw ProtocolError(std::string(field) + ": unknown quantization scheme " +
                         std::to_string(code));
   return static_cast<QuantScheme>(code);
@@ -86,17 +86,23 @@ ForwardReply SplitServer::forward(ForwardRequest req) {
   if (req.keep_graph && !s.backward)
     throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
                         ") sends no gradients; a forward cannot keep a graph");
+  const auto& h = req.header;
+  if (h.micros > 1 && !req.keep_graph)
+    throw ProtocolError("micro-batch " + std::to_string(h.micro) + " of " +
+                        std::to_string(h.micros) + ": only training forwards are pipelined");
   ForwardReply reply;
-  reply.header = req.header;
+  reply.header = h;
   if (req.keep_graph) {
     a1.requires_grad_(true);
-    s.a1 = a1;
-    s.a2 = seg_.backbone->forward(a1, ctx);
-    s.pending_step = req.header.step;
-    reply.activations = to_wire(s.a2, s.a2_scheme);
+    auto a2 = seg_.backbone->forward(a1, ctx);
+    reply.activations = to_wire(a2, s.a2_scheme, mask);
+    if (s.pending_step != h.step || s.pending_micros != h.micros) s.graphs.clear();
+    s.graphs[h.micro] = ServerSession::Graph{a1, a2, mask};
+    s.pending_step = h.step;
+    s.pending_micros = h.micros;
   } else {
     torch::NoGradGuard no_grad;
-    reply.activations = to_wire(seg_.backbone->forward(a1, ctx), s.a2_scheme);
+    reply.activations = to_wire(seg_.backbone->forward(a1, ctx), s.a2_scheme, mask);
   }
   s.last_step = req.header.step;
   return reply;
@@ -107,17 +113,25 @@ BackwardReply SplitServer::backward(BackwardRequest req) {
   if (!s.backward)
     throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
                         ") agreed to send no gradients");
-  if (s.pending_step != req.header.step || !s.a2.defined())
-    throw ProtocolError("gradient for step " + std::to_string(req.header.step) +
+  const auto& h = req.header;
+  if (s.pending_step != h.step || s.graphs.empty())
+    throw ProtocolError("gradient for step " + std::to_string(h.step) +
                         " without a pending forward of that step");
-  auto g2 = from_wire(std::move(req.gradient), "g2", s.a2.sizes().vec()).to(s.a2.scalar_type());
+  const auto it = s.graphs.find(h.micro);
+  if (h.micros != s.pending_micros || it == s.graphs.end())
+    throw ProtocolError(
+        "gradient for micro-batch " + std::to_string(h.micro) + " of " + std::to_string(h.micros) +
+        " of step " + std::to_string(h.step) + " without a pending forward of that micro-batch (" +
+        std::to_string(s.graphs.size()) + " of " + std::to_string(s.pending_micros) + " pending)");
+  auto& g = it->second;
+  auto g2 = from_wire(std::move(req.gradient), "g2", g.a2.sizes().vec()).to(g.a2.scalar_type());
   if (!torch::isfinite(g2).all().item<bool>()) throw ProtocolError("g2: contains NaN or infinity");
-  s.a2.backward(g2.to(s.a2.device()));  // through the frozen backbone to the received a1
+  g.a2.backward(g2.to(g.a2.device()));  // through the frozen backbone to the received a1
   BackwardReply reply;
-  reply.header = req.header;
-  reply.gradient = to_wire(s.a1.grad(), s.g1_scheme);
-  s.a1 = s.a2 = torch::Tensor();
-  s.pending_step = -1;
+  reply.header = h;
+  reply.gradient = to_wire(g.a1.grad(), s.g1_scheme, g.mask);
+  s.graphs.erase(it);
+  if (s.graphs.empty()) s.pending_step = -1;
   return reply;
 }
 

@@ -19,9 +19,16 @@ struct ServerSession {
   QuantScheme a2_scheme = QuantScheme::none, g1_scheme = QuantScheme::none;  // what it sends back
   bool backward = true;  // false (gradfree, offline): no graph is kept, no gradient accepted
   int64_t last_step = -1;
-  // Between a training forward and its backward:
-  torch::Tensor a1, a2;  // a1 is a leaf requiring grad; a2 its image through the backbone
-  int64_t pending_step = -1;
+  // Between a training forward and its backward, one graph per micro-batch of the pending
+  // step (one for an unpipelined step): a1 is a leaf requiring grad; a2 its image through the
+  // backbone.
+  struct Graph {
+    torch::Tensor a1, a2;
+    torch::Tensor mask;  // (B, T) as received: g1 leaves out the padded positions, as a2 did
+  };
+  std::map<uint32_t, Graph> graphs;
+  int64_t pending_step = -1;  // -1: no graph kept
+  uint32_t pending_micros = 1;
 };
 
 class SplitServer {
@@ -34,7 +41,9 @@ class SplitServer {
   // the hello names an open session of the same client, updates its terms
   // (a strategy switch). Throws ProtocolError.
   SessionAccept open(const SessionHello& hello);
-  // Requests are taken over: received tensors are used in place, not copied.
+  // Requests are taken over: received tensors are used in place, not copied. A training
+  // forward keeps its graph until the backward naming the same step and micro-batch; a
+  // training forward of another step (or another micro-batch count) drops the graphs kept.
   ForwardReply forward(ForwardRequest request);
   BackwardReply backward(BackwardRequest request);
   // Plugs a client's tuned adapters into the full model (kept per client).

@@ -29,10 +29,13 @@ std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,
                                                      std::shared_ptr<ClientModel> model,
                                                      const StrategySettings& settings,
                                                      Backbone emulator) {
-  if (name == "split") return std::make_unique<SplitClient>(model, "split");
+  if (name == "split")
+    return std::make_unique<SplitClient>(model, "split", 0, settings.micro_batches);
   if (name == "online")
     return std::make_unique<WireQuantization>(
-        with_noise(std::make_unique<SplitClient>(model, "online", settings.dcor_lambda), settings),
+        with_noise(std::make_unique<SplitClient>(model, "online", settings.dcor_lambda,
+                                                 settings.micro_batches),
+                   settings),
         settings.online);
   if (name == "gradfree")
     return with_noise(std::make_unique<GradfreeClient>(model, settings.gradfree_cache), settings);

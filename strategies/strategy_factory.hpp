@@ -23,6 +23,7 @@ struct StrategySettings {
   double noise_std = 0;    // Gaussian noise on a1 (online, gradfree)
   uint64_t seed = 0;       // of the noise
   bool gradfree_cache = true;
+  int64_t micro_batches = 1;  // split and online: pipelined steps (client_strategy.hpp)
   std::map<std::string, UploadFormat> uploads{{"offsite", {}},
                                               {"offline", {true, QuantScheme::int8}}};
 };

@@ -23,6 +23,10 @@ class StrategyWrapper : public ClientStrategy {
   ClientAction on_gradients(const torch::Tensor& g1) override {
     return up(inner_->on_gradients(g1));
   }
+  int64_t micro_batches() const override { return inner_->micro_batches(); }
+  ClientAction on_micro_activations(const torch::Tensor& a2, int64_t first_row) override {
+    return up(inner_->on_micro_activations(a2, first_row));
+  }
   ActivationsUp eval_up(const LmBatch& batch) override { return up_eval(inner_->eval_up(batch)); }
   std::pair<double, int64_t> eval_loss(const LmBatch& batch, const torch::Tensor& a2) override {
     return inner_->eval_loss(batch, a2);

@@ -126,7 +126,8 @@ TEST_CASE("run config: example files load and their model path exists") {
   for (const auto& entry : fs::directory_iterator(source_path("config/examples"))) {
     CAPTURE(entry.path().string());
     CHECK(entry.path().extension() == ".toml");
-    if (entry.path().stem() == "compare") continue;  // an experiment grid (experiment_grid.cpp)
+    const auto stem = entry.path().stem();
+    if (stem == "compare" || stem == "wire") continue;  // experiment grids (experiment_grid.cpp)
     CHECK(examples.count(entry.path().stem().string()) == 1);
     CHECK_NOTHROW(gt::load_run_config(entry.path().string()));
     ++files;
@@ -183,6 +184,7 @@ TEST_CASE("run config: to_toml round trip") {
   c.model.lora_targets = {"q_proj", "k_proj", "fc2"};
   c.strategy.quantize_g1 = "int4";
   c.strategy.dcor_lambda = 0.123456789012345;
+  c.strategy.micro_batches = 3;
   c.optimizer = {"sgd", 3e-4, 0.01, 0.9, 1.0};
   c.training.steps = 0;
   c.training.epochs = 2;
@@ -395,7 +397,7 @@ TEST_CASE("run config: out-of-range numbers") {
 TEST_CASE("run config: enum strings") {
   CHECK_THROWS_WITH_AS(parse("[strategy]\nquantize_a1 = \"int3\"\n"),
                        Contains("test.toml:2: strategy.quantize_a1: \"int3\" is not allowed "
-                                "(allowed: none, int8, int4)"),
+                                "(allowed: none, int8, int4, int2)"),
                        gt::Error);
   CHECK_THROWS_WITH_AS(parse("[model]\ndtype = \"float16\"\n"),
                        Contains("model.dtype: \"float16\" is not allowed (allowed: float32, "
@@ -512,7 +514,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 77);
+  CHECK(keys.size() == 78);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
@@ -720,6 +722,33 @@ TEST_CASE("run config: keys that only apply when the plan uses a strategy") {
                        Contains("test.toml:2: strategy.quantize_a1: only used when the plan uses "
                                 "online (the plan runs offline, split)"),
                        gt::Error);
+  // micro_batches: split or online only; gradfree, offline, offsite, centralized refuse > 1.
+  CHECK(parse("[strategy]\nmicro_batches = 4\n").strategy.micro_batches == 4);
+  CHECK(parse("[strategy]\nkind = \"split\"\nmicro_batches = 2\n").strategy.micro_batches == 2);
+  CHECK(parse("[strategy]\nmicro_batches = 2\n"
+              "[[phase]]\nstrategy = \"gradfree\"\nsteps = 5\n"
+              "[[phase]]\nstrategy = \"online\"\nsteps = 5\n")
+            .strategy.micro_batches == 2);
+  for (const std::string kind : {"gradfree", "offline", "offsite", "centralized"}) {
+    CAPTURE(kind);
+    CHECK_THROWS_WITH_AS(parse("[strategy]\nkind = \"" + kind + "\"\nmicro_batches = 2\n"),
+                         Contains(("test.toml:3: strategy.micro_batches: only used when the plan "
+                                   "uses split or online (the plan runs " +
+                                   kind + "); remove it or set it to 1")
+                                      .c_str()),
+                         gt::Error);
+    CHECK(
+        parse("[strategy]\nkind = \"" + kind + "\"\nmicro_batches = 1\n").strategy.micro_batches ==
+        1);
+  }
+  CHECK_THROWS_WITH_AS(parse("[strategy]\nmicro_batches = 0\n"),
+                       Contains("strategy.micro_batches: 0 is out of range (allowed: >= 1)"),
+                       gt::Error);
+  auto overridden = gt::default_run_config();
+  gt::apply_overrides(overridden, {"strategy.micro_batches=3", "strategy.kind=split"});
+  CHECK(overridden.strategy.micro_batches == 3);
+  gt::apply_override(overridden, "strategy.kind=gradfree");  // made neutral
+  CHECK(overridden.strategy.micro_batches == 1);
   // Without online in the plan, online's keys default to neutral.
   const auto none = parse("[[phase]]\nstrategy = \"gradfree\"\nsteps = 5\n");
   CHECK(none.strategy.quantize_a1 == "none");

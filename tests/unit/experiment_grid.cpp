@@ -97,15 +97,19 @@ TEST_CASE("experiment grid: bad files are refused with file, line and key") {
                        Contains("/nonexistent/grid.toml"), gt::Error);
 }
 
-TEST_CASE("experiment grid: the example compare.toml is valid") {
-  const auto cfg = gt::load_experiment_config(source_path("config/examples/compare.toml"));
-  CHECK(cfg.designs.size() >= 6);
-  CHECK_FALSE(cfg.quick.empty());
-  // Every run of the grid is a valid run configuration.
-  for (const auto& cell : gt::experiment_cells(cfg, true)) {
-    CAPTURE(cell.id);
-    auto run = gt::load_run_config(cfg.base);
-    CHECK_NOTHROW(gt::apply_overrides(run, cell.overrides));
+TEST_CASE("experiment grid: the example grids compare.toml and wire.toml are valid") {
+  for (const char* name : {"compare", "wire"}) {
+    CAPTURE(name);
+    const auto cfg =
+        gt::load_experiment_config(source_path("config/examples/" + std::string(name) + ".toml"));
+    CHECK(cfg.designs.size() >= 6);
+    CHECK_FALSE(cfg.quick.empty());
+    // Every run of the grid is a valid run configuration.
+    for (const auto& cell : gt::experiment_cells(cfg, true)) {
+      CAPTURE(cell.id);
+      auto run = gt::load_run_config(cfg.base);
+      CHECK_NOTHROW(gt::apply_overrides(run, cell.overrides));
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// Per-token int8/int4 quantization: round-trip error bounds, the int4 byte layout,
+// Per-token int8/int4/int2 quantization: round-trip error bounds, the int4 and int2 byte layouts,
 // the straight-through gradient, payload sizes and the input/size errors.
 #include <cmath>
 #include <limits>
@@ -30,20 +30,23 @@ void check_round_trip(const torch::Tensor& x, QuantScheme scheme) {
 }  // namespace
 
 TEST_CASE("quantization: scheme names and bits") {
-  for (auto s : {QuantScheme::none, QuantScheme::int8, QuantScheme::int4})
+  for (auto s : {QuantScheme::none, QuantScheme::int8, QuantScheme::int4, QuantScheme::int2})
     CHECK(gt::parse_quant_scheme(gt::to_string(s)) == s);
   CHECK(gt::bits(QuantScheme::none) == 32);
   CHECK(gt::bits(QuantScheme::int8) == 8);
   CHECK(gt::bits(QuantScheme::int4) == 4);
-  CHECK_THROWS_WITH_AS(gt::parse_quant_scheme("int2"),
-                       gt::test::contains("allowed: none, int8, int4"), gt::Error);
+  CHECK(gt::bits(QuantScheme::int2) == 2);
+  CHECK(gt::is_quant_scheme(3));
+  CHECK(!gt::is_quant_scheme(4));
+  CHECK_THROWS_WITH_AS(gt::parse_quant_scheme("int3"),
+                       gt::test::contains("allowed: none, int8, int4, int2"), gt::Error);
   CHECK_THROWS_AS(gt::parse_quant_scheme("INT8"), gt::Error);
 }
 
 TEST_CASE("quantization: round trip within half a step") {
   torch::manual_seed(1);
   const std::vector<std::vector<int64_t>> shapes{{2, 5, 7}, {3, 1}, {4, 9}, {11}};
-  for (auto scheme : {QuantScheme::int8, QuantScheme::int4}) {
+  for (auto scheme : {QuantScheme::int8, QuantScheme::int4, QuantScheme::int2}) {
     for (const auto& shape : shapes) {
       CAPTURE(gt::to_string(scheme));
       CAPTURE(shape.size());
@@ -80,7 +83,11 @@ TEST_CASE("quantization: code byte counts and metadata sizes") {
   CHECK(q4.codes.numel() == 35);  // ceil(70 / 2)
   CHECK(gt::quantize(torch::randn({4, 9}), QuantScheme::int4).codes.numel() == 18);
   CHECK(gt::quantize(torch::randn({3, 3}), QuantScheme::int4).codes.numel() == 5);  // odd
-  for (const auto* q : {&q8, &q4}) {
+  const auto q2 = gt::quantize(x, QuantScheme::int2);
+  CHECK(q2.codes.numel() == 18);  // ceil(70 / 4)
+  CHECK(gt::quantize(torch::randn({4, 9}), QuantScheme::int2).codes.numel() == 9);
+  CHECK(gt::quantize(torch::randn({3, 3}), QuantScheme::int2).codes.numel() == 3);  // 9 codes
+  for (const auto* q : {&q8, &q4, &q2}) {
     CHECK(q->shape == std::vector<int64_t>{2, 5, 7});
     CHECK((q->scale.scalar_type() == torch::kFloat32));
     CHECK((q->zero.scalar_type() == torch::kFloat32));
@@ -115,9 +122,28 @@ TEST_CASE("quantization: int4 packing order by hand") {
   CHECK(torch::equal(q3.codes, torch::tensor({0, 170, 255}, torch::kUInt8)));
 }
 
+TEST_CASE("quantization: int2 packing order by hand") {
+  // One row [0, 3, 1, 2, 3]: lo 0, hi 3, scale 3 / 3 = 1, codes 0, 3, 1, 2, 3; byte k =
+  // c[4k] | c[4k+1] << 2 | c[4k+2] << 4 | c[4k+3] << 6: 0 | 12 | 16 | 128 = 0x9C, then 3
+  // with three zero pad codes = 0x03.
+  const auto x = torch::tensor({0.f, 3.f, 1.f, 2.f, 3.f});
+  auto q = gt::quantize(x, QuantScheme::int2);
+  REQUIRE(q.codes.numel() == 2);
+  CHECK(q.codes[0].item<uint8_t>() == 0x9C);
+  CHECK(q.codes[1].item<uint8_t>() == 0x03);
+  CHECK(torch::equal(gt::dequantize(q), x));  // every value sits on a code
+  // Codes run on across rows. Row 1 = [3, 10, 16, 13]: lo 3, hi 16, scale 13/3, codes 0,
+  // round(1.62) = 2, 3, round(2.31) = 2.
+  q = gt::quantize(torch::tensor({{0.f, 3.f, 1.f, 2.f}, {3.f, 10.f, 16.f, 13.f}}),
+                   QuantScheme::int2);
+  REQUIRE(q.codes.numel() == 2);
+  CHECK(q.codes[0].item<uint8_t>() == 0x9C);
+  CHECK(q.codes[1].item<uint8_t>() == (0 | 2 << 2 | 3 << 4 | 2 << 6));
+}
+
 TEST_CASE("quantization: straight-through gradient") {
   torch::manual_seed(2);
-  for (auto scheme : {QuantScheme::int8, QuantScheme::int4}) {
+  for (auto scheme : {QuantScheme::int8, QuantScheme::int4, QuantScheme::int2}) {
     const auto x = torch::randn({3, 4, 6}, torch::requires_grad());
     const auto y = gt::fake_quantize(x, scheme);
     // Forward is exactly what the receiver decodes.
@@ -140,7 +166,7 @@ TEST_CASE("quantization: straight-through gradient") {
 
 TEST_CASE("quantization: payload bytes match the real tensors") {
   const std::vector<std::vector<int64_t>> shapes{{2, 5, 7}, {3, 1}, {4, 9}, {3, 3}, {1}};
-  for (auto scheme : {QuantScheme::int8, QuantScheme::int4}) {
+  for (auto scheme : {QuantScheme::int8, QuantScheme::int4, QuantScheme::int2}) {
     for (const auto& shape : shapes) {
       const auto q = gt::quantize(torch::randn(shape), scheme);
       const int64_t real = q.codes.numel() * q.codes.element_size() +
@@ -151,6 +177,7 @@ TEST_CASE("quantization: payload bytes match the real tensors") {
   }
   CHECK(gt::quantized_payload_bytes({2, 5, 7}, QuantScheme::none) == 280);  // 70 fp32 values
   CHECK(gt::quantized_payload_bytes({8, 128, 768}, QuantScheme::int4) == 393216 + 8 * 1024);
+  CHECK(gt::quantized_payload_bytes({8, 128, 768}, QuantScheme::int2) == 196608 + 8 * 1024);
   CHECK_THROWS_AS(gt::quantized_payload_bytes({}, QuantScheme::int8), gt::Error);
   CHECK_THROWS_AS(gt::quantized_payload_bytes({2, -1}, QuantScheme::int8), gt::Error);
   const int64_t big = int64_t{1} << 40;

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/error.hpp"
 #include "protocols/codec.hpp"
 #include "protocols/messages.hpp"
 #include "protocols/wire_tensor.hpp"
@@ -134,9 +135,9 @@ TEST_CASE("codec: raw tensors round trip exactly in f32, f16, bf16 and i64") {
   CHECK(!f.slice(2, 0, 5, 2).is_contiguous());
 }
 
-TEST_CASE("codec: int8 and int4 tensors round trip within half a step per row") {
+TEST_CASE("codec: int8, int4 and int2 tensors round trip within half a step per row") {
   torch::manual_seed(2);
-  for (auto scheme : {QuantScheme::int8, QuantScheme::int4}) {
+  for (auto scheme : {QuantScheme::int8, QuantScheme::int4, QuantScheme::int2}) {
     for (const auto& x : {torch::randn({3, 5, 16}) * 3, torch::randn({3, 7}) + 10,
                           torch::randn({2, 9}).to(torch::kHalf), torch::randn({4, 6}).t()}) {
       CAPTURE(gt::to_string(scheme));
@@ -146,8 +147,7 @@ TEST_CASE("codec: int8 and int4 tensors round trip within half a step per row") 
       REQUIRE(w.scale.size() == size_t(rows));
       REQUIRE(w.zero.size() == size_t(rows));
       CHECK((w.scheme == scheme));
-      CHECK(int64_t(w.payload.size()) ==
-            (scheme == QuantScheme::int8 ? x.numel() : (x.numel() + 1) / 2));
+      CHECK(int64_t(w.payload.size()) == (x.numel() * gt::bits(scheme) + 7) / 8);
       CHECK(w.data_bytes() == gt::quantized_payload_bytes(w.shape, scheme));
       const auto y = round_trip(gt::ForwardReply{{}, w}).activations;
       const auto xh = gt::from_wire(y, "a2", x.sizes().vec());
@@ -165,6 +165,62 @@ TEST_CASE("codec: int8 and int4 tensors round trip within half a step per row") 
             shape);
     }
   }
+}
+
+TEST_CASE("codec: rows left out (padding) decode as zeros, the rows sent as without packing") {
+  torch::manual_seed(3);
+  const auto x = torch::randn({3, 5, 16}) * 2;
+  const auto mask =
+      torch::tensor({{1, 1, 1, 0, 0}, {1, 1, 1, 1, 1}, {1, 0, 0, 0, 0}}, torch::kLong);
+  const auto keep = mask.to(torch::kBool).unsqueeze(-1);
+  for (auto scheme : {QuantScheme::none, QuantScheme::int8, QuantScheme::int4, QuantScheme::int2}) {
+    CAPTURE(gt::to_string(scheme));
+    const auto full = gt::to_wire(x, scheme);
+    const auto packed = gt::to_wire(x, scheme, mask);
+    CHECK(packed.shape == x.sizes().vec());
+    CHECK(packed.rows == std::vector<uint8_t>{0b11100111, 0b00000111});  // rows 0-2, 5-10
+    if (scheme != QuantScheme::none) CHECK(packed.scale.size() == 9);
+    CHECK(packed.data_bytes() == 2 + gt::quantized_payload_bytes({9, 16}, scheme));
+    // Through a whole message: the rows sent decode exactly as unpacked, the others as 0.
+    const auto y =
+        gt::from_wire(round_trip(gt::ForwardReply{{}, packed}).activations, "a2", {3, 5, 16});
+    const auto y_full = gt::from_wire(full, "a2");
+    CHECK(torch::equal(y, torch::where(keep, y_full, torch::zeros_like(y_full))));
+  }
+  // The take-over path gives the same.
+  auto packed = gt::to_wire(x, QuantScheme::none, mask);
+  CHECK(torch::equal(gt::from_wire(std::move(packed), "a1"), x * keep));
+  // Every row sent: no bitmap. Packing would not pay: every row sent too.
+  CHECK(gt::to_wire(x, QuantScheme::none, torch::ones({3, 5})).rows.empty());
+  auto sparse = torch::zeros({16, 16});
+  sparse[0][0] = 1;  // 256 rows for 1 sent: still packed
+  CHECK(gt::to_wire(torch::randn({16, 16, 2}), QuantScheme::none, sparse).rows.size() == 32);
+  auto too_sparse = torch::zeros({16, 17});
+  too_sparse[0][0] = 1;  // 272 rows for 1 sent: more than 256 per row sent
+  CHECK(gt::to_wire(torch::randn({16, 17, 2}), QuantScheme::none, too_sparse).rows.empty());
+  // A mask of the wrong shape is the sender's bug.
+  CHECK_THROWS_WITH_AS(gt::to_wire(x, QuantScheme::int8, torch::ones({3, 4})),
+                       gt::test::contains("rows_sent has shape [3, 4], expected [3, 5]"),
+                       gt::Error);
+  // A received bitmap that contradicts the tensor is a ProtocolError.
+  using W = gt::WireTensor;
+  const auto good = gt::to_wire(x, QuantScheme::int8, mask);
+  const auto rejects = [](W w, const char* part, auto&& edit) {
+    edit(w);
+    CHECK_THROWS_WITH_AS(gt::from_wire(w, "a1"), gt::test::contains(part), gt::ProtocolError);
+  };
+  rejects(good, "row bitmap has 1 bytes, 15 rows need 2", [](W& w) { w.rows.pop_back(); });
+  rejects(good, "marks rows past the last one", [](W& w) { w.rows[1] |= 0x80; });
+  rejects(good, "9 row scales and 9 zero points for 10 rows sent",
+          [](W& w) { w.rows[1] |= 1 << 3; });
+  rejects(good, "needs rank >= 2", [](W& w) { w.shape = {240}; });
+  const auto raw = gt::to_wire(x, QuantScheme::none, mask);
+  rejects(raw, "with 8 rows sent needs 512", [](W& w) { w.rows[0] &= 0xFE; });
+  W hollow;  // 1 row sent of 4096: an amplifier
+  hollow.shape = {4096, 1 << 20};
+  hollow.rows.assign(512, 0);
+  hollow.rows[0] = 1;
+  rejects(hollow, "1 of 4096 rows sent; at most 256", [](W&) {});
 }
 
 TEST_CASE("codec: every message type decodes to the fields it was encoded from") {
@@ -229,18 +285,20 @@ TEST_CASE("codec: every message type decodes to the fields it was encoded from")
 // Encoded size of a ForwardRequest (cereal portable binary, little endian):
 //   1                 archive header: cereal's endianness byte
 // + 4                 message tag
-// + 4 + 8 + 8         header: protocol_version (u32), session (u64), step (i64)
-// + per tensor:       1 dtype + 1 scheme + 4 length prefixes of 8 bytes (shape, scale, zero,
-//                     payload) + 8 * rank (shape) + 4 * rows * 2 (scale + zero, quantized
-//                     only) + payload bytes
+// + 4 + 8 + 8 + 4 + 4 header: protocol_version (u32), session (u64), step (i64), micro and
+//                     micros (u32)
+// + per tensor:       1 dtype + 1 scheme + 5 length prefixes of 8 bytes (shape, rows, scale,
+//                     zero, payload) + 8 * rank (shape) + (rows + 7) / 8 (row bitmap, only when
+//                     rows are left out) + 4 * rows * 2 (scale + zero, quantized only) + payload
 // + 1                 keep_graph
 // With a raw fp32 a1 (B, T, H) and an int64 mask (B, T):
-//   bytes = B*T*H*4 + B*T*8 + 134,  134 = 1 + 4 + 20 + (34 + 24) + (34 + 16) + 1.
+//   bytes = B*T*H*4 + B*T*8 + 158,  158 = 1 + 4 + 28 + (42 + 24) + (42 + 16) + 1.
 TEST_CASE("codec: a ForwardRequest costs its payloads plus a fixed overhead") {
-  constexpr int64_t kTensorFraming = 1 + 1 + 4 * 8;
+  constexpr int64_t kTensorFraming = 1 + 1 + 5 * 8;
+  constexpr int64_t kHeader = 4 + 8 + 8 + 4 + 4;
   constexpr int64_t kLayoutOverhead =
-      1 + 4 + (4 + 8 + 8) + (kTensorFraming + 8 * 3) + (kTensorFraming + 8 * 2) + 1;
-  static_assert(kLayoutOverhead == 134);
+      1 + 4 + kHeader + (kTensorFraming + 8 * 3) + (kTensorFraming + 8 * 2) + 1;
+  static_assert(kLayoutOverhead == 158);
   const std::vector<std::array<int64_t, 3>> shapes{{1, 1, 1}, {2, 5, 96}, {3, 17, 64}};
   std::vector<int64_t> overheads;
   for (auto [B, T, H] : shapes) {
@@ -257,8 +315,13 @@ TEST_CASE("codec: a ForwardRequest costs its payloads plus a fixed overhead") {
   CHECK(overheads[1] == overheads[2]);
   CHECK(overheads[0] == kLayoutOverhead);
   // The same layout for the other messages.
-  CHECK(gt::encode(gt::SessionBye{}).bytes.size() == 1 + 4 + 20);
-  CHECK(gt::encode(gt::SessionAccept{{}, "abc"}).bytes.size() == 1 + 4 + 20 + 8 + 3);
+  CHECK(gt::encode(gt::SessionBye{}).bytes.size() == 1 + 4 + kHeader);
+  CHECK(gt::encode(gt::SessionAccept{{}, "abc"}).bytes.size() == 1 + 4 + kHeader + 8 + 3);
+  // A packed a1 pays its row bitmap: (B * T + 7) / 8 bytes.
+  auto packed = forward_request(2, 5, 8);
+  packed.activations = gt::to_wire(torch::randn({2, 5, 8}), QuantScheme::none,
+                                   torch::tensor({{1, 1, 1, 1, 1}, {1, 1, 0, 0, 0}}));
+  CHECK(int64_t(gt::encode(packed).bytes.size()) == 7 * 8 * 4 + 2 + 2 * 5 * 8 + kLayoutOverhead);
 }
 
 TEST_CASE("codec: version mismatch, trailing bytes, wrong tag and size limit are rejected") {
@@ -342,8 +405,9 @@ TEST_CASE("codec: random and mutated bytes are rejected without crashing or allo
 
 TEST_CASE("codec: hostile length prefixes are rejected before allocating") {
   const auto valid = gt::encode(forward_request(2, 3, 4)).bytes;
-  // a1 starts at 1 + 4 + 20 = 25: dtype, scheme, then the shape's length prefix at 27.
-  const size_t shape_prefix = 27, payload_prefix = shape_prefix + 8 + 3 * 8 + 8 + 8;
+  // a1 starts at 1 + 4 + 28 = 33: dtype, scheme, then the shape's length prefix at 35; then
+  // the shape, and the rows', scale's and zero's length prefixes (their vectors are empty).
+  const size_t shape_prefix = 35, payload_prefix = shape_prefix + 8 + 3 * 8 + 8 + 8 + 8;
   uint64_t n = 0;
   std::memcpy(&n, valid.data() + shape_prefix, 8);
   REQUIRE(n == 3);
@@ -364,9 +428,9 @@ TEST_CASE("codec: hostile length prefixes are rejected before allocating") {
   CHECK_THROWS_WITH_AS(decode_bytes<gt::ForwardRequest>(b),
                        gt::test::contains("declared length 1152921504606846976 exceeds"),
                        gt::ProtocolError);
-  // A string length in a hello (client_name's prefix follows the header at 25).
+  // A string length in a hello (client_name's prefix follows the header at 33).
   auto h = gt::encode(gt::SessionHello{}).bytes;
-  std::memcpy(h.data() + 25, &claim, 8);
+  std::memcpy(h.data() + 33, &claim, 8);
   CHECK_THROWS_WITH_AS(decode_bytes<gt::SessionHello>(h), gt::test::contains("declared length"),
                        gt::ProtocolError);
 }
