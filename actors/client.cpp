@@ -26,7 +26,9 @@ std::string link(Self self, const char* peer = "server") {
 template <class T>
 Encoded<T> send_counted(Self self, const T& msg, const std::string& suffix = "",
                         const char* peer = "server") {
-  auto enc = encode(msg);
+  const auto& channel = self->state.channel;
+  auto enc = encode(
+      msg, channel && std::string(peer) == "server" ? channel->compression() : Compression::none);
   self->state.parts.stats->add(link(self, peer), "up", message_kind<T>() + suffix,
                                static_cast<int64_t>(enc.bytes.size()));
   return enc;
@@ -326,6 +328,7 @@ void install(Self self, const std::string& strategy, Backbone emulator, Next nex
   auto s = make_client_strategy(strategy, st.parts.model, st.parts.settings, emulator);
   if (!st.channel) {
     st.channel = std::make_unique<ClientChannel>(st.parts.model, std::move(s));
+    st.channel->set_compression(st.parts.settings.compression);
     st.channel->resume_at(st.steps_at_start);
   } else
     st.channel->set_strategy(std::move(s));

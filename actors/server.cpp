@@ -55,12 +55,13 @@ caf::result<Encoded<Rep>> serve(Self self, const Encoded<Req>& msg, Handle&& han
   auto& st = self->state;
   try {
     check_size(self, msg.bytes.size());
-    auto req = decode(msg);
+    // A compressed message may not unpack to more than an uncompressed one may be.
+    auto req = decode(msg, static_cast<size_t>(st.options.limits.max_message_bytes));
     if constexpr (!std::is_same_v<Req, SessionHello>) check_owner(self, req.header.session);
     const auto link_it = st.link_of.find(req.header.session);
     const std::string link = link_it != st.link_of.end() ? link_it->second : "unknown";
     Rep rep = handle(req);
-    auto out = encode(rep);
+    auto out = encode(rep, st.server->compression(rep.header.session));
     const auto link_out =
         st.link_of.count(rep.header.session) ? st.link_of[rep.header.session] : link;
     st.stats->add(link_out, "up", message_kind<Req>(), static_cast<int64_t>(msg.bytes.size()));

@@ -229,6 +229,7 @@ StrategySettings strategy_settings(const RunConfig& cfg) {
   s.seed = cfg.training.seed;
   s.gradfree_cache = cfg.gradfree.cache_a2;
   s.micro_batches = st.micro_batches;
+  s.compression = parse_compression(st.compress);
   for (const auto* name : {"offsite", "offline"}) {
     const auto& d = std::string(name) == "offsite" ? cfg.offsite : cfg.offline;
     s.uploads[name] = {d.upload != "full", upload_scheme(d.upload)};

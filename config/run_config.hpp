@@ -32,6 +32,7 @@ struct StrategySection {
   // split, online: each training batch crosses in this many row chunks, pipelined (the server
   // computes chunk i+1 while the client computes chunk i); the same update as 1. >= 1
   int64_t micro_batches = 1;
+  std::string compress = "none";  // none | zstd: messages to and from the server
 };
 
 struct GradfreeSection {

@@ -4,8 +4,10 @@
 // does from_wire on every tensor of a decoded message; and a decoded message
 // re-encodes to bytes that decode again, to the same bytes, which are the input
 // itself when the input was written little-endian (the codec's only canonical
-// form). Any other exception, a crash, a sanitizer report or a large
-// allocation (-malloc_limit_mb in scripts/fuzz) is a finding.
+// form). A zstd-compressed message (no tag matches its first bytes) goes to
+// every decoder, which may unpack it up to kMaxMessageBytes. Any other
+// exception, a crash, a sanitizer report or a large allocation
+// (-malloc_limit_mb in scripts/fuzz) is a finding.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -24,11 +26,15 @@ namespace {
   std::abort();
 }
 
+// A party's message limit (server.max_message_mb is 256 by default): a zstd frame may declare
+// any content size up to it, and the decoder allocates that much once the frame checks out.
+constexpr size_t kMaxMessageBytes = size_t(64) << 20;
+
 template <class T>
 void check(const uint8_t* data, size_t size) {
   T m;
   try {
-    m = gt::decode(gt::Encoded<T>{std::vector<uint8_t>(data, data + size)});
+    m = gt::decode(gt::Encoded<T>{std::vector<uint8_t>(data, data + size)}, kMaxMessageBytes);
   } catch (const gt::ProtocolError&) {
     return;  // rejected with a reason: fine
   }

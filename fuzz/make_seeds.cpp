@@ -131,11 +131,15 @@ int write_seeds(const fs::path& root) {
   gt::fuzz::for_each_message([&](auto proto) {
     using T = decltype(proto);
     const auto list = examples<T>();
-    for (size_t i = 0; i < list.size(); ++i) {
-      const auto bytes = gt::encode(list[i]).bytes;
-      std::ofstream(root / "codec" / seed_name(gt::message_kind<T>(), i), std::ios::binary)
+    auto write = [&](const std::string& name, const std::vector<uint8_t>& bytes) {
+      std::ofstream(root / "codec" / name, std::ios::binary)
           .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    }
+    };
+    for (size_t i = 0; i < list.size(); ++i)
+      write(seed_name(gt::message_kind<T>(), i), gt::encode(list[i]).bytes);
+    // A zstd-compressed one too, where compression pays (strategy.compress).
+    const auto packed = gt::encode(list.back(), gt::Compression::zstd).bytes;
+    if (gt::is_zstd_frame(packed)) write(std::string(gt::message_kind<T>()) + "-zstd.bin", packed);
   });
   gt::save_safetensors((root / "safetensors" / "tiny.safetensors").string(),
                        {{"weight", values({2, 3})},

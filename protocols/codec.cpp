@@ -155,6 +155,7 @@ void body(IO& io, SessionHello& m) {
   io.scalar(m.backward);
   io.scalar(m.quant_a2);
   io.scalar(m.quant_g1);
+  io.scalar(m.compress);
 }
 template <class IO>
 void body(IO& io, SessionAccept& m) {
@@ -260,7 +261,7 @@ void write_message(const T& message, ByteSink& sink) {
 }  // namespace
 
 template <class T>
-Encoded<T> encode(const T& message) {
+Encoded<T> encode(const T& message, Compression compression) {
   ByteSink counter;
   write_message(message, counter);
   Encoded<T> encoded;
@@ -268,6 +269,10 @@ Encoded<T> encode(const T& message) {
   ByteSink sink;
   sink.out = &encoded.bytes;
   write_message(message, sink);
+  if (compression == Compression::zstd) {  // only where it pays: a tiny message grows
+    auto frame = zstd_compress(encoded.bytes);
+    if (frame.size() < encoded.bytes.size()) encoded.bytes = std::move(frame);
+  }
   return encoded;
 }
 
@@ -277,6 +282,17 @@ T decode(const Encoded<T>& encoded, size_t max_bytes) {
   if (encoded.bytes.size() > max_bytes)
     throw ProtocolError(std::string(kind) + ": message of " + std::to_string(encoded.bytes.size()) +
                         " bytes exceeds the limit of " + std::to_string(max_bytes));
+  if (is_zstd_frame(encoded.bytes)) {
+    Encoded<T> plain;
+    try {
+      plain.bytes = zstd_decompress(encoded.bytes, max_bytes);
+    } catch (const ProtocolError& e) {
+      throw ProtocolError(std::string(kind) + ": " + e.what());
+    }
+    if (is_zstd_frame(plain.bytes))
+      throw ProtocolError(std::string(kind) + ": a zstd frame inside a zstd frame");
+    return decode(plain, max_bytes);
+  }
   ByteSource src(encoded.bytes.data(), encoded.bytes.size());
   std::istream is(&src);
   T m;
@@ -301,8 +317,8 @@ T decode(const Encoded<T>& encoded, size_t max_bytes) {
   return m;
 }
 
-#define GT_CODEC_INSTANTIATE(T)         \
-  template Encoded<T> encode(const T&); \
+#define GT_CODEC_INSTANTIATE(T)                      \
+  template Encoded<T> encode(const T&, Compression); \
   template T decode(const Encoded<T>&, size_t);
 GT_CODEC_INSTANTIATE(SessionHello)
 GT_CODEC_INSTANTIATE(SessionAccept)

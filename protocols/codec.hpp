@@ -12,6 +12,8 @@
 #include <tuple>
 #include <vector>
 
+#include "protocols/compression.hpp"
+
 namespace gt {
 
 // A message that failed validation: truncated, oversized, wrong version,
@@ -29,10 +31,11 @@ struct Encoded {
 // Largest message a party accepts (activations of a big batch fit comfortably).
 inline constexpr size_t kDefaultMaxMessageBytes = size_t(1) << 30;
 
+// With Compression::zstd the message is one zstd frame (compression.hpp).
 template <class T>
-Encoded<T> encode(const T& message);
-// Throws ProtocolError: bigger than max_bytes, truncated, trailing bytes,
-// protocol version mismatch, malformed fields.
+Encoded<T> encode(const T& message, Compression compression = Compression::none);
+// Plain or zstd-compressed alike. Throws ProtocolError: bigger than max_bytes (compressed
+// or not), truncated, trailing bytes, protocol version mismatch, malformed fields.
 template <class T>
 T decode(const Encoded<T>& encoded, size_t max_bytes = kDefaultMaxMessageBytes);
 

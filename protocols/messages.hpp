@@ -33,6 +33,7 @@ struct SessionHello {
   bool backward = true;  // whether the client will send gradients
   uint8_t quant_a2 = 0;  // QuantScheme the server uses for a2 ...
   uint8_t quant_g1 = 0;  // ... and for g1
+  uint8_t compress = 0;  // Compression of the server's replies (compression.hpp)
 };
 
 // server -> client: the session id to put in every later header.

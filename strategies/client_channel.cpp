@@ -26,6 +26,7 @@ SessionHello ClientChannel::hello(const std::string& client_name) const {
   h.backward = terms.backward;
   h.quant_a2 = static_cast<uint8_t>(terms.a2);
   h.quant_g1 = static_cast<uint8_t>(terms.g1);
+  h.compress = static_cast<uint8_t>(compression_);
   return h;
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <variant>
 
+#include "protocols/compression.hpp"
 #include "protocols/messages.hpp"
 #include "strategies/client_strategy.hpp"
 
@@ -52,6 +53,9 @@ class ClientChannel {
 
   void set_session(uint64_t session) { session_ = session; }
   uint64_t session() const { return session_; }
+  // How messages to the server are encoded, and (through the hello) its replies.
+  void set_compression(Compression c) { compression_ = c; }
+  Compression compression() const { return compression_; }
   int64_t steps_done() const { return step_; }
   bool step_in_flight() const { return in_flight_; }
 
@@ -67,6 +71,7 @@ class ClientChannel {
   std::shared_ptr<ClientModel> model_;
   std::unique_ptr<ClientStrategy> strategy_;
   uint64_t session_ = 0;
+  Compression compression_ = Compression::none;
   int64_t step_ = 0;
   bool in_flight_ = false;
   std::vector<int64_t> shape_;  // (B, T, C) of the request in flight

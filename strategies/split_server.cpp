@@ -36,6 +36,8 @@ SessionAccept SplitServer::open(const SessionHello& hello) {
   // Validate everything before creating the session.
   scheme_from_wire(hello.quant_a2, "quant_a2");
   scheme_from_wire(hello.quant_g1, "quant_g1");
+  if (hello.compress > static_cast<uint8_t>(Compression::zstd))
+    throw ProtocolError("compress: unknown compression " + std::to_string(hello.compress));
   uint64_t id = hello.header.session;
   if (id != 0) {
     auto it = sessions_.find(id);
@@ -53,6 +55,7 @@ SessionAccept SplitServer::open(const SessionHello& hello) {
   s.backward = hello.backward;
   s.a2_scheme = scheme_from_wire(hello.quant_a2, "quant_a2");
   s.g1_scheme = scheme_from_wire(hello.quant_g1, "quant_g1");
+  s.compression = static_cast<Compression>(hello.compress);
   SessionAccept accept;
   accept.header = Header{kProtocolVersion, id, 0};
   accept.server_name = name_;
@@ -161,6 +164,11 @@ std::pair<double, int64_t> SplitServer::evaluate_plugged(const std::string& clie
   auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);
   auto a1 = seg_.input->forward(batch.input_ids, batch.attention_mask, ctx);
   return summed_lm_loss(seg_.output->forward(seg_.backbone->forward(a1, ctx), ctx), batch.labels);
+}
+
+Compression SplitServer::compression(uint64_t session) const {
+  const auto it = sessions_.find(session);
+  return it == sessions_.end() ? Compression::none : it->second.compression;
 }
 
 void SplitServer::close(uint64_t session) {

@@ -9,6 +9,7 @@
 #include "data/batch_source.hpp"
 #include "models/segments.hpp"
 #include "privacy/quantization.hpp"
+#include "protocols/compression.hpp"
 #include "protocols/messages.hpp"
 #include "strategies/adapter_upload.hpp"
 
@@ -17,6 +18,7 @@ namespace gt {
 struct ServerSession {
   std::string client_name, strategy;
   QuantScheme a2_scheme = QuantScheme::none, g1_scheme = QuantScheme::none;  // what it sends back
+  Compression compression = Compression::none;                               // of its replies
   bool backward = true;  // false (gradfree, offline): no graph is kept, no gradient accepted
   int64_t last_step = -1;
   // Between a training forward and its backward, one graph per micro-batch of the pending
@@ -52,6 +54,8 @@ class SplitServer {
 
   size_t num_sessions() const { return sessions_.size(); }
   bool has_session(uint64_t session) const { return sessions_.count(session) != 0; }
+  // How replies in a session are encoded (none for an unknown session).
+  Compression compression(uint64_t session) const;
   // The adapters last plugged for a client (empty when none).
   NamedTensors plugged(const std::string& client_name) const;
   // Summed loss and counted tokens of the full model with a client's plugged adapters.

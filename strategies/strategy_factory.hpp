@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "protocols/compression.hpp"
 #include "strategies/client_strategy.hpp"
 #include "strategies/wire_quantization.hpp"
 
@@ -24,6 +25,7 @@ struct StrategySettings {
   uint64_t seed = 0;       // of the noise
   bool gradfree_cache = true;
   int64_t micro_batches = 1;  // split and online: pipelined steps (client_strategy.hpp)
+  Compression compression = Compression::none;  // of every message, both ways
   std::map<std::string, UploadFormat> uploads{{"offsite", {}},
                                               {"offline", {true, QuantScheme::int8}}};
 };

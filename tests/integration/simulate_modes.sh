@@ -2,7 +2,8 @@
 # gtune simulate in one process and with --processes (client and server as two
 # `gtune node` processes over 127.0.0.1): the same config and seed give the same
 # run, bit for bit: per-step losses and bytes, held-out losses, and adapters; so do
-# two runs with pipelined micro-batches, which train as the unpipelined run up to rounding.
+# two runs with pipelined micro-batches, which train as the unpipelined run up to rounding,
+# and two with zstd on the wire, which train as the plain run bit for bit.
 # The centralized baseline runs in one process and refuses --processes.
 set -uo pipefail
 gtune="$1" src="$2"
@@ -127,6 +128,23 @@ code=$?
 [ "$code" -ne 0 ] || fail "gradfree with strategy.micro_batches=2 was accepted"
 grep -q "strategy.micro_batches: only used when the plan uses split or online" "$tmp/gp.err" ||
   fail "gradfree with strategy.micro_batches=2: unclear error: $(cat "$tmp/gp.err")"
+
+# zstd on the wire (strategy.compress): the same training bit for bit, in fewer bytes, in one
+# process and over TCP alike.
+run zstd --set strategy.compress=zstd
+run zstd-procs --set strategy.compress=zstd --processes
+same_run zstd zstd-procs
+cmp "$tmp/inproc/adapters.safetensors" "$tmp/zstd/adapters.safetensors" ||
+  fail "adapters differ with strategy.compress=zstd"
+python3 - "$tmp/inproc/results.json" "$tmp/zstd/results.json" <<'EOF' || fail "zstd run (above)"
+import json, sys
+a, b = (json.load(open(p))["clients"][0] for p in sys.argv[1:3])
+for x, y in zip(a["steps"] + a["evals"], b["steps"] + b["evals"]):
+    assert x["loss"] == y["loss"], f"loss {x['loss']} vs {y['loss']}"
+for k in ("step_bytes_up", "step_bytes_down"):
+    assert b["totals"][k] < 0.95 * a["totals"][k], f"{k}: {b['totals'][k]} vs {a['totals'][k]}"
+print(f"zstd: {b['totals']['bytes_per_step']} vs {a['totals']['bytes_per_step']} bytes per step")
+EOF
 
 # The centralized baseline: one process only.
 run central --set strategy.kind=centralized

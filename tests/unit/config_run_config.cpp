@@ -185,6 +185,7 @@ TEST_CASE("run config: to_toml round trip") {
   c.strategy.quantize_g1 = "int4";
   c.strategy.dcor_lambda = 0.123456789012345;
   c.strategy.micro_batches = 3;
+  c.strategy.compress = "zstd";
   c.optimizer = {"sgd", 3e-4, 0.01, 0.9, 1.0};
   c.training.steps = 0;
   c.training.epochs = 2;
@@ -514,7 +515,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 78);
+  CHECK(keys.size() == 79);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
