@@ -10,7 +10,10 @@ namespace gt::cli {
 
 caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, Connect connect,
                              std::chrono::seconds patience) {
-  return sys.spawn<caf::detached>([where, connect, patience](caf::event_based_actor*) {
+  // What it needs goes in as spawn arguments, not captures: CAF 0.17 dereferences a null
+  // argument tuple for an actor spawned without any (UBSan reports it).
+  auto behavior = [](caf::event_based_actor*, std::string where, Connect connect,
+                     std::chrono::seconds patience) {
     return caf::behavior{[where, connect,
                           patience](reconnect_atom) -> caf::result<caf::strong_actor_ptr> {
       using clock = std::chrono::steady_clock;
@@ -37,7 +40,8 @@ caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, Connect 
                                                       std::to_string(patience.count()) +
                                                       " s (network.reconnect_seconds): " + last);
     }};
-  });
+  };
+  return sys.spawn<caf::detached>(behavior, std::move(where), std::move(connect), patience);
 }
 
 }  // namespace gt::cli

@@ -112,9 +112,14 @@ Run run(int64_t micro_batches, int steps, int die_at = 0,
     auto proxy = sys.spawn(mortal_proxy, server, die_at);
     parts.server = caf::actor_cast<gt::server_actor>(proxy);
     helpers.push_back(proxy);
-    auto reconnector = sys.spawn([server]() -> caf::behavior {
-      return {[=](gt::reconnect_atom) { return caf::actor_cast<caf::strong_actor_ptr>(server); }};
-    });
+    // Spawn arguments rather than captures: CAF 0.17 dereferences a null argument tuple for
+    // an actor spawned without any, which UBSan reports.
+    auto reconnector = sys.spawn(
+        [](gt::server_actor server) -> caf::behavior {
+          return {
+              [=](gt::reconnect_atom) { return caf::actor_cast<caf::strong_actor_ptr>(server); }};
+        },
+        server);
     parts.reconnector = reconnector;
     helpers.push_back(reconnector);
   }
@@ -127,18 +132,20 @@ Run run(int64_t micro_batches, int steps, int die_at = 0,
   plan.seed = 1;
   auto client = sys.spawn(gt::client_behavior, parts, plan);
   // The scheduler's part: one phase, every step report answered "go on".
-  auto scheduler = sys.spawn([client, steps](caf::event_based_actor* self) -> caf::behavior {
-    return {
-        [](gt::StepReport&) { return std::string(); },
-        [=](gt::run_atom) -> caf::result<std::string> {
-          auto rp = self->make_response_promise<std::string>();
-          self->request(client, caf::infinite, gt::PhaseOrder{0, "online", steps})
-              .then([rp](std::string& reply) mutable { rp.deliver(reply); },
-                    [rp](caf::error& err) mutable { rp.deliver(err); });
-          return rp;
-        },
-    };
-  });
+  auto scheduler = sys.spawn(
+      [](caf::event_based_actor* self, gt::client_actor client, int64_t steps) -> caf::behavior {
+        return {
+            [](gt::StepReport&) { return std::string(); },
+            [=](gt::run_atom) -> caf::result<std::string> {
+              auto rp = self->make_response_promise<std::string>();
+              self->request(client, caf::infinite, gt::PhaseOrder{0, "online", steps})
+                  .then([rp](std::string& reply) mutable { rp.deliver(reply); },
+                        [rp](caf::error& err) mutable { rp.deliver(err); });
+              return rp;
+            },
+        };
+      },
+      client, int64_t{steps});
   helpers.push_back(scheduler);
 
   Run r;
