@@ -163,8 +163,17 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
     j["attacks"] = nlohmann::json::parse(attacks);
     results = j.dump(1);
   }
-  if (cfg.emulator.work_dir.empty() && out.empty())  // a temporary transfer directory
-    std::filesystem::remove_all(std::filesystem::path(transfer_dir(cfg, out)).parent_path());
+  // A temporary transfer directory goes once the results are made (the emulator reports read
+  // the emulators in it), whether or not making them succeeds.
+  struct RemoveOnExit {
+    std::filesystem::path dir;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ignored);
+    }
+  } temporary;
+  if (cfg.emulator.work_dir.empty() && out.empty())
+    temporary.dir = std::filesystem::path(transfer_dir(cfg, out)).parent_path();
   auto j = nlohmann::json::parse(results);
   if (!reports->empty()) j["emulators"] = emulator_reports(*reports, *builder, clients.front());
   const auto& attacks_cfg = cfg.attacker.attacks;

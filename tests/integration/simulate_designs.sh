@@ -152,4 +152,11 @@ got = sum(b["bytes"] for b in c["totals"]["all_bytes"] if b["kind"] == "chunk_do
 size = int(sys.argv[2])
 assert got < 0.6 * size, f"fetched {got} bytes of a {size}-byte file: not resumed"
 PY
+# --- without --out: the emulators live in a temporary directory until the report is made ---
+mkdir "$tmp/tmpdir"  # its own TMPDIR: other tests' temporary directories do not show here
+TMPDIR="$tmp/tmpdir" timeout 300 "$gtune" simulate --config "$src/config/examples/offline.toml" \
+  "${small[@]}" --set training.steps=1 >"$tmp/noout.out" 2>"$tmp/noout.err" ||
+  fail "simulate without --out exited $?: $(tail -3 "$tmp/noout.err")"
+grep -q "standalone loss" "$tmp/noout.out" || fail "no emulator report without --out"
+[ -z "$(ls -A "$tmp/tmpdir")" ] || fail "left behind in TMPDIR: $(ls -A "$tmp/tmpdir")"
 echo "simulate_designs: ok"
