@@ -9,6 +9,7 @@
 #include "actors/server.hpp"
 #include "models/lora.hpp"
 #include "protocols/interfaces.hpp"
+#include "tests/actor_test_support.hpp"
 #include "tests/doctest_torch.hpp"
 #include "tests/test_paths.hpp"
 
@@ -16,15 +17,8 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(120);
 
-struct Config : caf::actor_system_config {
-  Config() { gt::register_protocol(*this); }
-};
-
-struct QuietLogs {
-  spdlog::level::level_enum before = spdlog::get_level();
-  QuietLogs() { spdlog::set_level(spdlog::level::off); }
-  ~QuietLogs() { spdlog::set_level(before); }
-};
+using Config = gt::test::ActorConfig;
+using gt::test::QuietLogs;
 
 std::string model_dir() {
   return gt::test::fixture("hf-reference/opt-tiny-s1");

@@ -13,21 +13,15 @@
 
 #include "actors/scheduler.hpp"
 #include "protocols/codec.hpp"
+#include "tests/actor_test_support.hpp"
 #include "tests/doctest_torch.hpp"
 
 namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(30);
 
-struct Config : caf::actor_system_config {
-  Config() { gt::register_protocol(*this); }
-};
-
-struct QuietLogs {
-  spdlog::level::level_enum before = spdlog::get_level();
-  QuietLogs() { spdlog::set_level(spdlog::level::off); }
-  ~QuietLogs() { spdlog::set_level(before); }
-};
+using Config = gt::test::ActorConfig;
+using gt::test::QuietLogs;
 
 // The least run JSON combine_results reads: one phase of two steps.
 std::string run_json(const std::string& name) {

@@ -13,6 +13,7 @@
 #include "models/decoder.hpp"
 #include "models/segments.hpp"
 #include "protocols/interfaces.hpp"
+#include "tests/actor_test_support.hpp"
 #include "tests/doctest_torch.hpp"
 #include "tests/test_paths.hpp"
 
@@ -21,16 +22,8 @@ namespace {
 constexpr auto kTimeout = std::chrono::seconds(60);
 constexpr int64_t B = 2, T = 5;
 
-struct Config : caf::actor_system_config {
-  Config() { gt::register_protocol(*this); }
-};
-
-// The server logs every rejection; keep the test output readable.
-struct QuietLogs {
-  spdlog::level::level_enum before = spdlog::get_level();
-  QuietLogs() { spdlog::set_level(spdlog::level::off); }
-  ~QuietLogs() { spdlog::set_level(before); }
-};
+using Config = gt::test::ActorConfig;
+using gt::test::QuietLogs;
 
 // An actor system with one server over the tiny OPT cut at {1, 1}, and a scoped
 // actor that plays the well-behaved client.
