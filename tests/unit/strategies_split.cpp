@@ -230,3 +230,18 @@ TEST_CASE("strategies: an unpadded batch is sent whole, with no row bitmap") {
   CHECK(fwd.activations.rows.empty());
   CHECK(server.forward(wire(fwd)).activations.rows.empty());
 }
+
+TEST_CASE("split: a hello asking for an unknown reply compression is refused, no session opened") {
+  const auto dir = gt::test::fixture("hf-reference/opt-tiny-s1");
+  auto server = make_server(dir);
+  auto party = make_client(dir, 1e-3);
+  auto client = channel(party, "split");
+  auto hello = client.hello("c");
+  hello.compress = 7;
+  CHECK_THROWS_WITH_AS(server.open(wire(hello)), gt::test::contains("unknown compression 7"),
+                       gt::ProtocolError);
+  CHECK(server.num_sessions() == 0);
+  client.set_compression(gt::Compression::zstd);
+  const auto accept = server.open(wire(client.hello("c")));
+  CHECK(server.compression(accept.header.session) == gt::Compression::zstd);
+}
