@@ -204,6 +204,11 @@ void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next nex
   }
   std::vector<size_t> idx;
   for (size_t i = start; i < std::min(n, start + size_t(st.plan.eval_batch)); ++i) idx.push_back(i);
+  if (auto& strategy = st.channel->strategy(); strategy.evaluates_locally()) {
+    // Nothing may leave the client in this phase (privatize), evaluation included.
+    auto [sum, toks] = strategy.local_eval_loss(st.parts.valid->batch(idx));
+    return evaluate(self, start + idx.size(), loss_sum + sum, tokens + toks, next);
+  }
   auto req = st.channel->eval_request(st.parts.valid->batch(idx));
   ask_server<ForwardReply>(
       self, req, ".eval", "evaluation: server",
@@ -381,6 +386,7 @@ void after_step(Self self, const StepOutcome& out) {
   rec.strategy = st.strategy;
   rec.loss = out.loss;
   rec.dcor = out.dcor;
+  rec.inverter_accuracy = out.inverter_accuracy;
   rec.a1_quant_error = out.a1_quant_error;
   rec.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - st.step_start).count();

@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "apps/parties.hpp"
+#include "apps/shadow_client.hpp"
 #include "common/error.hpp"
 #include "common/stable_hash.hpp"
 #include "data/gcide.hpp"
@@ -39,8 +41,9 @@ std::vector<std::string> public_texts(const RunConfig& cfg) {
 // The cache file of one learned inversion: every input of its fit goes into the name, so a
 // changed setting never picks up a stale model.
 std::string cache_path(const RunConfig& cfg, const LearnedInversionOptions& o,
-                       const std::vector<std::string>& texts) {
-  std::string key = "v1|" + std::filesystem::weakly_canonical(cfg.model.path).string() + "|" +
+                       const std::vector<std::string>& texts, const std::string& extra = "") {
+  std::string key = "v1|" + extra + "|" +
+                    std::filesystem::weakly_canonical(cfg.model.path).string() + "|" +
                     cfg.model.dtype + "|" + std::to_string(cfg.model.n_in) + "|" +
                     std::to_string(cfg.model.n_out) + "|" + std::to_string(cfg.training.max_len);
   for (const auto& f : std::filesystem::directory_iterator(cfg.model.path))
@@ -57,16 +60,20 @@ std::string cache_path(const RunConfig& cfg, const LearnedInversionOptions& o,
   std::snprintf(
       name, sizeof name, "-%016llx.pt",
       static_cast<unsigned long long>(stable_hash(key + "|" + std::to_string(text_hash))));
-  return cfg.attacker.cache_dir + "/learned_inversion_" + to_string(o.tap) + name;
+  return cfg.attacker.cache_dir + "/" +
+         (o.name.empty() ? "learned_inversion_" + std::string(to_string(o.tap)) : o.name) + name;
 }
 
 // A model from the cache, or a fresh fit (then stored there).
+// `make_model` gives the segments to fit through (the pretrained model, or an adaptive
+// attacker's shadow); `extra` names what else the fit depends on, for the cache.
 void fit_or_load(LearnedInversion& attack, const RunConfig& cfg, const Segments& pretrained,
+                 const std::function<Segments()>& make_model, const std::string& extra,
                  const std::vector<std::string>& texts, const LmDataset& text, bool show_progress) {
   const auto name = attack.name();
   std::string cached;
   if (!cfg.attacker.cache_dir.empty()) {
-    cached = cache_path(cfg, attack.options(), texts);
+    cached = cache_path(cfg, attack.options(), texts, extra);
     if (std::filesystem::exists(cached)) {
       try {
         attack.load(pretrained, cached);
@@ -80,7 +87,7 @@ void fit_or_load(LearnedInversion& attack, const RunConfig& cfg, const Segments&
   std::unique_ptr<Progress> progress;
   if (show_progress)
     progress = std::make_unique<Progress>("attacker fits " + name, attack.options().steps);
-  const double loss = attack.fit(pretrained, text, progress.get());
+  const double loss = attack.fit(make_model(), text, progress.get());
   spdlog::info("attacker: {} trained on {} public texts (final loss {:.3f})", name, text.size(),
                loss);
   if (cached.empty()) return;
@@ -88,6 +95,26 @@ void fit_or_load(LearnedInversion& attack, const RunConfig& cfg, const Segments&
   const auto tmp = cached + ".tmp" + std::to_string(getpid());
   attack.save(tmp);
   std::filesystem::rename(tmp, cached);  // concurrent runs never read a half-written model
+}
+
+// Every setting the shadow's privatization depends on, for the cache key.
+std::string shadow_fingerprint(const RunConfig& cfg) {
+  std::string out =
+      "shadow|" + std::to_string(cfg.strategy.dcor_lambda) + "|" +
+      std::to_string(cfg.privacy.adversary_weight) + "|" +
+      std::to_string(cfg.privacy.adversary_lr) + "|" +
+      std::to_string(cfg.privacy.adversary_tokens) + "|" +
+      std::to_string(cfg.privacy.adversary_fit_steps) + "|" +
+      std::to_string(cfg.privacy.dcor_tokens) + "|" + cfg.model.train + "|" +
+      std::to_string(cfg.model.lora_rank) + "|" + cfg.optimizer.name + "|" +
+      std::to_string(cfg.optimizer.lr) + "|" + std::to_string(cfg.optimizer.weight_decay) + "|" +
+      std::to_string(cfg.optimizer.grad_clip) + "|" + std::to_string(cfg.training.batch) + "|" +
+      std::to_string(cfg.data.train_examples) + "|" + std::to_string(cfg.offsite.keep_every) + "|" +
+      std::to_string(cfg.offsite.distill_steps);
+  for (const auto& p : run_plan(cfg))
+    out += "|" + std::string(to_string(p.strategy)) + ":" + std::to_string(p.steps) + ":" +
+           std::to_string(p.epochs);
+  return out;
 }
 
 }  // namespace
@@ -116,8 +143,20 @@ std::shared_ptr<Eavesdropper> make_attacker_side(const RunConfig& cfg, bool show
       o.tap = parse_tap(name.substr(name.rfind('_') + 1));
       o.steps = cfg.attacker.fit_steps;
       o.seed = cfg.training.seed;
+      std::function<Segments()> through = [&] { return pretrained; };
+      std::string extra;
+      if (name.rfind("adaptive_", 0) == 0) {
+        // Knows the defence (every setting of the run), not the client's seed: its own.
+        o.name = name;
+        const uint64_t own_seed = cfg.training.seed + 1;
+        through = [&cfg, &text, own_seed, show_progress] {
+          DecoderLM shadow{nullptr};
+          return shadow_adapters(cfg, *text, own_seed, shadow, show_progress);
+        };
+        extra = shadow_fingerprint(cfg);
+      }
       auto attack = std::make_unique<LearnedInversion>(o);
-      fit_or_load(*attack, cfg, pretrained, texts, *text, show_progress);
+      fit_or_load(*attack, cfg, pretrained, through, extra, texts, *text, show_progress);
       attacks.push_back(std::move(attack));
     }
   }

@@ -175,6 +175,7 @@ void write_results(const std::string& dir, const std::string& results) {
 
 bool uses_emulators(const RunConfig& cfg) {
   return plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
+         plan_uses(cfg, StrategyKind::privatize) ||
          (cfg.scheduler.budget_bytes > 0 && needs_emulator(to_string(cfg.scheduler.fallback)));
 }
 

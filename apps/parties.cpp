@@ -70,39 +70,6 @@ std::string data_name(const DataSection& d) {
   return "task examples (" + names + ")";
 }
 
-std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o,
-                                                        std::vector<torch::Tensor> params) {
-  if (params.empty())
-    throw Error("the adapters have no trainable parameters (check model.train and lora settings)");
-  if (o.name == "sgd")
-    return std::make_shared<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
-  return std::make_shared<torch::optim::AdamW>(
-      params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-}
-
-// The model with the adapter structure and trainable flags every party agrees
-// on: LoRA factors (seeded, so every party starts from the same ones) or full; on
-// run.device. LoRA factors are drawn on the CPU before the move, so that parties on
-// different devices start from the same ones.
-Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
-  const auto device = parse_device(cfg.run.device);
-  torch::manual_seed(cfg.training.seed);
-  model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
-  auto seg = split_model(model, {cfg.model.n_in, cfg.model.n_out});
-  set_trainable(*model, TrainMode::frozen);
-  const auto mode = parse_train_mode(cfg.model.train);
-  if (mode == TrainMode::lora) {
-    LoraOptions lora{cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets};
-    apply_lora(*seg.input, lora);
-    apply_lora(*seg.output, lora);
-  }
-  set_trainable(*seg.input, mode);
-  set_trainable(*seg.output, mode);
-  to_device(seg, device);  // before any optimizer is made over the adapters
-  return seg;
-}
-
 QuantScheme upload_scheme(const std::string& upload) {
   return upload == "full" ? QuantScheme::none : parse_quant_scheme(upload);
 }
@@ -135,6 +102,39 @@ EmulatorRecipe recipe(const EmulatorDesign& d, const EmulatorSection& e, uint64_
 }
 
 }  // namespace
+
+std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o,
+                                                        std::vector<torch::Tensor> params) {
+  if (params.empty())
+    throw Error("the adapters have no trainable parameters (check model.train and lora settings)");
+  if (o.name == "sgd")
+    return std::make_shared<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+  return std::make_shared<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+}
+
+// The model with the adapter structure and trainable flags every party agrees
+// on: LoRA factors (seeded, so every party starts from the same ones) or full; on
+// run.device. LoRA factors are drawn on the CPU before the move, so that parties on
+// different devices start from the same ones.
+Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
+  const auto device = parse_device(cfg.run.device);
+  torch::manual_seed(cfg.training.seed);
+  model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
+  auto seg = split_model(model, {cfg.model.n_in, cfg.model.n_out});
+  set_trainable(*model, TrainMode::frozen);
+  const auto mode = parse_train_mode(cfg.model.train);
+  if (mode == TrainMode::lora) {
+    LoraOptions lora{cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets};
+    apply_lora(*seg.input, lora);
+    apply_lora(*seg.output, lora);
+  }
+  set_trainable(*seg.input, mode);
+  set_trainable(*seg.output, mode);
+  to_device(seg, device);  // before any optimizer is made over the adapters
+  return seg;
+}
 
 torch::ScalarType parse_dtype(const std::string& name) {
   if (name == "bfloat16") return torch::kBFloat16;
@@ -170,6 +170,9 @@ ClientSide make_client_side(const RunConfig& cfg, int64_t index, int64_t count) 
   auto params = unique_parameters({c.seg().input.get(), c.seg().output.get()});
   for (const auto& p : params) c.trainable_parameters += p.numel();
   c.trainer->optimizer = make_optimizer(cfg.optimizer, params);
+  // Made from the pretrained embedding before any checkpoint is restored into the adapters.
+  c.trainer->privacy = std::make_shared<PrivacyObjective>(
+      c.seg().input->embed->token_embedding(), c.seg().cfg.hidden_size, privacy_options(cfg));
   c.pretrained = std::make_shared<const NamedTensors>(snapshot_adapters(c.seg()));
 
   auto tokenizer = Tokenizer::from_dir(cfg.model.path);
@@ -211,6 +214,8 @@ BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir
   b.full = load_adapter_model(cfg, model);
   b.recipes["offsite"] = recipe(cfg.offsite, cfg.emulator, cfg.training.seed);
   b.recipes["offline"] = recipe(cfg.offline, cfg.emulator, cfg.training.seed);
+  // The privatize phase's stand-in backbone is Offsite-Tuning's emulator ([offsite] keys).
+  b.recipes["privatize"] = b.recipes["offsite"];
   if (cfg.offsite.distill_steps > 0 || cfg.offline.distill_steps > 0)
     b.public_data = public_text(cfg, Tokenizer::from_dir(cfg.model.path));
   b.work_dir = work_dir + "/builder";
@@ -219,13 +224,30 @@ BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir
   return b;
 }
 
+PrivacyOptions privacy_options(const RunConfig& cfg, uint64_t seed) {
+  PrivacyOptions o;
+  o.dcor_weight = cfg.strategy.dcor_lambda;
+  o.adversary_weight = cfg.privacy.adversary_weight;
+  o.dcor_tokens = cfg.privacy.dcor_tokens;
+  o.adversary.lr = cfg.privacy.adversary_lr;
+  o.adversary.max_tokens = cfg.privacy.adversary_tokens;
+  o.adversary.fit_steps = cfg.privacy.adversary_fit_steps;
+  o.adversary.seed = seed;
+  return o;
+}
+
+PrivacyOptions privacy_options(const RunConfig& cfg) {
+  return privacy_options(cfg, cfg.training.seed);
+}
+
 StrategySettings strategy_settings(const RunConfig& cfg) {
   StrategySettings s;
   const auto& st = cfg.strategy;
   s.online = {parse_quant_scheme(st.quantize_a1), parse_quant_scheme(st.quantize_a2),
               parse_quant_scheme(st.quantize_g2), parse_quant_scheme(st.quantize_g1)};
-  s.dcor_lambda = st.dcor_lambda;
+  s.privacy = privacy_options(cfg);
   s.noise_std = st.noise_std;
+  s.g2_noise = st.g2_noise;
   s.seed = cfg.training.seed;
   s.gradfree_cache = cfg.gradfree.cache_a2;
   s.micro_batches = st.micro_batches;

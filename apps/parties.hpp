@@ -37,6 +37,10 @@ ServerOptions server_options(const RunConfig& cfg);
 BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir);
 
 StrategySettings strategy_settings(const RunConfig& cfg);
+// The client's privacy objective as configured; its inverter seeded with `seed` (the client's
+// training.seed by default; an adaptive attacker's shadow uses one of its own).
+PrivacyOptions privacy_options(const RunConfig& cfg);
+PrivacyOptions privacy_options(const RunConfig& cfg, uint64_t seed);
 ClientPlan client_plan(const RunConfig& cfg, const ClientSide& side, const std::string& work_dir);
 // The settings that decide a run's numbers, "section.key = value" per line: a client
 // checkpoint resumes only a run with the same ones.
@@ -47,6 +51,12 @@ std::vector<PhaseOrder> phase_orders(const RunConfig& cfg, size_t train_examples
 std::string transfer_dir(const RunConfig& cfg, const std::string& out);
 
 torch::ScalarType parse_dtype(const std::string& name);
+// The model with the adapter structure and trainable flags every party agrees on (LoRA or
+// full, seeded), on run.device; `model` receives the whole decoder.
+Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model);
+// [optimizer] over `params`; throws gt::Error when there are none.
+std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o,
+                                                        std::vector<torch::Tensor> params);
 // Optimizer steps of the whole plan for one client.
 int64_t planned_steps(const RunConfig& cfg, size_t train_examples);
 

@@ -91,7 +91,7 @@ SchedulerPlan scheduler_plan(const RunConfig& cfg, bool emulators, bool show_pro
   plan.budget_bytes = cfg.scheduler.budget_bytes;
   plan.fallback = to_string(cfg.scheduler.fallback);
   plan.attack_threshold = cfg.scheduler.attack_threshold;
-  for (const char* s : {"split", "online", "gradfree", "offsite", "offline"})
+  for (const char* s : {"split", "online", "gradfree", "offsite", "offline", "privatize"})
     if (!needs_emulator(s) || emulators) plan.switchable.insert(s);
   plan.show_progress = show_progress;
   return plan;

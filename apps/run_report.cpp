@@ -100,6 +100,17 @@ void print_summary(const std::string& results_json) {
           a["strategy"].get<std::string>().c_str(), a["rouge_l"].get<double>(),
           a["rouge_l_p10"].get<double>(), a["rouge_l_p90"].get<double>(),
           a["token_accuracy"].get<double>(), a["samples"].get<size_t>());
+  if (j.contains("attacks"))  // the strict figures: the worst attacked step of each kind
+    for (const char* kind : {"worst_step", "worst_step_adaptive"}) {
+      const auto worst = j["attacks"].value(kind, nlohmann::json::object());
+      for (const auto& [strategy, w] : worst.items())
+        std::printf("%-34s on %s: ROUGE-L F1 %.3f at step %lld (%s)\n",
+                    std::string(kind) == "worst_step" ? "privacy: worst step"
+                                                      : "privacy: adaptive attacker, worst step",
+                    strategy.c_str(), w["rouge_l"].get<double>(),
+                    static_cast<long long>(w["step"].get<int64_t>()),
+                    w["attack"].get<std::string>().c_str());
+    }
   if (j.contains("membership"))
     for (const auto& m : j["membership"])
       std::printf(

@@ -82,7 +82,8 @@ void print_plan(const RunConfig& cfg, const ClientSide& c, const char* mode) {
 }
 
 bool needs_builder(const RunConfig& cfg) {
-  return plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline);
+  return plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
+         plan_uses(cfg, StrategyKind::privatize);
 }
 
 // IP leakage and utility of every emulator the builder made, on the first client's held-out set.

@@ -22,7 +22,7 @@ LogitsFn logits_of(Segments seg) {  // a copy: modules are shared, the holders n
 }
 
 nlohmann::json score_json(const McScore& s) {
-  return {{"acc", s.acc}, {"acc_norm", s.acc_norm}, {"items", s.items}};
+  return {{"acc", s.acc}, {"acc_norm", s.acc_norm}, {"items", s.items}, {"correct", s.correct}};
 }
 
 }  // namespace

@@ -182,7 +182,8 @@ ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
 // `micro_batches` pipelined chunks.
 std::unique_ptr<gt::ClientChannel> channel(const ClientCopy& copy, gt::WireSchemes schemes = {},
                                            int64_t micro_batches = 1) {
-  auto model = std::make_shared<gt::ClientModel>(gt::ClientModel{copy.seg, copy.optimizer, 0});
+  auto model =
+      std::make_shared<gt::ClientModel>(gt::ClientModel{copy.seg, copy.optimizer, 0, nullptr});
   return std::make_unique<gt::ClientChannel>(
       model, std::make_unique<gt::WireQuantization>(
                  std::make_unique<gt::SplitClient>(model, "split", 0, micro_batches), schemes));

@@ -100,7 +100,8 @@ struct PhaseRef {
 const std::vector<StrategyKind>& all_kinds() {
   static const std::vector<StrategyKind> kinds{StrategyKind::centralized, StrategyKind::split,
                                                StrategyKind::online,      StrategyKind::gradfree,
-                                               StrategyKind::offsite,     StrategyKind::offline};
+                                               StrategyKind::offsite,     StrategyKind::offline,
+                                               StrategyKind::privatize};
   return kinds;
 }
 
@@ -216,6 +217,7 @@ std::vector<Field> make_fields() {
   const SectionRef<ModelSection> model{"model", &RunConfig::model};
   const SectionRef<StrategySection> strategy{"strategy", &RunConfig::strategy};
   const SectionRef<GradfreeSection> gradfree{"gradfree", &RunConfig::gradfree};
+  const SectionRef<PrivacySection> privacy{"privacy", &RunConfig::privacy};
   const SectionRef<EmulatorDesign> offsite{"offsite", &RunConfig::offsite};
   const SectionRef<EmulatorDesign> offline{"offline", &RunConfig::offline};
   const SectionRef<EmulatorSection> emulator{"emulator", &RunConfig::emulator};
@@ -230,6 +232,7 @@ std::vector<Field> make_fields() {
   const SectionRef<NetworkSection> network{"network", &RunConfig::network};
   const std::vector<std::string> quant{"none", "int8", "int4", "int2"};
   const Condition online = plan_uses_any({StrategyKind::online});
+  const Condition trains_a1 = plan_uses_any({StrategyKind::online, StrategyKind::privatize});
   const Condition noisy = plan_uses_any({StrategyKind::online, StrategyKind::gradfree});
   const Condition split_learning = plan_uses_any({StrategyKind::split, StrategyKind::online});
 
@@ -304,13 +307,20 @@ std::vector<Field> make_fields() {
           .one_of(quant)
           .only_when(online, "none"),
       strategy("dcor_lambda", &StrategySection::dcor_lambda,
-               "weight of the distance correlation between input embeddings and a1 in the loss")
+               "weight in the input adapter's loss of the token-level, bias-corrected distance "
+               "correlation between a1 and the tokens' pretrained embeddings (one sample per real "
+               "token; reported per step as dcor)")
           .at_least(0)
-          .only_when(online, 0.0),
+          .only_when(trains_a1, 0.0),
       strategy("noise_std", &StrategySection::noise_std,
                "standard deviation of the Gaussian noise added to every a1 sent")
           .at_least(0)
           .only_when(noisy, 0.0),
+      strategy("g2_noise", &StrategySection::g2_noise,
+               "Gaussian noise on every g2 row sent, as a multiple of the row's RMS: blurs the "
+               "labels that gradient matching and g2 inversion read from it")
+          .at_least(0)
+          .only_when(online, 0.0),
       strategy("micro_batches", &StrategySection::micro_batches,
                "split and online training batches cross in this many row chunks, pipelined: the "
                "server computes chunk i+1 while the client computes chunk i; the same update as 1 "
@@ -323,6 +333,32 @@ std::vector<Field> make_fields() {
           .one_of({"none", "zstd"}),
       gradfree("cache_a2", &GradfreeSection::cache_a2,
                "keep each sample's a2 on the client: from the second epoch on nothing is sent"),
+      privacy("privatize_steps", &PrivacySection::privatize_steps,
+              "a client-local privatize phase of this many steps before the plan: the input "
+              "adapter trains against the privacy objective around the emulator ([offsite] "
+              "recipe) before any activation leaves the client; 0 = none")
+          .at_least(0)
+          .only_when(plan_uses_any({StrategyKind::online, StrategyKind::gradfree}), int64_t{0}),
+      privacy("adversary_weight", &PrivacySection::adversary_weight,
+              "weight of the client's own inverter in the input adapter's loss: the adapter "
+              "trains to defeat an inverter the client fits on its own (a1, token) pairs "
+              "(privatize and online); 0 = none")
+          .at_least(0)
+          .only_when(trains_a1, 0.0),
+      privacy("adversary_lr", &PrivacySection::adversary_lr,
+              "learning rate of the client's inverter (Adam)")
+          .above(0),
+      privacy("adversary_fit_steps", &PrivacySection::adversary_fit_steps,
+              "> 0: the client's inverter trains on the first this many steps of privacy "
+              "training only (the pretrained adapter's a1, what the attacker learns from), then "
+              "stays fixed while the adapter trains away from it; 0: it trains every step")
+          .at_least(0),
+      privacy("adversary_tokens", &PrivacySection::adversary_tokens,
+              "real tokens per step the client's inverter trains and is played on")
+          .at_least(1),
+      privacy("dcor_tokens", &PrivacySection::dcor_tokens,
+              "real tokens per step the distance correlation runs on (cost grows with its square)")
+          .at_least(4),
   };
   for (const auto* d : {&offsite, &offline})
     for (auto& f : design(*d)) table.push_back(std::move(f));
@@ -370,7 +406,8 @@ std::vector<Field> make_fields() {
                "the attacks to run: data reconstruction from what crosses the wire, and "
                "membership inference on the adapters offsite/offline clients return")
           .one_of({"embedding_inversion", "learned_inversion_a1", "learned_inversion_a2",
-                   "learned_inversion_g2", "gradient_matching", "membership_inference"})
+                   "learned_inversion_g2", "gradient_matching", "membership_inference",
+                   "adaptive_inversion_a1"})
           .check_with(unique_items, "no duplicates"),
       attacker("every", &AttackerSection::every,
                "attack training steps 0, every, 2*every, ... of each client")
@@ -666,7 +703,8 @@ Condition plan_uses_any(std::vector<StrategyKind> kinds) {
       out += std::string(" and falls back to ") + to_string(cfg.scheduler.fallback);
     return out;
   };
-  c.keys = {"strategy.kind", "phase[].strategy", "scheduler.budget_bytes", "scheduler.fallback"};
+  c.keys = {"strategy.kind", "phase[].strategy", "scheduler.budget_bytes", "scheduler.fallback",
+            "privacy.privatize_steps"};  // run_plan starts with a privatize phase
   return c;
 }
 

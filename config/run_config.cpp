@@ -279,27 +279,36 @@ const char* to_string(StrategyKind kind) {
       return "offsite";
     case StrategyKind::offline:
       return "offline";
+    case StrategyKind::privatize:
+      return "privatize";
   }
   return "?";
 }
 
 StrategyKind parse_strategy_kind(const std::string& name) {
   for (auto kind : {StrategyKind::centralized, StrategyKind::split, StrategyKind::online,
-                    StrategyKind::gradfree, StrategyKind::offsite, StrategyKind::offline})
+                    StrategyKind::gradfree, StrategyKind::offsite, StrategyKind::offline,
+                    StrategyKind::privatize})
     if (name == to_string(kind)) return kind;
   throw Error("strategy.kind: " + toml_literal(name) +
               " is not allowed (allowed: " + strategy_kind_list() + ")");
 }
 
 std::vector<PhaseSection> run_plan(const RunConfig& cfg) {
-  if (!cfg.phases.empty()) return cfg.phases;
-  return {PhaseSection{cfg.strategy.kind, cfg.training.steps, cfg.training.epochs}};
+  std::vector<PhaseSection> plan;
+  if (cfg.privacy.privatize_steps > 0)
+    plan.push_back({StrategyKind::privatize, cfg.privacy.privatize_steps, 0});
+  if (!cfg.phases.empty())
+    plan.insert(plan.end(), cfg.phases.begin(), cfg.phases.end());
+  else
+    plan.push_back({cfg.strategy.kind, cfg.training.steps, cfg.training.epochs});
+  return plan;
 }
 
 bool plan_uses(const RunConfig& cfg, StrategyKind kind) {
   if (cfg.scheduler.budget_bytes > 0 && cfg.scheduler.fallback == kind) return true;
-  if (cfg.phases.empty()) return cfg.strategy.kind == kind;
-  return std::any_of(cfg.phases.begin(), cfg.phases.end(),
+  const auto plan = run_plan(cfg);
+  return std::any_of(plan.begin(), plan.end(),
                      [&](const PhaseSection& p) { return p.strategy == kind; });
 }
 
@@ -398,8 +407,15 @@ RunConfig parse_run_config(const std::string& toml_text, const std::string& wher
   } else if (lines.count("training.epochs") && !lines.count("training.steps")) {
     cfg.training.steps = 0;
   }
-  for (const auto& f : fields())
-    if (!lines.count(f.name()) && !f.applies(cfg)) f.write(cfg, f.neutral);
+  // Until nothing changes: a key made neutral can change what else applies.
+  for (bool again = true; again;) {
+    again = false;
+    for (const auto& f : fields())
+      if (!lines.count(f.name()) && !f.applies(cfg) && f.read(cfg) != f.neutral) {
+        f.write(cfg, f.neutral);
+        again = true;
+      }
+  }
   resolve_paths(cfg, base_dir, lines);
   validate(cfg, where, lines);
   return cfg;
@@ -512,8 +528,18 @@ void apply_override(RunConfig& cfg, const std::string& assignment) {
     if (name == "training.steps" && cfg.training.steps > 0) cfg.training.epochs = 0;
     if (name == "training.epochs" && cfg.training.epochs > 0) cfg.training.steps = 0;
   }
-  for (const auto& g : fields())
-    if (has(g.when.keys, changed) && !g.applies(cfg)) g.write(cfg, g.neutral);
+  // A key made neutral can itself change what applies (privacy.privatize_steps changes the
+  // plan): follow the changes until none is left.
+  std::vector<std::string> pending{changed};
+  while (!pending.empty()) {
+    const auto key = pending.back();
+    pending.pop_back();
+    for (const auto& g : fields())
+      if (has(g.when.keys, key) && !g.applies(cfg) && g.read(cfg) != g.neutral) {
+        g.write(cfg, g.neutral);
+        pending.push_back(g.name());
+      }
+  }
 }
 
 void apply_overrides(RunConfig& cfg, const std::vector<std::string>& assignments) {

@@ -8,7 +8,7 @@
 
 namespace gt {
 
-enum class StrategyKind { centralized, split, online, gradfree, offsite, offline };
+enum class StrategyKind { centralized, split, online, gradfree, offsite, offline, privatize };
 
 struct ModelSection {
   std::string path = "models/pretrained/opt-mini-gcide";  // HuggingFace checkpoint directory
@@ -27,8 +27,11 @@ struct StrategySection {
   // they are "none" / 0 (see config/README.md).
   std::string quantize_a1 = "int8", quantize_a2 = "none", quantize_g2 = "none",
               quantize_g1 = "none";
-  double dcor_lambda = 0.1;  // weight of the distance-correlation penalty, >= 0
-  double noise_std = 0.0;    // Gaussian noise added to every a1 sent (online, gradfree), >= 0
+  // Weight of the token-level, bias-corrected distance correlation between a1 and the tokens'
+  // pretrained embeddings (privacy/token_distance_correlation.hpp), online and privatize; >= 0.
+  double dcor_lambda = 0.1;
+  double noise_std = 0.0;  // Gaussian noise added to every a1 sent (online, gradfree), >= 0
+  double g2_noise = 0.0;   // online: Gaussian noise on g2, relative to each row's RMS, >= 0
   // split, online: each training batch crosses in this many row chunks, pipelined (the server
   // computes chunk i+1 while the client computes chunk i); the same update as 1. >= 1
   int64_t micro_batches = 1;
@@ -57,15 +60,30 @@ struct EmulatorSection {
                          // "" = <run.out>/transfers, or a temporary directory without run.out
 };
 
+// The client's privacy objective on a1 (docs/privacy.md): what a privatize phase and online
+// train the input adapter against, besides strategy.dcor_lambda.
+struct PrivacySection {
+  // A client-local privatize phase of this many steps before the plan (run_plan prepends it):
+  // the input adapter trains against the objective around the emulator before any a1 leaves.
+  int64_t privatize_steps = 0;
+  double adversary_weight = 0.0;    // the client's own inverter in the loop; 0 = none
+  double adversary_lr = 2e-3;       // its Adam learning rate
+  int64_t adversary_fit_steps = 0;  // > 0: it trains on the first ones only, then is frozen
+  int64_t adversary_tokens = 128;   // real tokens per step it trains and is played on
+  int64_t dcor_tokens = 512;        // real tokens per step the distance correlation runs on
+};
+
 // A curious server (docs/DESIGN.md 4): the attacker taps what the server
 // receives and runs data-reconstruction attacks; in a simulation the clients'
 // true tokens score them.
 struct AttackerSection {
   bool enabled = false;
   // membership_inference runs after the run, on the adapters offsite/offline clients return.
-  std::vector<std::string> attacks{"embedding_inversion",  "learned_inversion_a1",
-                                   "learned_inversion_a2", "learned_inversion_g2",
-                                   "gradient_matching",    "membership_inference"};
+  // adaptive_inversion_a1: an inverter fitted through the shadow of the client's privatization
+  // (apps/shadow_client.hpp), the attacker that knows the defence.
+  std::vector<std::string> attacks{
+      "embedding_inversion", "learned_inversion_a1", "learned_inversion_a2", "learned_inversion_g2",
+      "gradient_matching",   "membership_inference", "adaptive_inversion_a1"};
   int64_t every = 10;       // attack training steps 0, every, 2*every, ... of each client
   int64_t max_batches = 4;  // per client and strategy
   int64_t fit_steps = 300;  // training steps of each learned inversion model
@@ -155,6 +173,7 @@ struct RunConfig {
   ModelSection model;
   StrategySection strategy;
   GradfreeSection gradfree;
+  PrivacySection privacy;
   EmulatorDesign offsite;                        // Offsite-Tuning as published
   EmulatorDesign offline{4, 0, "int8", "int8"};  // ours: a poorer, smaller emulator
   EmulatorSection emulator;
@@ -211,7 +230,8 @@ std::string to_toml(const RunConfig& cfg);
 
 const char* to_string(StrategyKind kind);
 // The plan a run executes: the [[phase]] list, or one phase of strategy.kind with
-// training.steps / training.epochs when there is none.
+// training.steps / training.epochs when there is none; after a privatize phase of
+// privacy.privatize_steps when that is > 0.
 std::vector<PhaseSection> run_plan(const RunConfig& cfg);
 // Whether any phase of the plan, or the budget policy's fallback, uses `kind`.
 bool plan_uses(const RunConfig& cfg, StrategyKind kind);

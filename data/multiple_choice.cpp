@@ -151,7 +151,9 @@ McScore score_mc(const std::string& task, const std::vector<McItem>& items, cons
     for (size_t c = 0; c < norm.size(); ++c)
       norm[c] = lls[i][c] / choice_length(items[i].choices[c]);
     const auto answer = static_cast<size_t>(items[i].answer);
-    hits += argmax(lls[i]) == answer;
+    const bool right = argmax(lls[i]) == answer;
+    hits += right;
+    score.correct += right ? '1' : '0';
     hits_norm += argmax(norm) == answer;
   }
   if (!items.empty()) {

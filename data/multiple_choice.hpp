@@ -34,6 +34,8 @@ struct McScore {
   std::string task;
   size_t items = 0;
   double acc = 0, acc_norm = 0;
+  std::string correct;  // per item in order, '1' when acc counted it right, else '0'
+                        // (what confidence intervals resample)
 };
 
 // (B, T) input ids and 0/1 attention mask (CPU, int64) -> (B, T, V) logits, any device/dtype.

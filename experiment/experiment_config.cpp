@@ -103,7 +103,7 @@ ExperimentDesign read_design(const std::string& where, const toml::node& node, s
   const auto name = "design[" + std::to_string(index) + "]";
   const auto* t = node.as_table();
   if (!t) fail(where, node, name, "expected a table ([[design]])");
-  check_keys(where, *t, name, {"name", "set"});
+  check_keys(where, *t, name, {"name", "set", "quick"});
   ExperimentDesign d;
   const auto* n = t->get("name");
   if (!n) fail(where, node, name, "needs a name");
@@ -111,6 +111,7 @@ ExperimentDesign read_design(const std::string& where, const toml::node& node, s
   if (!good_name(d.name))
     fail(where, *n, name + ".name", "\"" + d.name + "\": use letters, digits, '.', '_', '-'");
   if (const auto* s = t->get("set")) d.sets = read_strings(where, *s, name + ".set");
+  if (const auto* q = t->get("quick")) d.quick = read_strings(where, *q, name + ".quick");
   return d;
 }
 
@@ -185,7 +186,10 @@ std::vector<ExperimentCell> experiment_cells(const ExperimentConfig& cfg, bool q
         c.overrides.push_back("data.tasks=" + list);
         c.overrides.push_back("evaluation.tasks=" + list);
         c.overrides.push_back("training.seed=" + std::to_string(seed));
-        if (quick) c.overrides.insert(c.overrides.end(), cfg.quick.begin(), cfg.quick.end());
+        if (quick) {
+          c.overrides.insert(c.overrides.end(), cfg.quick.begin(), cfg.quick.end());
+          c.overrides.insert(c.overrides.end(), d.quick.begin(), d.quick.end());
+        }
         cells.push_back(std::move(c));
       }
   return cells;

@@ -14,6 +14,7 @@
 //   [[design]]
 //   name = "split"
 //   set = ["strategy.kind=split"]
+//   quick = []                              # this design's own --quick overrides
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,9 @@
 namespace gt {
 
 struct ExperimentDesign {
-  std::string name;               // letters, digits, '.', '_', '-'
-  std::vector<std::string> sets;  // section.key=value overrides of the run configuration
+  std::string name;                // letters, digits, '.', '_', '-'
+  std::vector<std::string> sets;   // section.key=value overrides of the run configuration
+  std::vector<std::string> quick;  // --quick adds these after the experiment's quick list
 };
 
 struct ExperimentConfig {
@@ -56,7 +58,8 @@ ExperimentConfig load_experiment_config(const std::string& path);
 
 // designs x tasks x seeds, in that nesting order. A cell trains on its task's train split
 // ("all": the four WordNet tasks interleaved) and is scored on the same task(s):
-// overrides = experiment set, design set, data/evaluation tasks, training.seed, then quick.
+// overrides = experiment set, design set, data/evaluation tasks, training.seed, then quick
+// (the experiment's, then the design's).
 std::vector<ExperimentCell> experiment_cells(const ExperimentConfig& cfg, bool quick);
 
 // The WordNet tasks a cell's task stands for ("all" -> all four).

@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "experiment/bootstrap.hpp"
+
 namespace gt {
 namespace {
 
@@ -57,6 +59,10 @@ std::string strategies_of(const nlohmann::json& results) {
 
 bool reads_a1(const std::string& attack) {
   return attack == "embedding_inversion" || attack == "learned_inversion_a1";
+}
+
+bool is_adaptive(const std::string& attack) {
+  return attack.rfind("adaptive_", 0) == 0;
 }
 
 std::string csv_field(const std::string& s) {
@@ -114,17 +120,37 @@ std::vector<ExperimentRow> experiment_rows(const ExperimentCell& cell,
     base.best_attack = "raw text (no protection)";
     base.best_rouge_l = 1.0;
     base.a1_rouge_l = 1.0;
+    base.worst_step_rouge_l = 1.0;
+    base.worst_step = 0;
+    base.worst_step_attack = base.best_attack;
+    base.adaptive_rouge_l = 1.0;
   } else if (results.contains("attacks")) {
-    for (const auto& s : results["attacks"].at("scores")) {
+    const auto& attacks = results["attacks"];
+    for (const auto& s : attacks.at("scores")) {
       const auto attack = s.at("attack").get<std::string>();
       const auto rouge = s.at("rouge_l").get<double>();
+      if (is_adaptive(attack)) continue;  // reported in its own column
       if (!has(base.best_rouge_l) || rouge > base.best_rouge_l) {
         base.best_rouge_l = rouge;
         base.best_attack = attack;
       }
       if (reads_a1(attack) && (!has(base.a1_rouge_l) || rouge > base.a1_rouge_l))
         base.a1_rouge_l = rouge;
+      if (attack == "learned_inversion_a1") base.learned_a1_rouge_l = rouge;
     }
+    // Over strategies of a plan: the worst of them (privatize sends nothing to attack).
+    const auto worst = attacks.value("worst_step", nlohmann::json::object());
+    const auto adaptive = attacks.value("worst_step_adaptive", nlohmann::json::object());
+    for (const auto& [strategy, w] : worst.items())
+      if (!has(base.worst_step_rouge_l) ||
+          w.at("rouge_l").get<double>() > base.worst_step_rouge_l) {
+        base.worst_step_rouge_l = w.at("rouge_l").get<double>();
+        base.worst_step = w.at("step").get<int64_t>();
+        base.worst_step_attack = w.at("attack").get<std::string>();
+      }
+    for (const auto& [strategy, w] : adaptive.items())
+      base.adaptive_rouge_l = std::max(has(base.adaptive_rouge_l) ? base.adaptive_rouge_l : 0.0,
+                                       w.at("rouge_l").get<double>());
   }
   if (results.contains("membership")) {
     std::vector<double> aucs;
@@ -148,6 +174,7 @@ std::vector<ExperimentRow> experiment_rows(const ExperimentCell& cell,
     }
     r.acc = mean(acc);
     r.acc_norm = mean(acc_norm);
+    if (!t.at("tuned").empty()) r.correct = t.at("tuned")[0].value("correct", "");
     rows.push_back(r);
   }
   return rows;
@@ -168,6 +195,7 @@ std::string results_csv(const std::vector<ExperimentRow>& rows) {
   std::ostringstream out;
   out << "design,train_task,task,seed,strategy,accuracy,accuracy_norm,zero_shot_accuracy,"
          "delta_vs_baseline_points,best_attack,best_attack_rouge_l,a1_attack_rouge_l,"
+         "learned_a1_rouge_l,worst_step,worst_step_attack,worst_step_rouge_l,adaptive_rouge_l,"
          "membership_auc,steps,bytes_up_per_step,bytes_down_per_step,bytes_total,client_memory_mb,"
          "peak_rss_mb,train_seconds,run_seconds,eval_loss,status\n";
   for (const auto& r : rows)
@@ -176,11 +204,15 @@ std::string results_csv(const std::vector<ExperimentRow>& rows) {
         << fmt("%.4f", r.acc_norm) << ',' << fmt("%.4f", r.zero_shot_acc) << ','
         << fmt("%.2f", r.delta_points) << ',' << csv_field(r.best_attack) << ','
         << fmt("%.4f", r.best_rouge_l) << ',' << fmt("%.4f", r.a1_rouge_l) << ','
-        << fmt("%.4f", r.membership_auc) << ',' << r.steps << ','
-        << fmt("%.0f", r.bytes_up_per_step) << ',' << fmt("%.0f", r.bytes_down_per_step) << ','
-        << r.bytes_total << ',' << fmt("%.1f", r.client_mb) << ',' << fmt("%.0f", r.peak_rss_mb)
-        << ',' << fmt("%.1f", r.train_seconds) << ',' << fmt("%.1f", r.run_seconds) << ','
-        << fmt("%.4f", r.eval_loss) << ',' << csv_field(r.status) << '\n';
+        << fmt("%.4f", r.learned_a1_rouge_l) << ','
+        << (r.worst_step >= 0 ? std::to_string(r.worst_step) : std::string()) << ','
+        << csv_field(r.worst_step_attack) << ',' << fmt("%.4f", r.worst_step_rouge_l) << ','
+        << fmt("%.4f", r.adaptive_rouge_l) << ',' << fmt("%.4f", r.membership_auc) << ',' << r.steps
+        << ',' << fmt("%.0f", r.bytes_up_per_step) << ',' << fmt("%.0f", r.bytes_down_per_step)
+        << ',' << r.bytes_total << ',' << fmt("%.1f", r.client_mb) << ','
+        << fmt("%.0f", r.peak_rss_mb) << ',' << fmt("%.1f", r.train_seconds) << ','
+        << fmt("%.1f", r.run_seconds) << ',' << fmt("%.4f", r.eval_loss) << ','
+        << csv_field(r.status) << '\n';
   return out.str();
 }
 
@@ -212,8 +244,12 @@ std::string with_spread(const std::vector<double>& xs, const char* format) {
 struct DesignSummary {
   std::string design, strategy, best_attack;
   double acc = kNoValue, delta = kNoValue, rouge = kNoValue, a1_rouge = kNoValue, auc = kNoValue;
-  double up = kNoValue, down = kNoValue, total = kNoValue, steps = kNoValue, client_mb = kNoValue, rss = kNoValue,
-         train_s = kNoValue, run_s = kNoValue;
+  // Strict privacy: the worst attacked step over every run of the design, and the adaptive
+  // attacker's worst step; the attacker's strength (learned inversion of a1, mean).
+  double worst = kNoValue, adaptive = kNoValue, learned_a1 = kNoValue;
+  ItemOutcomes items;  // task -> seed -> per-item outcomes, for intervals
+  double up = kNoValue, down = kNoValue, total = kNoValue, steps = kNoValue, client_mb = kNoValue,
+         rss = kNoValue, train_s = kNoValue, run_s = kNoValue;
   bool ran = false;
 };
 
@@ -228,6 +264,15 @@ DesignSummary summarize(const std::vector<ExperimentRow>& rows, const std::strin
   s.delta = mean(values(mine, [](const auto& r) { return r.delta_points; }));
   s.rouge = mean(values(mine, [](const auto& r) { return r.best_rouge_l; }));
   s.a1_rouge = mean(values(mine, [](const auto& r) { return r.a1_rouge_l; }));
+  s.learned_a1 = mean(values(mine, [](const auto& r) { return r.learned_a1_rouge_l; }));
+  for (const auto* r : mine) {
+    if (has(r->worst_step_rouge_l))
+      s.worst = has(s.worst) ? std::max(s.worst, r->worst_step_rouge_l) : r->worst_step_rouge_l;
+    if (has(r->adaptive_rouge_l))
+      s.adaptive =
+          has(s.adaptive) ? std::max(s.adaptive, r->adaptive_rouge_l) : r->adaptive_rouge_l;
+    if (!r->correct.empty()) s.items[r->task][r->seed] = r->correct;
+  }
   s.auc = mean(values(mine, [](const auto& r) { return r.membership_auc; }));
   s.up = mean(values(mine, [](const auto& r) { return r.bytes_up_per_step; }));
   s.down = mean(values(mine, [](const auto& r) { return r.bytes_down_per_step; }));
@@ -268,25 +313,58 @@ std::string report_markdown(const std::vector<ExperimentRow>& rows, const Report
          "the client holds, plus its emulator (activations not counted); peak RSS: the whole "
          "simulation process (all parties).\n\n";
 
-  out << "## Per design (mean over tasks and seeds)\n\n";
-  out << "| design | strategy | accuracy | Δ vs " << dash_or(ctx.baseline)
-      << " (points) | best attack | ROUGE-L | a1 ROUGE-L | membership AUC | up B/step | down "
-         "B/step | total MB | client MB | peak RSS MB | train s | run s |\n";
-  out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  out << "Privacy, measured strictly: every attack is fitted after the defence is fixed and "
+         "runs on the client's first training step and every attacker.every-th step after it. "
+         "Worst step: the attacked step whose best attack (over the attacks that do not know the "
+         "defence) has the highest mean ROUGE-L F1, over every run of the design. Adaptive: an "
+         "attacker that knows the defence and its settings (not the client's data, seed or "
+         "weights) replays the client's privatization on public text with its own seed and fits "
+         "its inverter through that shadow input adapter; its worst step. Accuracy: mean over "
+         "tasks and seeds with a 95% bootstrap interval (test items and seeds resampled); "
+         "differences are paired (the same draws for both designs).\n\n";
+
   std::vector<DesignSummary> summaries;
-  for (const auto& d : ctx.designs) {
-    auto s = summarize(rows, d);
-    summaries.push_back(s);
+  for (const auto& d : ctx.designs) summaries.push_back(summarize(rows, d));
+  const DesignSummary* undefended = nullptr;
+  for (const auto& s : summaries)
+    if (s.design == ctx.undefended && s.ran) undefended = &s;
+  const auto interval = [](const Interval& i, double scale, const char* format) {
+    if (!i.valid) return std::string("–");
+    return fmt(format, scale * i.mean) + " [" + fmt(format, scale * i.lo) + ", " +
+           fmt(format, scale * i.hi) + "]";
+  };
+  if (undefended && has(undefended->learned_a1))
+    out << "Attacker strength: the learned inversion of a1 recovers ROUGE-L F1 "
+        << fmt("%.3f", undefended->learned_a1) << " of the text under " << ctx.undefended
+        << " (undefended; at least 0.95 is required for the privacy figures to count: "
+        << (undefended->learned_a1 >= 0.95 ? "met" : "**not met**") << ").\n\n";
+
+  out << "## Per design (mean over tasks and seeds)\n\n";
+  out << "| design | strategy | accuracy [95% CI] | Δ vs " << dash_or(ctx.undefended)
+      << " (points) [95% CI] | Δ vs " << dash_or(ctx.baseline)
+      << " (points) | best attack | ROUGE-L | worst step ROUGE-L | adaptive ROUGE-L | a1 ROUGE-L "
+         "| membership AUC | up B/step | down B/step | total MB | client MB | peak RSS MB | train "
+         "s "
+         "| run s |\n";
+  out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& s : summaries) {
     if (!s.ran) {
-      out << "| " << d << " | failed | | | | | | | | | | | | | |\n";
+      out << "| " << s.design << " | failed | | | | | | | | | | | | | | | | |\n";
       continue;
     }
-    out << "| " << d << " | " << s.strategy << " | " << fmt("%.3f", s.acc) << " | "
-        << dash_or(fmt("%+.1f", s.delta)) << " | " << dash_or(s.best_attack) << " | "
-        << dash_or(fmt("%.3f", s.rouge)) << " | " << dash_or(fmt("%.3f", s.a1_rouge)) << " | "
-        << dash_or(fmt("%.3f", s.auc)) << " | " << fmt("%.0f", s.up) << " | " << fmt("%.0f", s.down)
-        << " | " << mb(s.total) << " | " << fmt("%.1f", s.client_mb) << " | " << fmt("%.0f", s.rss)
-        << " | " << fmt("%.1f", s.train_s) << " | " << fmt("%.1f", s.run_s) << " |\n";
+    const auto acc = accuracy_interval(s.items);
+    const auto gap = undefended && s.design != ctx.undefended
+                         ? difference_interval(s.items, undefended->items)
+                         : Interval{};
+    out << "| " << s.design << " | " << s.strategy << " | "
+        << (acc.valid ? interval(acc, 1, "%.3f") : fmt("%.3f", s.acc)) << " | "
+        << interval(gap, 100, "%+.1f") << " | " << dash_or(fmt("%+.1f", s.delta)) << " | "
+        << dash_or(s.best_attack) << " | " << dash_or(fmt("%.3f", s.rouge)) << " | "
+        << dash_or(fmt("%.3f", s.worst)) << " | " << dash_or(fmt("%.3f", s.adaptive)) << " | "
+        << dash_or(fmt("%.3f", s.a1_rouge)) << " | " << dash_or(fmt("%.3f", s.auc)) << " | "
+        << fmt("%.0f", s.up) << " | " << fmt("%.0f", s.down) << " | " << mb(s.total) << " | "
+        << fmt("%.1f", s.client_mb) << " | " << fmt("%.0f", s.rss) << " | "
+        << fmt("%.1f", s.train_s) << " | " << fmt("%.1f", s.run_s) << " |\n";
   }
 
   std::vector<std::string> tasks;
@@ -312,27 +390,33 @@ std::string report_markdown(const std::vector<ExperimentRow>& rows, const Report
           << " |\n";
     }
 
-  if (!ctx.undefended.empty()) {
-    const auto ref = summarize(rows, ctx.undefended);
+  if (undefended) {
+    const auto& ref = *undefended;
     out << "\n## Targets (against " << ctx.undefended << ")\n\n";
-    out << "Issue 5's targets for a defended design: the best attack on a1 below 0.3 ROUGE-L F1, "
-           "accuracy within 1.5 points of "
-        << ctx.undefended << ", and at least 75% fewer bytes per step than " << ctx.undefended
-        << ".\n\n";
-    out << "| design | a1 ROUGE-L < 0.3 | accuracy within 1.5 points | bytes per step −75% "
-           "(all training bytes / steps) |\n"
-           "|---|---|---|---|\n";
+    out << "Issue 15's targets for a defended design: the worst step's best attack below 0.3 "
+           "ROUGE-L F1, the adaptive attacker below 0.5, accuracy within 1.5 points of "
+        << ctx.undefended << " (the point estimate; the interval says how sure), and at least "
+        << "75% fewer bytes per step than " << ctx.undefended << ".\n\n";
+    out << "| design | worst step < 0.3 | adaptive < 0.5 | accuracy within 1.5 points [95% CI] "
+           "| bytes per step −75% (all training bytes / steps) |\n"
+           "|---|---|---|---|---|\n";
     for (const auto& s : summaries) {
-      if (!s.ran || !ref.ran || s.design == ctx.undefended || s.strategy == "centralized") continue;
-      const double gap = 100 * (s.acc - ref.acc);
+      if (!s.ran || s.design == ctx.undefended || s.strategy == "centralized") continue;
+      const auto gap = difference_interval(s.items, ref.items);
+      const double point = gap.valid ? 100 * gap.mean : 100 * (s.acc - ref.acc);
       // All training traffic over the steps: offline designs pay once, not per step.
       const double ref_step = ref.total / ref.steps, step = s.total / s.steps;
       const double cut = ref_step > 0 ? 100 * (1 - step / ref_step) : kNoValue;
       const auto verdict = [](bool ok) { return ok ? "yes" : "**no**"; };
-      out << "| " << s.design << " | "
-          << (has(s.a1_rouge) ? fmt("%.3f ", s.a1_rouge) + verdict(s.a1_rouge < 0.3)
-                              : std::string("nothing crosses: yes"))
-          << " | " << fmt("%+.1f ", gap) << verdict(gap >= -1.5) << " | "
+      const auto privacy = [&](double v, double limit) {
+        return has(v) ? fmt("%.3f ", v) + verdict(v < limit) : std::string("nothing crosses: yes");
+      };
+      out << "| " << s.design << " | " << privacy(s.worst, 0.3) << " | " << privacy(s.adaptive, 0.5)
+          << " | " << fmt("%+.1f", point)
+          << (gap.valid
+                  ? " [" + fmt("%+.1f", 100 * gap.lo) + ", " + fmt("%+.1f", 100 * gap.hi) + "]"
+                  : std::string())
+          << " " << verdict(point >= -1.5) << " | "
           << (has(cut) ? fmt("%.1f%% ", cut) + verdict(cut >= 75) : std::string("–")) << " |\n";
     }
   }
@@ -355,13 +439,16 @@ std::string report_markdown(const std::vector<ExperimentRow>& rows, const Report
 std::string plot_points(const std::vector<ExperimentRow>& rows,
                         const std::vector<std::string>& designs) {
   std::ostringstream out;
-  out << "# design accuracy best_attack_rouge_l total_bytes (means over tasks and seeds)\n";
+  out << "# design accuracy worst_step_rouge_l total_bytes (accuracy and bytes: means over tasks "
+         "and seeds; ROUGE-L: the worst attacked step)\n";
   for (const auto& d : designs) {
     const auto s = summarize(rows, d);
     if (!s.ran || !has(s.acc)) continue;
     // Nothing to invert (offsite/offline): plotted at 0.
-    out << '"' << d << "\" " << fmt("%.4f", s.acc) << ' '
-        << (has(s.rouge) ? fmt("%.4f", s.rouge) : "0") << ' ' << fmt("%.0f", s.total) << '\n';
+    // The strict figure: the worst attacked step (the mean where no step was recorded).
+    const double rouge = has(s.worst) ? s.worst : s.rouge;
+    out << '"' << d << "\" " << fmt("%.4f", s.acc) << ' ' << (has(rouge) ? fmt("%.4f", rouge) : "0")
+        << ' ' << fmt("%.0f", s.total) << '\n';
   }
   return out.str();
 }
@@ -376,9 +463,9 @@ std::string plot_script(const std::string& points_file, const std::string& dir) 
          "set offsets graph 0.05, graph 0.15, graph 0.08, graph 0.08\n"
          "set output '"
       << dir << "/accuracy_vs_attack.png'\n"
-      << "set title 'Utility vs. privacy: accuracy vs. best attack ROUGE-L F1 (lower is more "
-         "private)'\n"
-         "set xlabel 'best reconstruction attack, ROUGE-L F1 (0 = nothing to invert)'\n"
+      << "set title 'Utility vs. privacy: accuracy vs. the worst step's best attack (lower is "
+         "more private)'\n"
+         "set xlabel 'worst-step reconstruction attack, ROUGE-L F1 (0 = nothing to invert)'\n"
          "set xrange [0:1.2]\n"
          "plot '"
       << points_file

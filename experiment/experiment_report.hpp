@@ -28,10 +28,18 @@ struct ExperimentRow {
   uint64_t seed = 0;
   std::string strategy;  // strategy.kind of the run
   double acc = kNoValue, acc_norm = kNoValue, zero_shot_acc = kNoValue;
-  double delta_points = kNoValue;    // 100 * (acc - the baseline design's acc), same task/seed
-  std::string best_attack;           // highest-scoring reconstruction attack
-  double best_rouge_l = kNoValue;    // its ROUGE-L F1; NaN when nothing could be inverted
-  double a1_rouge_l = kNoValue;      // best attack that reads a1 (embedding / learned a1)
+  double delta_points = kNoValue;  // 100 * (acc - the baseline design's acc), same task/seed
+  // Attacks that do not know the defence (every attack but adaptive_*):
+  std::string best_attack;               // highest-scoring reconstruction attack (mean over steps)
+  double best_rouge_l = kNoValue;        // its ROUGE-L F1; NaN when nothing could be inverted
+  double a1_rouge_l = kNoValue;          // best attack that reads a1 (embedding / learned a1)
+  double learned_a1_rouge_l = kNoValue;  // learned inversion of a1: the attacker's strength
+  // The worst attacked step: the step whose best attack's mean ROUGE-L F1 is highest.
+  int64_t worst_step = -1;
+  std::string worst_step_attack;
+  double worst_step_rouge_l = kNoValue;
+  // The adaptive attacker (knows the defence, not the client's secrets), at its worst step.
+  double adaptive_rouge_l = kNoValue;
   double membership_auc = kNoValue;  // on returned adapters (offsite / offline)
   int64_t steps = 0;
   double bytes_up_per_step = 0, bytes_down_per_step = 0;
@@ -39,6 +47,7 @@ struct ExperimentRow {
   double client_mb = 0;     // parameters, gradients, optimizer state, emulator held by the client
   double peak_rss_mb = 0, train_seconds = 0, run_seconds = 0;
   double eval_loss = kNoValue;
+  std::string correct;        // per test item of `task`: '1' right, '0' wrong (first client)
   std::string status = "ok";  // or the failure
 };
 

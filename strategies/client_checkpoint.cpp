@@ -69,6 +69,9 @@ void ClientCheckpoint::save(const ClientProgress& p, const ClientModel& model,
   std::ostringstream optimizer;
   torch::save(*model.optimizer, optimizer);
   tensors.emplace_back("optimizer", bytes_tensor(optimizer.str()));
+  if (model.privacy)  // the client's own inverter: a resumed run plays the same game
+    if (auto inverter = model.privacy->save(); !inverter.empty())
+      tensors.emplace_back("privacy.inverter", bytes_tensor(inverter));
   for (size_t i = 0; i < random_state.size(); ++i)
     tensors.emplace_back("random." + std::to_string(i), random_state[i]);
   nlohmann::json progress = {{"step", p.step},
@@ -141,6 +144,14 @@ std::optional<RestoredClient> ClientCheckpoint::load(ClientModel& model) const {
     torch::load(*model.optimizer, optimizer, model.seg.device());
   } catch (const c10::Error& e) {
     throw error_at(path_, std::string("optimizer state: ") + e.what_without_backtrace());
+  }
+  if (model.privacy) {
+    const bool saved = file.contains("privacy.inverter");
+    try {
+      model.privacy->restore(saved ? tensor_bytes(file.tensor("privacy.inverter")) : "");
+    } catch (const Error& e) {
+      throw error_at(path_, e.what());
+    }
   }
   return r;
 }

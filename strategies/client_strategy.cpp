@@ -17,6 +17,10 @@ ClientAction ClientStrategy::on_micro_activations(const torch::Tensor&, int64_t)
   throw Error(name() + ": does not pipeline micro-batches");
 }
 
+std::pair<double, int64_t> ClientStrategy::local_eval_loss(const LmBatch&) {
+  throw Error(name() + ": evaluates through the server, not locally");
+}
+
 void clear_gradients(torch::optim::Optimizer& optimizer) {
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();

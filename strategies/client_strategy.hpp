@@ -12,6 +12,7 @@
 
 #include "data/batch_source.hpp"
 #include "models/segments.hpp"
+#include "privacy/privacy_objective.hpp"
 #include "privacy/quantization.hpp"
 
 namespace gt {
@@ -22,13 +23,17 @@ struct ClientModel {
   Segments seg;
   std::shared_ptr<torch::optim::Optimizer> optimizer;
   double grad_clip = 0;  // max global L2 norm of the applied gradients; 0 = off
+  // The privacy objective on a1 (privatize and online train against it; every design that sends
+  // a1 reports its score). Kept here so the client's inverter carries over between phases.
+  std::shared_ptr<PrivacyObjective> privacy;
 };
 
 struct StepOutcome {
-  double loss = 0;            // task loss (mean token cross-entropy)
-  double dcor = 0;            // distance correlation of this batch (0 when not used)
-  double a1_quant_error = 0;  // max |a1 - what the server receives|
-  int64_t tokens = 0;         // predicted tokens in the batch
+  double loss = 0;                // task loss (mean token cross-entropy)
+  double dcor = 0;                // token-level distance correlation R* of a1 (0 when not scored)
+  double inverter_accuracy = -1;  // the client's own inverter on a1 (-1: none)
+  double a1_quant_error = 0;      // max |a1 - what the server receives|
+  int64_t tokens = 0;             // predicted tokens in the batch
 };
 
 // To the server: a1 (and the mask); keep_graph = a gradient for it will follow.
@@ -81,6 +86,10 @@ class ClientStrategy {
   // loss and counted tokens from the server's a2.
   virtual ActivationsUp eval_up(const LmBatch& batch) = 0;
   virtual std::pair<double, int64_t> eval_loss(const LmBatch& batch, const torch::Tensor& a2) = 0;
+  // Strategies that keep every activation home (privatize) evaluate on the client alone:
+  // local_eval_loss gives a held-out batch's summed loss and counted tokens, nothing is sent.
+  virtual bool evaluates_locally() const { return false; }
+  virtual std::pair<double, int64_t> local_eval_loss(const LmBatch& batch);
   // The states of its random generators (noise on a1): checkpoints and retried steps restore
   // them, so a resumed or retried step draws the same numbers. None by default.
   virtual std::vector<torch::Tensor> random_state() const { return {}; }

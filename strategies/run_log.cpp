@@ -92,6 +92,7 @@ nlohmann::json RunLog::to_json(const WireStats& stats, double wall_seconds) cons
                           {"strategy", s.strategy},
                           {"loss", s.loss},
                           {"dcor", s.dcor},
+                          {"inverter_accuracy", s.inverter_accuracy},
                           {"a1_quant_error", s.a1_quant_error},
                           {"seconds", s.seconds},
                           {"bytes", bytes_json(s.bytes)}});
@@ -138,8 +139,8 @@ nlohmann::json RunLog::state() const {
   nlohmann::json j;
   j["steps"] = nlohmann::json::array();
   for (const auto& s : steps_)
-    j["steps"].push_back(
-        {s.step, s.strategy, s.loss, s.dcor, s.a1_quant_error, s.seconds, keyed_state(s.bytes)});
+    j["steps"].push_back({s.step, s.strategy, s.loss, s.dcor, s.a1_quant_error, s.seconds,
+                          keyed_state(s.bytes), s.inverter_accuracy});
   j["evals"] = nlohmann::json::array();
   for (const auto& e : evals_) j["evals"].push_back({e.step, e.loss, e.perplexity, e.tokens});
   j["phases"] = nlohmann::json::array();
@@ -156,7 +157,7 @@ RunLog RunLog::from_state(const nlohmann::json& j) {
   for (const auto& s : j.at("steps"))
     log.steps_.push_back({s.at(0).get<int64_t>(), s.at(1).get<std::string>(), s.at(2).get<double>(),
                           s.at(3).get<double>(), s.at(4).get<double>(), s.at(5).get<double>(),
-                          keyed_from(s.at(6))});
+                          keyed_from(s.at(6)), s.size() > 7 ? s.at(7).get<double>() : -1.0});
   for (const auto& e : j.at("evals"))
     log.evals_.push_back({e.at(0).get<int64_t>(), e.at(1).get<double>(), e.at(2).get<double>(),
                           e.at(3).get<int64_t>()});

@@ -16,6 +16,7 @@ struct StepRecord {
   std::string strategy;
   double loss = 0, dcor = 0, a1_quant_error = 0, seconds = 0;
   std::map<WireStats::Key, int64_t> bytes;  // this step's bytes
+  double inverter_accuracy = -1;            // the client's own inverter on a1; -1: none
 };
 
 struct EvalRecord {

@@ -4,15 +4,14 @@
 #include "strategies/split_client.hpp"
 
 #include "common/error.hpp"
-#include "privacy/distance_correlation.hpp"
 
 namespace gt {
 
-SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, double dcor_lambda,
+SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, bool private_a1,
                          int64_t micro_batches)
     : AdapterStrategy(std::move(model)),
       name_(std::move(name)),
-      dcor_lambda_(dcor_lambda),
+      private_a1_(private_a1),
       micro_batches_(micro_batches) {
   if (micro_batches_ < 1) throw Error(name_ + ": micro_batches must be >= 1");
 }
@@ -20,9 +19,7 @@ SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, d
 ClientAction SplitClient::begin_step(const StepInput& in) {
   batch_ = on_device(in.batch);
   ctx_ = make_attention_context(seg().cfg, batch_.attention_mask, seg().dtype);
-  // The embeddings are the "private input" the penalty decorrelates a1 from.
-  embeddings_ = seg().input->embed->forward(batch_.input_ids, batch_.attention_mask);
-  a1_ = embeddings_;
+  a1_ = seg().input->embed->forward(batch_.input_ids, batch_.attention_mask);
   for (auto& block : seg().input->blocks) a1_ = block->forward(a1_, ctx_);
   outcome_ = StepOutcome{};
   outcome_.tokens = predicted_tokens(batch_);
@@ -63,15 +60,20 @@ ClientAction SplitClient::on_gradients(const torch::Tensor& g1) {
   if (next_row_ != 0 && next_row_ != batch_.input_ids.size(0))  // a pipelined step
     throw Error(name_ + ": g1 before the a2 of every micro-batch");
   std::vector<torch::Tensor> roots{a1_}, grads{g1.to(a1_.device(), a1_.scalar_type())};
-  if (dcor_lambda_ > 0) {
-    auto dcor = distance_correlation(embeddings_.detach(), a1_);
-    outcome_.dcor = dcor.item<double>();
-    roots.push_back(dcor * dcor_lambda_);
-    grads.push_back(torch::ones({}, dcor.options()));
+  if (auto* privacy = model_->privacy.get()) {
+    if (private_a1_ && privacy->active()) {
+      auto t = privacy->terms(a1_, batch_.input_ids, batch_.attention_mask);
+      outcome_.dcor = t.dcor;
+      outcome_.inverter_accuracy = t.inverter_accuracy;
+      roots.push_back(t.penalty);
+      grads.push_back(torch::ones({}, t.penalty.options()));
+    } else {
+      outcome_.dcor = privacy->score(a1_, batch_.input_ids, batch_.attention_mask);
+    }
   }
   torch::autograd::backward(roots, grads);
   apply_step();
-  embeddings_ = a1_ = torch::Tensor();
+  a1_ = torch::Tensor();
   return outcome_;
 }
 

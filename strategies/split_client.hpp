@@ -10,10 +10,11 @@ namespace gt {
 
 class SplitClient : public AdapterStrategy {
  public:
-  // dcor_lambda: weight of dCor(input embeddings, a1) in the loss (NoPeek); 0 = off.
-  // micro_batches > 1: steps are pipelined (client_strategy.hpp): the input adapter and the
-  // penalty run on the whole batch, the output adapter on each micro-batch as its a2 arrives.
-  SplitClient(std::shared_ptr<ClientModel> model, std::string name, double dcor_lambda = 0,
+  // private_a1: the input adapter trains against the model's privacy objective (online); else
+  // a1's privacy score is only reported (split). micro_batches > 1: steps are pipelined
+  // (client_strategy.hpp): the input adapter and the penalty run on the whole batch, the output
+  // adapter on each micro-batch as its a2 arrives.
+  SplitClient(std::shared_ptr<ClientModel> model, std::string name, bool private_a1 = false,
               int64_t micro_batches = 1);
 
   std::string name() const override { return name_; }
@@ -25,13 +26,13 @@ class SplitClient : public AdapterStrategy {
 
  private:
   std::string name_;
-  double dcor_lambda_;
+  bool private_a1_;
   int64_t micro_batches_;
   int64_t next_row_ = 0;  // of the next micro-batch's a2
   // In flight between the phases of a step.
   LmBatch batch_;
   AttentionContext ctx_;
-  torch::Tensor embeddings_, a1_;
+  torch::Tensor a1_;
   StepOutcome outcome_;
 };
 

@@ -19,10 +19,13 @@ struct UploadFormat {
 };
 
 struct StrategySettings {
-  WireSchemes online;      // online's wire quantization
-  double dcor_lambda = 0;  // online's NoPeek weight
-  double noise_std = 0;    // Gaussian noise on a1 (online, gradfree)
-  uint64_t seed = 0;       // of the noise
+  WireSchemes online;  // online's wire quantization
+  // The privacy objective a client model gets when it has none yet (ClientModel::privacy):
+  // what privatize and online train against. Clients made by apps/ set it from the config.
+  PrivacyOptions privacy;
+  double noise_std = 0;  // Gaussian noise on a1 (online, gradfree)
+  double g2_noise = 0;   // relative Gaussian noise on g2 rows (online)
+  uint64_t seed = 0;     // of the noise
   bool gradfree_cache = true;
   int64_t micro_batches = 1;  // split and online: pipelined steps (client_strategy.hpp)
   Compression compression = Compression::none;  // of every message, both ways
@@ -32,9 +35,11 @@ struct StrategySettings {
 
 // Client strategies this factory knows (centralized runs without a server and is not one).
 bool is_client_strategy(const std::string& name);
-// Whether the strategy trains against an emulator it must download first.
+// Whether the strategy trains against an emulator it must download first (offsite, offline,
+// and privatize, whose stand-in backbone it is).
 bool needs_emulator(const std::string& name);
-// Throws gt::Error for an unknown name, or a missing emulator where one is needed.
+// Throws gt::Error for an unknown name, or a missing emulator where one is needed. Gives
+// `model` a privacy objective from settings.privacy when it has none.
 std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,
                                                      std::shared_ptr<ClientModel> model,
                                                      const StrategySettings& settings,

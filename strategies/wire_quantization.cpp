@@ -68,4 +68,34 @@ void GaussianNoise::set_random_state(std::vector<torch::Tensor> state) {
   StrategyWrapper::set_random_state(std::move(state));
 }
 
+GradientNoise::GradientNoise(std::unique_ptr<ClientStrategy> inner, double relative_std,
+                             uint64_t seed)
+    : StrategyWrapper(std::move(inner)),
+      relative_std_(relative_std),
+      generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
+
+ClientAction GradientNoise::up(ClientAction action) {
+  if (auto* g = std::get_if<GradientsUp>(&action); g && relative_std_ > 0) {
+    const auto rms = g->g2.to(torch::kFloat).pow(2).mean(-1, true).sqrt();
+    const auto noise = torch::randn(g->g2.sizes(), generator_,
+                                    g->g2.options().device(torch::kCPU).dtype(torch::kFloat))
+                           .to(g->g2.device());
+    g->g2 = (g->g2.to(torch::kFloat) + noise * rms * relative_std_).to(g->g2.scalar_type());
+  }
+  return action;
+}
+
+std::vector<torch::Tensor> GradientNoise::random_state() const {
+  auto state = StrategyWrapper::random_state();
+  state.push_back(generator_.get_state());
+  return state;
+}
+
+void GradientNoise::set_random_state(std::vector<torch::Tensor> state) {
+  if (state.empty()) throw Error("gradient noise: no generator state to restore");
+  generator_.set_state(state.back());
+  state.pop_back();
+  StrategyWrapper::set_random_state(std::move(state));
+}
+
 }  // namespace gt

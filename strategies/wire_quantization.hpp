@@ -31,6 +31,10 @@ class StrategyWrapper : public ClientStrategy {
   std::pair<double, int64_t> eval_loss(const LmBatch& batch, const torch::Tensor& a2) override {
     return inner_->eval_loss(batch, a2);
   }
+  bool evaluates_locally() const override { return inner_->evaluates_locally(); }
+  std::pair<double, int64_t> local_eval_loss(const LmBatch& batch) override {
+    return inner_->local_eval_loss(batch);
+  }
   std::vector<torch::Tensor> random_state() const override { return inner_->random_state(); }
   void set_random_state(std::vector<torch::Tensor> state) override {
     inner_->set_random_state(std::move(state));
@@ -83,6 +87,24 @@ class GaussianNoise : public StrategyWrapper {
 
  private:
   double std_;
+  torch::Generator generator_;
+};
+
+// Protects g2 against gradient matching and g2 inversion: adds to every row of g2 sent
+// N(0, (relative_std * rms(row))^2) noise per coordinate (seeded). Relative to each row's own
+// RMS because g2's scale varies by orders of magnitude between positions and steps; the
+// attacks normalise rows anyway, so it is the signal-to-noise ratio that counts.
+class GradientNoise : public StrategyWrapper {
+ public:
+  GradientNoise(std::unique_ptr<ClientStrategy> inner, double relative_std, uint64_t seed);
+  std::vector<torch::Tensor> random_state() const override;
+  void set_random_state(std::vector<torch::Tensor> state) override;
+
+ protected:
+  ClientAction up(ClientAction action) override;
+
+ private:
+  double relative_std_;
   torch::Generator generator_;
 };
 

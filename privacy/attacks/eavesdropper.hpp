@@ -19,7 +19,9 @@
 namespace gt {
 
 struct EavesdropPlan {
-  int64_t every = 10;       // attack training steps 0, every, 2*every, ... of each client
+  // Attack training steps 0, every, 2*every, ... of each client, and always the first step of
+  // each (client, strategy): the first messages a design sends are attacked whatever its step.
+  int64_t every = 10;
   int64_t max_batches = 8;  // per client and strategy; attacks are costly
 };
 
@@ -38,7 +40,10 @@ class Eavesdropper {
                 const torch::Tensor& attention_mask);
 
   // Per (client, strategy, attack): samples, ROUGE-L F1 and token accuracy (mean and
-  // percentiles); plus the best attack's ROUGE-L per strategy.
+  // percentiles) and the worst attacked step's mean ROUGE-L; per attacked step the same means
+  // ("steps"); per strategy the best attack over all steps ("best") and the worst step
+  // ("worst_step": the attacked step, over clients, where the best attack's mean ROUGE-L F1 of
+  // that step is highest; attacks named adaptive_* apart, in "worst_step_adaptive").
   nlohmann::json report() const;
   // The attack with the best mean ROUGE-L F1 so far, and on which strategy (for
   // a live policy); rouge_l 0 when nothing was scored.
@@ -63,6 +68,8 @@ class Eavesdropper {
   std::map<std::pair<std::string, std::string>, int64_t>
       batches_;  // (client, strategy) -> attacked
   std::map<std::tuple<std::string, std::string, std::string>, AttackScore> scores_;
+  // (client, strategy, step, attack) -> that step's scores
+  std::map<std::tuple<std::string, std::string, int64_t, std::string>, AttackScore> step_scores_;
 };
 
 }  // namespace gt

@@ -10,43 +10,9 @@
 #include "common/error.hpp"
 #include "models/decoder.hpp"
 #include "privacy/attacks/scoring.hpp"
+#include "privacy/inversion_net.hpp"
 
 namespace gt {
-
-// Rows are normalised one by one (g2's scale depends on the client's batch size and loss
-// normalisation; scaling to unit RMS, then LayerNorm, makes the net blind to it), padding rows
-// zeroed, each row joined with
-// its neighbours (a causal LM's row at t says much about token t + 1, and g2 at t - 1 carries
-// token t as the label), then a one-hidden-layer MLP gives logits over the vocabulary.
-struct InversionNetImpl : torch::nn::Module {
-  InversionNetImpl(int64_t channels, int64_t context, int64_t hidden, int64_t classes)
-      : context(context) {
-    norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({channels})));
-    fc1 = register_module("fc1", torch::nn::Linear(channels * (2 * context + 1), hidden));
-    fc2 = register_module("fc2", torch::nn::Linear(hidden, classes));
-  }
-
-  // x (B, T, C) float, mask (B, T) -> logits (B, T, classes).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
-    // Unit RMS first: LayerNorm's eps would otherwise dominate tiny rows (g2 ~ 1/tokens).
-    const auto rms = x.pow(2).mean(-1, true).sqrt().clamp_min(1e-30);
-    auto h = norm(x / rms) * mask.unsqueeze(-1).to(x.dtype());
-    if (context > 0) {
-      const auto T = h.size(1);
-      const auto padded = torch::constant_pad_nd(h, {0, 0, context, context});
-      std::vector<torch::Tensor> window;
-      for (int64_t d = 0; d <= 2 * context; ++d) window.push_back(padded.slice(1, d, d + T));
-      h = torch::cat(window, -1);
-    }
-    return fc2(torch::gelu(fc1(h)));
-  }
-
-  int64_t channels() const { return norm->options.normalized_shape()[0]; }
-
-  int64_t context;
-  torch::nn::LayerNorm norm{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-};
 
 namespace {
 
@@ -109,40 +75,6 @@ torch::Tensor seen_tokens(const BatchSource& data) {
   return torch::tensor(std::vector<int64_t>(seen.begin(), seen.end()), torch::kLong);
 }
 
-// Weights from the options' seed only, so a fit never depends on (or moves) torch's global RNG.
-void initialise(torch::nn::Module& net, uint64_t seed) {
-  torch::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(seed);
-  for (auto& p : net.named_parameters()) {
-    auto& t = p.value();
-    if (p.key().find("norm") != std::string::npos) continue;  // LayerNorm keeps 1 and 0
-    if (t.dim() != 2) {
-      t.zero_();  // biases
-      continue;
-    }
-    const double bound = 1.0 / std::sqrt(double(t.size(1)));  // PyTorch's default range
-    t.copy_(torch::empty(t.sizes(), torch::kFloat).uniform_(-bound, bound, gen));
-  }
-}
-
-// The head's rows become the pretrained token embeddings of the vocabulary, frozen: the net
-// only learns to map rows into embedding space (a tied LM head's geometry), which converges in
-// tens of steps instead of hundreds and skips the head's weight gradient, the largest one.
-void use_embedding_head(InversionNetImpl& net, const torch::Tensor& embedding,
-                        const torch::Tensor& vocabulary) {
-  torch::NoGradGuard no_grad;
-  net.fc2->weight.copy_(
-      embedding.index_select(0, vocabulary.to(embedding.device())).to(torch::kFloat));
-  net.fc2->weight.requires_grad_(false);
-}
-
-std::vector<torch::Tensor> trainable(const torch::nn::Module& net) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : net.parameters())
-    if (p.requires_grad()) out.push_back(p);
-  return out;
-}
-
 std::string short_number(double x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3g", x);
@@ -195,6 +127,7 @@ LearnedInversion::LearnedInversion(LearnedInversionOptions options) : options_(o
 }
 
 std::string LearnedInversion::name() const {
+  if (!options_.name.empty()) return options_.name;
   return std::string("learned_inversion_") + to_string(options_.tap);
 }
 
@@ -216,11 +149,11 @@ double LearnedInversion::fit(const Segments& pretrained, const BatchSource& publ
   net_ =
       std::make_shared<InversionNetImpl>(pretrained.cfg.hidden_size, o.context,
                                          o.hidden > 0 ? o.hidden : E.size(1), vocabulary_.size(0));
-  initialise(*net_, o.seed);
+  initialise_inversion_net(*net_, o.seed);
   net_->to(E.device());
   if (o.embedding_head && net_->fc2->weight.size(1) == E.size(1))
     use_embedding_head(*net_, E, vocabulary_);
-  torch::optim::Adam optimizer(trainable(*net_), torch::optim::AdamOptions(o.lr));
+  torch::optim::Adam optimizer(trainable_parameters(*net_), torch::optim::AdamOptions(o.lr));
   Sampler samples(public_text.size(), o.seed);
   const auto batch = std::min(public_text.size(), size_t(o.batch));
   std::vector<double> losses;

@@ -46,6 +46,9 @@ struct LearnedInversionOptions {
   // with a trained bias: the net learns a map into embedding space, which needs far fewer steps
   // than a random head. Needs hidden == embedding width; otherwise the head is random, trained.
   bool embedding_head = true;
+  // The attack's name in reports; "" = learned_inversion_<tap>. An inverter fitted through an
+  // adaptive attacker's shadow adapters is the same attack under another name.
+  std::string name;
 };
 
 // Per row: unit RMS, LayerNorm; a window of 2 * context + 1 rows -> Linear -> GELU -> logits.

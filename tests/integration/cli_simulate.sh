@@ -7,7 +7,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-out=$("$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=12 \
+out=$("$gtune" simulate --config "$src/tests/integration/online-plain.toml" --set training.steps=12 \
   --set data.train_examples=300 --set data.valid_examples=32 --quiet --out "$tmp/run" \
   --set evaluation.tasks=definition_to_word,example_cloze --set evaluation.items=20 2>"$tmp/log") ||
   fail "simulate exited $?: $(cat "$tmp/log")"

@@ -10,7 +10,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 cat >"$tmp/grid.toml" <<TOML
 [experiment]
-base = "$src/config/examples/online.toml"
+base = "$src/tests/integration/online-plain.toml"
 set = ["attacker.enabled=true", "attacker.attacks=embedding_inversion,learned_inversion_a1,membership_inference"]
 tasks = ["word_to_hypernym"]
 seeds = [0]

@@ -9,7 +9,7 @@ pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=5 \
+"$gtune" simulate --config "$src/tests/integration/online-plain.toml" --set training.steps=5 \
   --set data.train_examples=64 --set data.valid_examples=8 --set scheduler.control= --quiet \
   --metrics 127.0.0.1:0 --metrics-hold 60 --out "$tmp/run" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
@@ -63,12 +63,12 @@ python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.li
 holder=$!
 for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 port=$(cat "$tmp/port")
-"$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=1 \
+"$gtune" simulate --config "$src/tests/integration/online-plain.toml" --set training.steps=1 \
   --set scheduler.control= --quiet --metrics "127.0.0.1:$port" >"$tmp/taken.out" 2>&1 &&
   { kill $holder; fail "a taken metrics address was accepted"; }
 kill $holder
 grep -q "metrics: cannot listen on 127.0.0.1:$port" "$tmp/taken.out" || fail "taken: $(cat "$tmp/taken.out")"
-"$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=1 \
+"$gtune" simulate --config "$src/tests/integration/online-plain.toml" --set training.steps=1 \
   --set data.train_examples=16 --set data.valid_examples=8 --set scheduler.control= --quiet \
   --metrics 0 >"$tmp/off.out" 2>&1 || fail "--metrics 0: $(tail -3 "$tmp/off.out")"
 grep -q "^metrics" "$tmp/off.out" && fail "--metrics 0 still served metrics"
@@ -76,13 +76,13 @@ grep -q "^metrics" "$tmp/off.out" && fail "--metrics 0 still served metrics"
 # Nodes serve metrics too: a server node and a client node in their own processes; each side
 # counts the same bytes per direction on the link between them.
 "$gtune" node --role server --listen 127.0.0.1:0 --port-file "$tmp/port.txt" \
-  --config "$src/config/examples/online.toml" --metrics 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.err" &
+  --config "$src/tests/integration/online-plain.toml" --metrics 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.err" &
 server=$!
 for _ in $(seq 300); do [ -s "$tmp/port.txt" ] && break; sleep 0.1; done
 [ -s "$tmp/port.txt" ] || { kill $server; fail "the server node did not listen: $(tail -3 "$tmp/server.err")"; }
 server_url=$(sed -n 's/^metrics   \(http:.*\/metrics\)$/\1/p' "$tmp/server.out")
 "$gtune" node --role client --connect "127.0.0.1:$(cat "$tmp/port.txt")" \
-  --config "$src/config/examples/online.toml" --set training.steps=3 --set data.train_examples=32 \
+  --config "$src/tests/integration/online-plain.toml" --set training.steps=3 --set data.train_examples=32 \
   --set data.valid_examples=8 --set scheduler.control= --quiet --metrics 127.0.0.1:0 \
   --metrics-hold 30 --out "$tmp/node" >"$tmp/client.out" 2>"$tmp/client.err" &
 client=$!

@@ -58,7 +58,7 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
-"$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=8 \
+"$gtune" simulate --config "$src/tests/integration/online-plain.toml" --set training.steps=8 \
   --set data.train_examples=64 --set data.valid_examples=8 --set scheduler.control= --quiet \
   --metrics "127.0.0.1:$metrics_port" --metrics-hold 120 --out "$tmp/run" >"$tmp/out" 2>"$tmp/err" &
 pids+=($!)

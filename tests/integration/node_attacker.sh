@@ -5,7 +5,7 @@
 # of the same run in one `gtune simulate` process.
 set -uo pipefail
 gtune="$1" src="$2"
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 POLL=0.2
 source "$(dirname "$0")/lib/nodes.bash"

@@ -3,7 +3,7 @@
 # problem, never a crash, a backtrace or a hang.
 set -uo pipefail
 gtune="$1" src="$2"
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }

@@ -8,7 +8,7 @@ set -uo pipefail
 gtune="$1" src="$2"
 bad_peer="$(dirname "$gtune")/../tests/gt_bad_peer"
 [ -x "$bad_peer" ] || { echo "FAIL: $bad_peer is not built"; exit 1; }
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 POLL=0.2
 source "$(dirname "$0")/lib/nodes.bash"

@@ -3,7 +3,7 @@
 # stays up and serves the next client; SIGTERM then shuts the server down cleanly.
 set -uo pipefail
 gtune="$1" src="$2"
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 POLL=0.2
 source "$(dirname "$0")/lib/nodes.bash"

@@ -8,7 +8,7 @@
 # Needs root (CAP_NET_ADMIN) and iproute2; skipped (77) only when namespaces cannot be made.
 set -uo pipefail
 gtune="$1" src="$2"
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 id="gt$$"
 ns_server="$id-srv" ns_c1="$id-c1" ns_c2="$id-c2"

@@ -9,7 +9,7 @@
 #  3. a checkpoint of other settings is refused with the key that differs.
 set -uo pipefail
 gtune="$1" src="$2"
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 POLL=0.2
 source "$(dirname "$0")/lib/nodes.bash"

@@ -8,7 +8,7 @@
 # loopback and incomplete or unreadable TLS options are refused before anything starts.
 set -uo pipefail
 gtune="$1" src="$2"
-cfg="$src/config/examples/online.toml"
+cfg="$src/tests/integration/online-plain.toml"
 tmp=$(mktemp -d)
 pids=()
 cleanup() {

@@ -74,7 +74,7 @@ PY
 
 # --- a switch on command = the two phases back to back ----------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-timeout 300 "$gtune" simulate --config "$src/config/examples/online.toml" --set training.steps=10 \
+timeout 300 "$gtune" simulate --config "$src/tests/integration/online-plain.toml" --set training.steps=10 \
   --set data.train_examples=120 --set data.valid_examples=16 --set "scheduler.control=127.0.0.1:$port" \
   --quiet --out "$tmp/switched" >"$tmp/switched.out" 2>"$tmp/switched.err" &
 bg=$!
@@ -106,7 +106,7 @@ strategy = "gradfree"
 steps = $((10 - step))
 EOF2
 # The example's settings, with the plan of the two phases.
-grep -v -E '^(kind|steps) ' "$src/config/examples/online.toml" | sed "s|\.\./\.\./models|$src/models|" \
+grep -v -E '^(kind|steps) ' "$src/tests/integration/online-plain.toml" | sed "s|\.\./\.\./models|$src/models|" \
   >"$tmp/base.toml"
 cat "$tmp/base.toml" "$tmp/two-phases.toml" >"$tmp/plan.toml"
 timeout 300 "$gtune" simulate --config "$tmp/plan.toml" --set data.train_examples=120 \

@@ -92,7 +92,7 @@ Run run(int64_t micro_batches, int steps, int die_at = 0,
       torch::optim::SGDOptions(0.05));
   parts.pretrained = std::make_shared<gt::NamedTensors>();
   parts.settings.online = {gt::QuantScheme::int8, gt::QuantScheme::none, g2, gt::QuantScheme::none};
-  parts.settings.dcor_lambda = 0.1;
+  parts.settings.privacy.dcor_weight = 0.1;
   parts.settings.noise_std = 0.01;
   parts.settings.seed = 7;
   parts.settings.micro_batches = micro_batches;

@@ -74,7 +74,7 @@ TEST_CASE("run config: defaults") {
     CHECK(std::string(gt::to_string(gt::parse_strategy_kind(name))) == name);
   CHECK_THROWS_WITH_AS(gt::parse_strategy_kind("gradient"),
                        Contains("\"gradient\" is not allowed (allowed: centralized, split, online, "
-                                "gradfree, offsite, offline)"),
+                                "gradfree, offsite, offline, privatize)"),
                        gt::Error);
 }
 
@@ -147,14 +147,16 @@ TEST_CASE("run config: example files load and their model path exists") {
     CHECK(c.training.batch == 8);
     CHECK(c.training.max_len == 48);
     CHECK(c.data.train_examples == 2000);
+    // 60 steps that train through the server (a privatize phase before them is local).
     int64_t steps = 0;
-    for (const auto& phase : gt::run_plan(c)) steps += phase.steps;
+    for (const auto& phase : gt::run_plan(c))
+      if (phase.strategy != gt::StrategyKind::privatize) steps += phase.steps;
     CHECK(steps == 60);
     CHECK(steps * c.training.batch <= c.data.train_examples);
-    if (!gt::plan_uses(c, gt::StrategyKind::online)) {
-      CHECK(c.strategy.quantize_a1 == "none");
+    if (!gt::plan_uses(c, gt::StrategyKind::online)) CHECK(c.strategy.quantize_a1 == "none");
+    if (!gt::plan_uses(c, gt::StrategyKind::online) &&
+        !gt::plan_uses(c, gt::StrategyKind::privatize))
       CHECK(c.strategy.dcor_lambda == 0.0);
-    }
     CHECK(parse(gt::to_toml(c)) == c);
   }
   CHECK(gt::load_run_config(source_path("config/examples/online.toml")).strategy.quantize_a1 ==
@@ -303,10 +305,11 @@ TEST_CASE("run config: override errors name the override and the key") {
                        Contains("did you mean \"training.steps\""), gt::Error);
   CHECK_THROWS_WITH_AS(gt::apply_override(c, "steps=20"),
                        Contains("did you mean \"training.steps\""), gt::Error);
-  CHECK_THROWS_WITH_AS(gt::apply_override(c, "strategy.kind=gradient"),
-                       Contains("strategy.kind: \"gradient\" is not allowed (allowed: "
-                                "centralized, split, online, gradfree, offsite, offline)"),
-                       gt::Error);
+  CHECK_THROWS_WITH_AS(
+      gt::apply_override(c, "strategy.kind=gradient"),
+      Contains("strategy.kind: \"gradient\" is not allowed (allowed: "
+               "centralized, split, online, gradfree, offsite, offline, privatize)"),
+      gt::Error);
   CHECK_THROWS_WITH_AS(gt::apply_override(c, "model.lora_targets=q_proj,qproj"),
                        Contains("\"qproj\" is not allowed"), gt::Error);
   CHECK(c == gt::default_run_config());  // failed overrides change nothing
@@ -419,7 +422,7 @@ TEST_CASE("run config: enum strings") {
                        gt::Error);
   CHECK_THROWS_WITH_AS(parse("[scheduler]\nfallback = \"centralized\"\n"),
                        Contains("test.toml:2: scheduler.fallback: \"centralized\" is not allowed "
-                                "(allowed: split, online, gradfree, offsite, offline)"),
+                                "(allowed: split, online, gradfree, offsite, offline, privatize)"),
                        gt::Error);
   CHECK_THROWS_WITH_AS(parse("[model]\nlora_targets = [\"q_proj\", \"q_proj\"]\n"),
                        Contains("model.lora_targets: \"q_proj\" is listed twice"), gt::Error);
@@ -515,7 +518,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 79);
+  CHECK(keys.size() == 86);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
@@ -891,7 +894,7 @@ TEST_CASE("run config: phase errors name the phase and the line") {
       {"[[phase]]\nbatch = 3\n", "phase[1].batch: unknown key; did you mean \"training.batch\"?"},
       {"[[phase]]\nstrategy = \"gradient\"\nsteps = 3\n",
        "test.toml:7: phase[1].strategy: \"gradient\" is not allowed (allowed: centralized, split, "
-       "online, gradfree, offsite, offline)"},
+       "online, gradfree, offsite, offline, privatize)"},
       {"[[phase]]\nstrategy = \"online\"\nsteps = \"3\"\n",
        "test.toml:8: phase[1].steps: expected an integer, got a string (\"3\")"},
       {"[[phase]]\nstrategy = \"online\"\nsteps = -3\n",
@@ -934,7 +937,7 @@ TEST_CASE("run config: phase errors name the phase and the line") {
                              "strategy = \"gradfree\"\nsteps = 1\n"
                              "[strategy]\nkind = \"split\"\ndcor_lambda = 0.5\n"),
                        Contains("test.toml:9: strategy.dcor_lambda: only used when the plan uses "
-                                "online (the plan runs split, gradfree)"),
+                                "online or privatize (the plan runs split, gradfree)"),
                        gt::Error);
   // A phase without strategy is online, so online's keys apply.
   CHECK(parse("[[phase]]\nstrategy = \"split\"\nsteps = 1\n[[phase]]\nsteps = 1\n"
@@ -1069,4 +1072,26 @@ TEST_CASE("run config: phase overrides") {
                        gt::Error);
   gt::apply_override(d, "strategy.kind=split");  // without phases strategy.kind works as before
   CHECK(d.strategy.kind == gt::StrategyKind::split);
+}
+
+TEST_CASE("run config: a privatize phase before the plan, neutral where it protects nothing") {
+  auto c = parse("[privacy]\nprivatize_steps = 30\nadversary_weight = 1.0\n");
+  const auto plan = gt::run_plan(c);
+  REQUIRE(plan.size() == 2);
+  CHECK(plan[0].strategy == gt::StrategyKind::privatize);
+  CHECK(plan[0].steps == 30);
+  CHECK(plan[1].strategy == gt::StrategyKind::online);
+  CHECK(gt::plan_uses(c, gt::StrategyKind::privatize));
+  CHECK(parse(gt::to_toml(c)) == c);
+  // Switching the design to split leaves nothing to protect: the phase and every knob that
+  // trains a1 go neutral together, whatever order the fields are checked in.
+  gt::apply_overrides(c, {"strategy.kind=split"});
+  CHECK(c.privacy.privatize_steps == 0);
+  CHECK(c.privacy.adversary_weight == 0.0);
+  CHECK(c.strategy.dcor_lambda == 0.0);
+  CHECK(gt::run_plan(c).size() == 1);
+  CHECK_THROWS_WITH_AS(parse("[strategy]\nkind = \"split\"\n[privacy]\nprivatize_steps = 5\n"),
+                       Contains("privacy.privatize_steps: only used when the plan uses online or "
+                                "gradfree"),
+                       gt::Error);
 }

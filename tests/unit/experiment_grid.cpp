@@ -130,15 +130,25 @@ nlohmann::json results(const std::string& strategy, double acc, double rouge_a1,
                    {{"kind", "activations_down"}, {"bytes", 3000}},
                    {{"kind", "activations_up.eval"}, {"bytes", 999}}}}};
   j["client_memory"] = {{"total_bytes", 2000000}};
-  nlohmann::json tuned = {{"acc", acc}, {"acc_norm", acc}};
+  // Per-item outcomes with the stated accuracy: the first round(acc * 50) of 50 items right.
+  std::string correct(50, '0');
+  for (int i = 0; i < int(std::lround(acc * 50)); ++i) correct[size_t(i)] = '1';
+  nlohmann::json tuned = {{"acc", acc}, {"acc_norm", acc}, {"correct", correct}};
   nlohmann::json task = {{"task", "word_to_hypernym"},
                          {"zero_shot", {{"acc", 0.5}}},
                          {"tuned", nlohmann::json::array({tuned})}};
   j["tasks"] = {{"tasks", nlohmann::json::array({task})}};
-  if (rouge_a1 >= 0)
-    j["attacks"] = {{"scores",
-                     {{{"attack", "learned_inversion_a1"}, {"rouge_l", rouge_a1}},
-                      {{"attack", "gradient_matching"}, {"rouge_l", rouge_g2}}}}};
+  if (rouge_a1 >= 0) {
+    j["attacks"]["scores"] = {
+        {{"attack", "learned_inversion_a1"}, {"rouge_l", rouge_a1}},
+        {{"attack", "gradient_matching"}, {"rouge_l", rouge_g2}},
+        // The adaptive attacker has its own column; it never counts as the best attack.
+        {{"attack", "adaptive_inversion_a1"}, {"rouge_l", 0.99}}};
+    j["attacks"]["worst_step"][strategy] = {
+        {"step", 10}, {"attack", "gradient_matching"}, {"rouge_l", 0.95}};
+    j["attacks"]["worst_step_adaptive"][strategy] = {
+        {"step", 0}, {"attack", "adaptive_inversion_a1"}, {"rouge_l", 0.99}};
+  }
   return j;
 }
 
@@ -156,6 +166,11 @@ TEST_CASE("experiment report: rows, deltas, CSV, Markdown and plot points") {
   CHECK(split[0].best_attack == "gradient_matching");
   CHECK(split[0].best_rouge_l == doctest::Approx(0.9));
   CHECK(split[0].a1_rouge_l == doctest::Approx(0.8));  // only attacks that read a1
+  CHECK(split[0].learned_a1_rouge_l == doctest::Approx(0.8));
+  CHECK(split[0].worst_step == 10);
+  CHECK(split[0].worst_step_rouge_l == doctest::Approx(0.95));
+  CHECK(split[0].adaptive_rouge_l == doctest::Approx(0.99));
+  CHECK(split[0].correct.size() == 50);
   CHECK(split[0].bytes_up_per_step == doctest::Approx(100));
   CHECK(split[0].bytes_down_per_step == doctest::Approx(300));
   CHECK(split[0].bytes_total == 4000);  // evaluation traffic left out
@@ -180,11 +195,18 @@ TEST_CASE("experiment report: rows, deltas, CSV, Markdown and plot points") {
   gt::ReportContext ctx{"t",     "gtune experiment",  "cpu", "today", "central",
                         "split", {"central", "split"}};
   const auto md = gt::report_markdown(rows, ctx);
-  CHECK(md.find("| split | split | 0.620 | -8.0 | gradient_matching | 0.900 | 0.800 |") !=
+  INFO(md);
+  // Accuracy with its bootstrap interval (one seed: the items resampled), the worst step and
+  // the adaptive attacker in their own columns; a design has no interval against itself.
+  CHECK(md.find("| split | split | 0.620 [0.") != std::string::npos);
+  CHECK(md.find("| – | -8.0 | gradient_matching | 0.900 | 0.950 | 0.990 | 0.800 |") !=
         std::string::npos);
+  CHECK(md.find("Attacker strength: the learned inversion of a1 recovers ROUGE-L F1 0.800") !=
+        std::string::npos);
+  CHECK(md.find("**not met**") != std::string::npos);
   CHECK(md.find("## Failed runs") != std::string::npos);
   const auto points = gt::plot_points(rows, ctx.designs);
-  CHECK(points.find("\"split\" 0.6200 0.9000 4000") != std::string::npos);
+  CHECK(points.find("\"split\" 0.6200 0.9500 4000") != std::string::npos);  // the worst step
   CHECK(gt::plot_script("points.dat", ".").find("accuracy_vs_bytes.png") != std::string::npos);
 }
 

@@ -130,7 +130,7 @@ Trace train(const std::string& strategy, const torch::Device& client_device,
   gt::StrategySettings settings;
   settings.online = {gt::QuantScheme::int8, gt::QuantScheme::none, gt::QuantScheme::int8,
                      gt::QuantScheme::none};
-  settings.dcor_lambda = strategy == "online" ? 0.1 : 0;
+  settings.privacy.dcor_weight = strategy == "online" ? 0.1 : 0;
   settings.noise_std = strategy == "online" || strategy == "gradfree" ? 0.01 : 0;
   settings.seed = 3;
   gt::Backbone emulator{nullptr};

@@ -107,7 +107,7 @@ gt::StrategySettings settings_for(const std::string& strategy, int64_t micro_bat
   if (strategy == "online") {  // every mechanism on the compute path
     s.online = {gt::QuantScheme::int8, gt::QuantScheme::none, gt::QuantScheme::int8,
                 gt::QuantScheme::none};
-    s.dcor_lambda = 0.1;
+    s.privacy.dcor_weight = 0.1;
     s.noise_std = 0.01;
     s.seed = 5;
   }

@@ -63,7 +63,7 @@ gt::StepOutcome split_step(gt::ClientChannel& client, gt::SplitServer& server,
 // A channel over the party's adapters running `strategy` (split, online, ...).
 gt::ClientChannel channel(const Party& p, const std::string& strategy,
                           const gt::StrategySettings& settings = {}) {
-  auto model = std::make_shared<gt::ClientModel>(gt::ClientModel{p.seg, p.optimizer, 0});
+  auto model = std::make_shared<gt::ClientModel>(gt::ClientModel{p.seg, p.optimizer, 0, nullptr});
   return gt::ClientChannel(model, gt::make_client_strategy(strategy, model, settings));
 }
 
@@ -114,7 +114,7 @@ TEST_CASE("split: online int8 + dCor lowers the loss over 50 steps of the embedd
   auto server = make_server(dir);
   gt::StrategySettings settings;
   settings.online.a1 = gt::QuantScheme::int8;
-  settings.dcor_lambda = 0.1;
+  settings.privacy.dcor_weight = 0.1;
   auto client = channel(party, "online", settings);
   client.set_session(server.open(wire(client.hello("c"))).header.session);
   auto tokenizer = gt::Tokenizer::from_dir(dir);
@@ -181,7 +181,8 @@ TEST_CASE("strategies: padded positions carry nothing, so leaving them off the w
   const auto ctx = gt::make_attention_context(reference->cfg, mask, torch::kFloat);
   auto other = make_client(dir, 1e-3);
   gt::SplitClient reference_client(
-      std::make_shared<gt::ClientModel>(gt::ClientModel{other.seg, other.optimizer, 0}), "split");
+      std::make_shared<gt::ClientModel>(gt::ClientModel{other.seg, other.optimizer, 0, nullptr}),
+      "split");
   (void)reference_client.begin_step({batch, {}});
 
   // a1 leaves out the 10 padded positions; a2 at every real position is what the backbone
