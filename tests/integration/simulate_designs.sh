@@ -26,8 +26,9 @@ run() {
 py() { python3 - "$@"; }
 
 # --- gradfree: two epochs of 4 steps, with and without the a2 cache ----------
-run gf-cache gradfree --set training.epochs=2
-run gf-nocache gradfree --set training.epochs=2 --set gradfree.cache_a2=false
+run gf-cache gradfree --set training.epochs=2 --set privacy.privatize_steps=0
+run gf-nocache gradfree --set training.epochs=2 --set gradfree.cache_a2=false \
+  --set privacy.privatize_steps=0
 py "$tmp/gf-cache/results.json" "$tmp/gf-nocache/results.json" <<'PY' || fail "gradfree (above)"
 import json, sys
 def epochs(path):
