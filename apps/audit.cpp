@@ -2,7 +2,8 @@
 // client runs its configured design on its own machine against a local server and a curious
 // attacker that sees what the server would see; with the client's true text at hand (it never
 // leaves this machine) every attack is scored. Prints the leakage per attack and writes
-// DIR/audit.json; exits 2 when the best reconstruction beats --max-rouge.
+// DIR/audit.json; exits 2 when the best reconstruction (mean over the attacked steps, or at the
+// worst step, adaptive attacker included) beats --max-rouge.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +35,19 @@ nlohmann::json audit_of(const nlohmann::json& results, double max_rouge) {
       best = s["rouge_l"].get<double>();
       best_attack = s["attack"].get<std::string>();
     }
+  }
+  // Strictly: the worst attacked step, of the attacks that do not know the defence and of the
+  // adaptive one, gates too (docs/privacy.md).
+  const auto attacks = results.value("attacks", nlohmann::json::object());
+  for (const char* kind : {"worst_step", "worst_step_adaptive"}) {
+    const auto worst = attacks.value(kind, nlohmann::json::object());
+    audit[kind] = worst;
+    for (const auto& [strategy, w] : worst.items())
+      if (w["rouge_l"].get<double>() > best) {
+        best = w["rouge_l"].get<double>();
+        best_attack =
+            w["attack"].get<std::string>() + " at step " + std::to_string(w["step"].get<int64_t>());
+      }
   }
   audit["best_attack"] = best_attack;
   audit["best_rouge_l"] = best;

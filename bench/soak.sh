@@ -26,7 +26,8 @@
 #   --run-cap S         a client run longer than this is a failure (default 900)
 #   --reuse-names       each slot reuses one run.name (default: a new run.name every run)
 #   --server-env K=V    environment of the server only, e.g. MALLOC_ARENA_MAX=2 (repeatable)
-#   --config FILE       client and server configuration (default config/examples/online.toml)
+#   --config FILE       client and server configuration (default tests/integration/online-plain.toml:
+#                       online without the privatize phase and the attacker, which nodes here lack)
 #   --malloc-stats      attach gdb to the idle server before the first client and again at the
 #                       end (before SIGTERM): glibc's malloc_stats() (arenas, bytes in use),
 #                       and at the end RSS before and after malloc_trim(0); tells memory the
@@ -47,7 +48,7 @@ usage() {
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 gtune="" duration=300 out=""
 threshold=10 fd_limit=16 clients=4 kill_every=20 steps=20 drain=240 run_cap=900
-reuse_names=0 quiet=0 malloc_stats=0 config="$here/../config/examples/online.toml"
+reuse_names=0 quiet=0 malloc_stats=0 config="$here/../tests/integration/online-plain.toml"
 server_env=()
 positional=()
 while (($#)); do
