@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The strict privacy protocol as a user runs it: config/examples/compare.toml --quick, its
-# undefended and defended designs (split, online, gradfree: a privatize phase before online
-# and gradfree, every attack, the adaptive attacker; the other designs are left out only to
-# keep CI short, unit tests check that every cell of the grid is a valid run) writes a report
+# undefended and defended online designs (split, online: a privatize phase before online,
+# every attack, the adaptive attacker; the other designs are left out only to keep CI short:
+# unit tests check that every cell of the grid is a valid run, simulate_attacks runs
+# privatize -> gradfree) writes a report
 # with the worst step, the adaptive column and accuracy intervals; results.json of the defended
 # run has the privatize phase, which sent no activation, and every attacked step.
 set -uo pipefail
@@ -15,8 +16,8 @@ python3 - "$src/config/examples/compare.toml" "$tmp/grid.toml" <<'PY' || fail "g
 import re, sys
 text = open(sys.argv[1]).read()
 head, *designs = re.split(r"(?m)^\[\[design\]\]\n", text)
-keep = [d for d in designs if re.match(r'name = "(split|online|gradfree)"', d)]
-assert len(keep) == 3, keep
+keep = [d for d in designs if re.match(r'name = "(split|online)"', d)]
+assert len(keep) == 2, keep
 base = sys.argv[1].rsplit("/", 1)[0] + "/online.toml"
 head = head.replace('base = "online.toml"', 'base = "%s"' % base)
 head = head.replace('baseline = "centralized"', 'baseline = "split"')
@@ -30,14 +31,13 @@ grep -q "worst step ROUGE-L | adaptive ROUGE-L" "$md" || fail "no strict columns
 grep -q "^Attacker strength: the learned inversion of a1" "$md" || fail "no attacker strength line"
 grep -q "| online | privatize->online | 0\.[0-9]* \[0\.[0-9]*, 0\.[0-9]*\]" "$md" ||
   fail "online row (privatize->online with an interval): $(grep '| online |' "$md")"
-grep -q "| gradfree | privatize->gradfree |" "$md" || fail "gradfree row: $(grep '| gradfree |' "$md")"
 python3 - "$tmp/out" <<'PY' || fail "results (above)"
 import csv, json, sys
 out = sys.argv[1]
 rows = {r["design"]: r for r in csv.DictReader(open(f"{out}/results.csv"))}
 for d, r in rows.items():
     assert r["status"] == "ok", r
-for d in ("split", "online", "gradfree"):
+for d in ("split", "online"):
     assert rows[d]["worst_step_rouge_l"] != "", rows[d]
     assert rows[d]["adaptive_rouge_l"] != "", rows[d]
 res = json.load(open(f"{out}/runs/online.all.s0/results.json"))
