@@ -25,10 +25,18 @@ namespace gt::cli {
 namespace {
 
 // Public text the attacker may hold: a file, or by default GCIDE (the dictionary the embedded
-// model was pretrained on; Debian dict-gcide), 20000 passages of it.
+// model was pretrained on; Debian dict-gcide), 20000 passages of it, in pairs with a line break
+// between, as documents have them: gcide_passages strips every line break, and the newline is
+// the commonest token a prompt format adds (without it the attacker never read one back).
 std::vector<std::string> public_texts(const RunConfig& cfg) {
   const auto& path = cfg.attacker.public_data;
-  if (path.empty()) return gcide_passages(kGcideDictPath, 20000);
+  if (path.empty()) {
+    const auto passages = gcide_passages(kGcideDictPath, 20000);
+    std::vector<std::string> texts;
+    for (size_t i = 0; i + 1 < passages.size(); i += 2)
+      texts.push_back(passages[i] + "\n" + passages[i + 1]);
+    return texts;
+  }
   std::vector<std::string> texts;
   std::ifstream in(path);
   if (!in) throw error_at(path, "cannot read the attacker's public text (attacker.public_data)");
@@ -53,7 +61,7 @@ std::string cache_path(const RunConfig& cfg, const LearnedInversionOptions& o,
          std::to_string(o.batch) + "|" + std::to_string(o.lr) + "|" + std::to_string(o.seed) + "|" +
          std::to_string(o.hidden) + "|" + std::to_string(o.context) + "|" +
          std::to_string(int(o.wire)) + "|" + std::to_string(o.restrict_vocabulary) +
-         std::to_string(o.embedding_head);
+         std::to_string(o.embedding_head) + "|" + std::to_string(o.random_rows);
   uint64_t text_hash = 0;
   for (const auto& t : texts) text_hash = stable_hash(std::to_string(text_hash) + t);
   char name[64];

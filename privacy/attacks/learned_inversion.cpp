@@ -22,6 +22,28 @@ void check_options(const LearnedInversionOptions& o) {
   if (!(o.lr > 0)) throw Error("learned inversion: learning rate must be > 0");
   if (o.hidden < 0) throw Error("learned inversion: hidden width must be >= 0");
   if (o.context < 0) throw Error("learned inversion: context must be >= 0");
+  if (o.random_rows < 0) throw Error("learned inversion: random rows must be >= 0");
+}
+
+// The first `rows` rows of `batch` get random ids at every real position but the first (BOS
+// stays), so the net also learns tokens its public text never shows: half drawn from `unseen`
+// (the tokens the public text lacks, whose pretrained embeddings are nearly alike and take many
+// samples to tell apart), half from the whole vocabulary [0, vocab).
+void randomise_rows(LmBatch& batch, int64_t rows, int64_t vocab, const torch::Tensor& unseen,
+                    at::Generator& gen) {
+  rows = std::min(rows, batch.input_ids.size(0));
+  if (rows == 0) return;
+  const auto ids = batch.input_ids.slice(0, 0, rows);
+  auto real = batch.attention_mask.slice(0, 0, rows).ne(0);
+  real.select(1, 0).fill_(false);
+  auto random = torch::randint(vocab, ids.sizes(), gen, torch::kLong);
+  if (unseen.numel() > 0) {
+    const auto pick =
+        unseen.index({torch::randint(unseen.numel(), ids.sizes(), gen, torch::kLong)});
+    random = torch::where(torch::rand(ids.sizes(), gen).lt(0.5), pick, random);
+  }
+  batch.input_ids = batch.input_ids.clone();
+  batch.input_ids.slice(0, 0, rows).copy_(torch::where(real, random, ids));
 }
 
 const torch::Tensor& tapped(const Intercept& in, Tap tap) {
@@ -141,7 +163,9 @@ double LearnedInversion::fit(const Segments& pretrained, const BatchSource& publ
   const auto& o = options_;
   const auto E = pretrained.input->embed->token_embedding();
   const auto V = E.size(0);
-  vocabulary_ = o.restrict_vocabulary ? seen_tokens(public_text) : torch::arange(V, torch::kLong);
+  const auto seen = seen_tokens(public_text);
+  vocabulary_ = o.restrict_vocabulary && o.random_rows == 0 ? seen : torch::arange(V, torch::kLong);
+  const auto unseen = torch::ones({V}, torch::kBool).index_put_({seen}, false).nonzero().flatten();
   const auto class_of =
       torch::full({V}, -1, torch::kLong)
           .index_put_({vocabulary_}, torch::arange(vocabulary_.size(0), torch::kLong))
@@ -155,10 +179,12 @@ double LearnedInversion::fit(const Segments& pretrained, const BatchSource& publ
     use_embedding_head(*net_, E, vocabulary_);
   torch::optim::Adam optimizer(trainable_parameters(*net_), torch::optim::AdamOptions(o.lr));
   Sampler samples(public_text.size(), o.seed);
+  auto random_ids = at::detail::createCPUGenerator(o.seed + 1);
   const auto batch = std::min(public_text.size(), size_t(o.batch));
   std::vector<double> losses;
   for (int64_t step = 0; step < o.steps; ++step) {
-    const auto data = public_text.batch(samples.take(batch));
+    auto data = public_text.batch(samples.take(batch));
+    randomise_rows(data, o.random_rows, V, unseen, random_ids);
     const auto in = simulate_intercept(pretrained, data, o.tap, o.wire);
     const auto real = in.attention_mask.ne(0);
     const auto logits = net_->forward(tapped(in, o.tap).to(torch::kFloat), in.attention_mask);

@@ -42,6 +42,11 @@ struct LearnedInversionOptions {
   // Predict only tokens seen in the public text: a much smaller head, and an unseen token
   // could not be learned anyway.
   bool restrict_vocabulary = true;
+  // Rows of each training batch whose tokens (after the first) are drawn uniformly from the
+  // whole vocabulary: the model owner knows every token, not only those of its public text
+  // (GCIDE has no newline and no underscore, so without them those tokens were never read
+  // back). When > 0 the head covers the whole vocabulary. Capped at the batch size.
+  int64_t random_rows = 4;
   // The last layer is the pretrained token embedding (rows of the predicted vocabulary), frozen,
   // with a trained bias: the net learns a map into embedding space, which needs far fewer steps
   // than a random head. Needs hidden == embedding width; otherwise the head is random, trained.
@@ -56,7 +61,8 @@ struct InversionNetImpl;
 
 class LearnedInversion : public Attack {
  public:
-  // Throws gt::Error for steps < 1, batch < 1, lr <= 0, hidden < 0 or context < 0.
+  // Throws gt::Error for steps < 1, batch < 1, lr <= 0, hidden < 0, context < 0 or
+  // random_rows < 0.
   explicit LearnedInversion(LearnedInversionOptions options = {});
 
   std::string name() const override;                    // "learned_inversion_<tap>"
