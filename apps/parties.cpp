@@ -232,6 +232,7 @@ PrivacyOptions privacy_options(const RunConfig& cfg, uint64_t seed) {
   o.adversary.lr = cfg.privacy.adversary_lr;
   o.adversary.max_tokens = cfg.privacy.adversary_tokens;
   o.adversary.fit_steps = cfg.privacy.adversary_fit_steps;
+  o.adversary.decoy = cfg.privacy.adversary_decoy;
   o.adversary.seed = seed;
   return o;
 }

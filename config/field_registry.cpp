@@ -353,6 +353,11 @@ std::vector<Field> make_fields() {
               "training only (the pretrained adapter's a1, what the attacker learns from), then "
               "stays fixed while the adapter trains away from it; 0: it trains every step")
           .at_least(0),
+      privacy("adversary_decoy", &PrivacySection::adversary_decoy,
+              "with adversary_fit_steps > 0: the adapter trains so that the frozen inverter "
+              "reads, for every token, a decoy token from a secret permutation of the vocabulary "
+              "(seeded by training.seed), instead of merely not reading it; a shadow of the "
+              "privatization plants other decoys"),
       privacy("adversary_tokens", &PrivacySection::adversary_tokens,
               "real tokens per step the client's inverter trains and is played on")
           .at_least(1),

@@ -69,6 +69,7 @@ struct PrivacySection {
   double adversary_weight = 0.0;    // the client's own inverter in the loop; 0 = none
   double adversary_lr = 2e-3;       // its Adam learning rate
   int64_t adversary_fit_steps = 0;  // > 0: it trains on the first ones only, then is frozen
+  bool adversary_decoy = false;     // frozen inverter: read a secret decoy, not merely nothing
   int64_t adversary_tokens = 128;   // real tokens per step it trains and is played on
   int64_t dcor_tokens = 512;        // real tokens per step the distance correlation runs on
 };

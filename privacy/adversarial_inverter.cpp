@@ -1,6 +1,8 @@
 // See adversarial_inverter.hpp.
 #include "privacy/adversarial_inverter.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -27,6 +29,10 @@ AdversarialInverter::AdversarialInverter(const torch::Tensor& embedding, int64_t
   use_embedding_head(*net_, E, torch::arange(V, torch::kLong));
   optimizer_ = std::make_unique<torch::optim::Adam>(trainable_parameters(*net_),
                                                     torch::optim::AdamOptions(options_.lr));
+  // From the seed alone, never from torch's global RNG. Distinct from the inverter's own
+  // initialisation stream.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed ^ 0x9e3779b97f4a7c15ULL);
+  decoy_of_ = torch::randperm(V, gen, torch::kLong).to(E.device());
 }
 
 AdversarialInverter::~AdversarialInverter() = default;
@@ -62,9 +68,19 @@ torch::Tensor AdversarialInverter::encoder_loss(const torch::Tensor& a1, const t
   const auto out = logits(a1, mask, at);
   for (auto& p : held) p.requires_grad_(true);
   const auto target = ids.to(a1.device()).flatten().index_select(0, at);
+  if (options_.decoy && options_.fit_steps > 0)
+    return torch::nn::functional::cross_entropy(out, decoys(target));
   const auto ce = torch::nn::functional::cross_entropy(
       out, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   return -ce.clamp_max(std::log(double(out.size(1)))).mean();
+}
+
+torch::Tensor AdversarialInverter::decoys(const torch::Tensor& ids) const {
+  const auto flat = ids.to(decoy_of_.device()).flatten();
+  if (flat.numel() > 0 && (flat.min().item<int64_t>() < 0 ||
+                           flat.max().item<int64_t>() >= decoy_of_.size(0)))
+    throw Error("adversarial inverter: a token id outside the vocabulary");
+  return decoy_of_.index_select(0, flat).view(ids.sizes()).to(ids.device());
 }
 
 AdversaryScore AdversarialInverter::update(const torch::Tensor& a1_in, const torch::Tensor& ids,

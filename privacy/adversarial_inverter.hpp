@@ -27,6 +27,11 @@ struct AdversaryOptions {
   // without being pushed to remove the information itself. 0: it trains every step (the
   // attacker in the loop, against the encoder as it is).
   int64_t fit_steps = 0;
+  // With a frozen inverter (fit_steps > 0): true = the encoder trains so that the inverter reads
+  // a decoy for each token, the token a secret permutation of the vocabulary (from seed) maps it
+  // to, instead of merely not reading it. A shadow of the privatization with another seed plants
+  // other decoys: an inverter fitted on the shadow reads the client's decoys as other tokens.
+  bool decoy = false;
 };
 
 struct AdversaryScore {
@@ -46,14 +51,17 @@ class AdversarialInverter {
 
   // The encoder's term, to be minimised: minus the inverter's mean cross-entropy on the true
   // tokens ids (B, T) at real positions of a1 (B, T, C), each token's capped at log V (no credit
-  // for being worse than a uniform guess, so the term is bounded). Differentiable w.r.t. a1
-  // only: the inverter's own parameters get no gradient from it.
+  // for being worse than a uniform guess, so the term is bounded); with decoy, its cross-entropy
+  // on each token's decoy instead. Differentiable w.r.t. a1 only: the inverter's own parameters
+  // get no gradient from it.
   torch::Tensor encoder_loss(const torch::Tensor& a1, const torch::Tensor& ids,
                              const torch::Tensor& mask);
   // One Adam step of the inverter on the detached a1: its best response to the encoder as it
   // is now. Returns its cross-entropy and accuracy on these rows before the step.
   AdversaryScore update(const torch::Tensor& a1, const torch::Tensor& ids,
                         const torch::Tensor& mask);
+  // The decoy of each token id (same shape); defined whatever options.decoy says.
+  torch::Tensor decoys(const torch::Tensor& ids) const;
 
   // Everything that makes a resumed run continue exactly, as bytes (LibTorch archives): the
   // inverter's weights, its optimizer's moments and the row cursor. restore throws gt::Error
@@ -68,6 +76,7 @@ class AdversarialInverter {
   AdversaryOptions options_;
   std::shared_ptr<InversionNetImpl> net_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
+  torch::Tensor decoy_of_;  // (V) long: a permutation of the vocabulary from options_.seed
   int64_t cursor_ = 0;   // rotates the subsample so every position is used over the steps
   int64_t updates_ = 0;  // update calls so far
 };

@@ -93,6 +93,45 @@ TEST_CASE("adversary: the term is capped at a uniform guess, so it stays bounded
   CHECK(loss >= -std::log(double(kVocab)) - 1e-6);
 }
 
+TEST_CASE("adversary: decoys are a secret permutation, and the frozen inverter is taught them") {
+  const auto E = embedding();
+  auto o = options();
+  o.fit_steps = 60;
+  o.decoy = true;
+  gt::AdversarialInverter inverter(E, kWidth, o);
+  const auto all = torch::arange(kVocab, torch::kLong);
+  const auto d = inverter.decoys(all);
+  CHECK(std::get<0>(torch::sort(d)).equal(all));                   // a permutation
+  CHECK(d.ne(all).sum().item<int64_t>() > kVocab / 2);              // that moves most tokens
+  CHECK(gt::AdversarialInverter(E, kWidth, o).decoys(all).equal(d));  // from the seed alone
+  auto other = o;
+  other.seed = 4;
+  CHECK_FALSE(gt::AdversarialInverter(E, kWidth, other).decoys(all).equal(d));  // another secret
+  CHECK_THROWS_WITH_AS(inverter.decoys(torch::tensor({kVocab}, torch::kLong)),
+                       doctest::Contains("outside the vocabulary"), gt::Error);
+
+  for (int step = 0; step <= 60; ++step) {  // fitted, then frozen
+    const auto b = batch_of(E, step);
+    inverter.update(b.a1, b.ids, b.mask);
+  }
+  // Gradient steps on a1 alone, down the encoder's term: the inverter comes to read the decoys.
+  const auto b = batch_of(E, 500);
+  auto a1 = b.a1.clone().requires_grad_(true);
+  torch::optim::Adam opt({a1}, torch::optim::AdamOptions(0.05));
+  const double before = inverter.encoder_loss(a1, b.ids, b.mask).item<double>();
+  for (int step = 0; step < 200; ++step) {
+    opt.zero_grad();
+    inverter.encoder_loss(a1, b.ids, b.mask).backward();
+    opt.step();
+  }
+  const double after = inverter.encoder_loss(a1, b.ids, b.mask).item<double>();
+  INFO("cross-entropy on the decoys before " << before << ", after " << after);
+  CHECK(before > 0);  // a cross-entropy now, not minus one
+  CHECK(after < 0.5 * before);
+  const auto score = inverter.update(a1.detach(), inverter.decoys(b.ids), b.mask);
+  CHECK(score.accuracy > 0.8);
+}
+
 TEST_CASE("adversary: state round-trips, foreign state is refused") {
   const auto E = embedding();
   gt::AdversarialInverter a(E, kWidth, options());
