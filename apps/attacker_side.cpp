@@ -76,7 +76,7 @@ std::string cache_path(const RunConfig& cfg, const LearnedInversionOptions& o,
 // `make_model` gives the segments to fit through (the pretrained model, or an adaptive
 // attacker's shadow); `extra` names what else the fit depends on, for the cache.
 void fit_or_load(LearnedInversion& attack, const RunConfig& cfg, const Segments& pretrained,
-                 const std::function<Segments()>& make_model, const std::string& extra,
+                 const std::function<std::vector<Segments>()>& make_model, const std::string& extra,
                  const std::vector<std::string>& texts, const LmDataset& text, bool show_progress) {
   const auto name = attack.name();
   std::string cached;
@@ -151,17 +151,24 @@ std::shared_ptr<Eavesdropper> make_attacker_side(const RunConfig& cfg, bool show
       o.tap = parse_tap(name.substr(name.rfind('_') + 1));
       o.steps = cfg.attacker.fit_steps;
       o.seed = cfg.training.seed;
-      std::function<Segments()> through = [&] { return pretrained; };
+      std::function<std::vector<Segments>()> through = [&] {
+        return std::vector<Segments>{pretrained};
+      };
       std::string extra;
       if (name.rfind("adaptive_", 0) == 0) {
         // Knows the defence (every setting of the run), not the client's seed: its own.
         o.name = name;
-        const uint64_t own_seed = cfg.training.seed + 1;
-        through = [&cfg, &text, own_seed, show_progress] {
-          DecoderLM shadow{nullptr};
-          return shadow_adapters(cfg, *text, own_seed, shadow, show_progress);
+        through = [&cfg, &text, show_progress] {
+          std::vector<Segments> shadows;
+          for (int64_t k = 0; k < cfg.attacker.shadows; ++k) {
+            DecoderLM shadow{nullptr};
+            shadows.push_back(shadow_adapters(cfg, *text, cfg.training.seed + 1 + uint64_t(k),
+                                              shadow, show_progress));
+          }
+          return shadows;
         };
         extra = shadow_fingerprint(cfg);
+        if (cfg.attacker.shadows > 1) extra += "|shadows " + std::to_string(cfg.attacker.shadows);
       }
       auto attack = std::make_unique<LearnedInversion>(o);
       fit_or_load(*attack, cfg, pretrained, through, extra, texts, *text, show_progress);

@@ -423,6 +423,11 @@ std::vector<Field> make_fields() {
       attacker("fit_steps", &AttackerSection::fit_steps,
                "training steps of each learned inversion model")
           .above(0),
+      attacker("shadows", &AttackerSection::shadows,
+               "adaptive_inversion_a1: how many shadows of the client's privatization (each with "
+               "a seed of the attacker's own) its inverter is fitted through, in turn; more "
+               "teach it what every privatization shares rather than one seed's secrets")
+          .at_least(1),
       attacker("public_data", &AttackerSection::public_data,
                "the attacker's public text, one passage per line; \"\" = GCIDE, the dictionary "
                "of Debian's dict-gcide (independent of the clients' WordNet data)"),

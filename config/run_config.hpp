@@ -88,6 +88,7 @@ struct AttackerSection {
   int64_t every = 10;       // attack training steps 0, every, 2*every, ... of each client
   int64_t max_batches = 4;  // per client and strategy
   int64_t fit_steps = 300;  // training steps of each learned inversion model
+  int64_t shadows = 1;      // adaptive attacker: shadow privatizations (own seeds) it fits through
   std::string public_data;  // the attacker's text, one passage per line; "" = GCIDE
                             // (Debian dict-gcide), independent of the clients' data
   std::string cache_dir;    // fitted inversion models are kept and reused here; "" = none

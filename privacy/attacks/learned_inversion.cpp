@@ -159,7 +159,14 @@ bool LearnedInversion::applicable(const Intercept& in) const {
 
 double LearnedInversion::fit(const Segments& pretrained, const BatchSource& public_text,
                              Progress* progress) {
+  return fit(std::vector<Segments>{pretrained}, public_text, progress);
+}
+
+double LearnedInversion::fit(const std::vector<Segments>& models, const BatchSource& public_text,
+                             Progress* progress) {
+  if (models.empty()) throw Error("learned inversion: no model to fit through");
   if (public_text.size() == 0) throw Error("learned inversion: no public text to train on");
+  const auto& pretrained = models.front();
   const auto& o = options_;
   const auto E = pretrained.input->embed->token_embedding();
   const auto V = E.size(0);
@@ -185,7 +192,7 @@ double LearnedInversion::fit(const Segments& pretrained, const BatchSource& publ
   for (int64_t step = 0; step < o.steps; ++step) {
     auto data = public_text.batch(samples.take(batch));
     randomise_rows(data, o.random_rows, V, unseen, random_ids);
-    const auto in = simulate_intercept(pretrained, data, o.tap, o.wire);
+    const auto in = simulate_intercept(models[size_t(step) % models.size()], data, o.tap, o.wire);
     const auto real = in.attention_mask.ne(0);
     const auto logits = net_->forward(tapped(in, o.tap).to(torch::kFloat), in.attention_mask);
     const auto targets = class_of.index({data.input_ids.to(E.device()).index({real})});

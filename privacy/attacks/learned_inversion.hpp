@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/progress.hpp"
 #include "data/batch_source.hpp"
@@ -74,6 +75,11 @@ class LearnedInversion : public Attack {
   // entropy on real positions. Refits from scratch when called again. Returns the mean
   // training loss of the last (up to) 10 steps. Throws gt::Error for empty public text.
   double fit(const Segments& pretrained, const BatchSource& public_text,
+             Progress* progress = nullptr);
+  // The same through several models in turn (step i through models[i % n]; all cut alike): an
+  // adaptive attacker's shadows with different seeds, so that the inverter learns what they
+  // share rather than one shadow's secrets. Throws gt::Error for no model.
+  double fit(const std::vector<Segments>& models, const BatchSource& public_text,
              Progress* progress = nullptr);
 
   bool fitted() const { return net_ != nullptr; }

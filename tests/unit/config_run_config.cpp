@@ -202,7 +202,7 @@ TEST_CASE("run config: to_toml round trip") {
   c.offsite = {4, 50, "int8", "int4"};
   c.emulator = {"public.jsonl", 2e-4, 4, 4096, "work"};
   c.scheduler = {3, true, 123456789, gt::StrategyKind::split, 0.25, ""};
-  c.attacker = {true, {"gradient_matching"}, 3, 2, 50, "public.txt", "cache"};
+  c.attacker = {true, {"gradient_matching"}, 3, 2, 50, 2, "public.txt", "cache"};
 
   // A plan of phases with booleans on both sides.
   auto p = gt::default_run_config();
@@ -518,7 +518,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 87);
+  CHECK(keys.size() == 88);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=

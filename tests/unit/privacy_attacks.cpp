@@ -288,6 +288,12 @@ TEST_CASE("learned inversion: taps, options and the simulated intercept") {
   gt::LearnedInversion again(g);
   CHECK(again.fit(seg, data) == loss);
   CHECK(again.reconstruct(all) == guess);
+  // Through several models in turn (an adaptive attacker's shadows): the same model twice is
+  // the same fit; no model at all is refused.
+  gt::LearnedInversion twice(g);
+  CHECK(twice.fit(std::vector<gt::Segments>{seg, seg}, data) == loss);
+  CHECK_THROWS_WITH_AS(twice.fit(std::vector<gt::Segments>{}, data), contains("no model"),
+                       gt::Error);
   const auto truth = gt::true_tokens(b.input_ids, b.attention_mask);
   REQUIRE(guess.size() == truth.size());
   for (size_t i = 0; i < guess.size(); ++i) CHECK(guess[i].size() == truth[i].size());
