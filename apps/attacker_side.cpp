@@ -20,6 +20,7 @@
 #include "privacy/attacks/embedding_inversion.hpp"
 #include "privacy/attacks/gradient_matching.hpp"
 #include "privacy/attacks/learned_inversion.hpp"
+#include "privacy/privacy_objective.hpp"
 
 namespace gt::cli {
 namespace {
@@ -108,7 +109,8 @@ void fit_or_load(LearnedInversion& attack, const RunConfig& cfg, const Segments&
 // Every setting the shadow's privatization depends on, for the cache key.
 std::string shadow_fingerprint(const RunConfig& cfg) {
   std::string out =
-      "shadow|" + std::to_string(cfg.strategy.dcor_lambda) + "|" +
+      "shadow|" + std::to_string(kPrivacyObjectiveRecipe) + "|" +
+      std::to_string(cfg.strategy.dcor_lambda) + "|" +
       std::to_string(cfg.privacy.adversary_weight) + "|" +
       std::to_string(cfg.privacy.adversary_lr) + "|" +
       std::to_string(cfg.privacy.adversary_tokens) + "|" +

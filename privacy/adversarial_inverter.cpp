@@ -68,11 +68,14 @@ torch::Tensor AdversarialInverter::encoder_loss(const torch::Tensor& a1, const t
   const auto out = logits(a1, mask, at);
   for (auto& p : held) p.requires_grad_(true);
   const auto target = ids.to(a1.device()).flatten().index_select(0, at);
-  if (options_.decoy && options_.fit_steps > 0)
-    return torch::nn::functional::cross_entropy(out, decoys(target));
   const auto ce = torch::nn::functional::cross_entropy(
       out, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  return -ce.clamp_max(std::log(double(out.size(1)))).mean();
+  const auto away = -ce.clamp_max(std::log(double(out.size(1)))).mean();
+  // Decoys on top of moving away: the decoy alone is met by small moves that fool this
+  // inverter only (an inverter fitted afresh through the pretrained adapter still read 0.42).
+  if (options_.decoy && options_.fit_steps > 0)
+    return away + torch::nn::functional::cross_entropy(out, decoys(target));
+  return away;
 }
 
 torch::Tensor AdversarialInverter::decoys(const torch::Tensor& ids) const {

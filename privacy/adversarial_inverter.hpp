@@ -51,8 +51,8 @@ class AdversarialInverter {
 
   // The encoder's term, to be minimised: minus the inverter's mean cross-entropy on the true
   // tokens ids (B, T) at real positions of a1 (B, T, C), each token's capped at log V (no credit
-  // for being worse than a uniform guess, so the term is bounded); with decoy, its cross-entropy
-  // on each token's decoy instead. Differentiable w.r.t. a1 only: the inverter's own parameters
+  // for being worse than a uniform guess, so the term is bounded); with decoy, plus its
+  // cross-entropy on each token's decoy. Differentiable w.r.t. a1 only: the inverter's own parameters
   // get no gradient from it.
   torch::Tensor encoder_loss(const torch::Tensor& a1, const torch::Tensor& ids,
                              const torch::Tensor& mask);

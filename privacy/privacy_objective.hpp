@@ -16,6 +16,10 @@
 
 namespace gt {
 
+// Bumped whenever what the objective trains changes (not its settings, which are keys): fits
+// cached from an earlier recipe (an adaptive attacker's shadows) must not be reused.
+inline constexpr int kPrivacyObjectiveRecipe = 2;  // 2: decoys on top of moving away
+
 struct PrivacyOptions {
   double dcor_weight = 0;       // token-level U-statistic dCor; 0 = scored only
   double adversary_weight = 0;  // the inverter's (capped) cross-entropy; 0 = no inverter

@@ -126,7 +126,7 @@ TEST_CASE("adversary: decoys are a secret permutation, and the frozen inverter i
   }
   const double after = inverter.encoder_loss(a1, b.ids, b.mask).item<double>();
   INFO("cross-entropy on the decoys before " << before << ", after " << after);
-  CHECK(before > 0);  // a cross-entropy now, not minus one
+  CHECK(before > 0);  // the decoys' cross-entropy dominates
   CHECK(after < 0.5 * before);
   const auto score = inverter.update(a1.detach(), inverter.decoys(b.ids), b.mask);
   CHECK(score.accuracy > 0.8);
