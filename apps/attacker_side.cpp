@@ -115,12 +115,12 @@ std::string shadow_fingerprint(const RunConfig& cfg) {
       std::to_string(cfg.privacy.adversary_lr) + "|" +
       std::to_string(cfg.privacy.adversary_tokens) + "|" +
       std::to_string(cfg.privacy.adversary_fit_steps) + "|" +
-      std::to_string(cfg.privacy.adversary_decoy) + "|" + std::to_string(cfg.privacy.dcor_tokens) + "|" + cfg.model.train + "|" +
-      std::to_string(cfg.model.lora_rank) + "|" + cfg.optimizer.name + "|" +
-      std::to_string(cfg.optimizer.lr) + "|" + std::to_string(cfg.optimizer.weight_decay) + "|" +
-      std::to_string(cfg.optimizer.grad_clip) + "|" + std::to_string(cfg.training.batch) + "|" +
-      std::to_string(cfg.data.train_examples) + "|" + std::to_string(cfg.offsite.keep_every) + "|" +
-      std::to_string(cfg.offsite.distill_steps);
+      std::to_string(cfg.privacy.adversary_decoy) + "|" + std::to_string(cfg.privacy.dcor_tokens) +
+      "|" + cfg.model.train + "|" + std::to_string(cfg.model.lora_rank) + "|" + cfg.optimizer.name +
+      "|" + std::to_string(cfg.optimizer.lr) + "|" + std::to_string(cfg.optimizer.weight_decay) +
+      "|" + std::to_string(cfg.optimizer.grad_clip) + "|" + std::to_string(cfg.training.batch) +
+      "|" + std::to_string(cfg.data.train_examples) + "|" + std::to_string(cfg.offsite.keep_every) +
+      "|" + std::to_string(cfg.offsite.distill_steps);
   for (const auto& p : run_plan(cfg))
     out += "|" + std::string(to_string(p.strategy)) + ":" + std::to_string(p.steps) + ":" +
            std::to_string(p.epochs);

@@ -80,8 +80,8 @@ torch::Tensor AdversarialInverter::encoder_loss(const torch::Tensor& a1, const t
 
 torch::Tensor AdversarialInverter::decoys(const torch::Tensor& ids) const {
   const auto flat = ids.to(decoy_of_.device()).flatten();
-  if (flat.numel() > 0 && (flat.min().item<int64_t>() < 0 ||
-                           flat.max().item<int64_t>() >= decoy_of_.size(0)))
+  if (flat.numel() > 0 &&
+      (flat.min().item<int64_t>() < 0 || flat.max().item<int64_t>() >= decoy_of_.size(0)))
     throw Error("adversarial inverter: a token id outside the vocabulary");
   return decoy_of_.index_select(0, flat).view(ids.sizes()).to(ids.device());
 }

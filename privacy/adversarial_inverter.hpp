@@ -52,8 +52,8 @@ class AdversarialInverter {
   // The encoder's term, to be minimised: minus the inverter's mean cross-entropy on the true
   // tokens ids (B, T) at real positions of a1 (B, T, C), each token's capped at log V (no credit
   // for being worse than a uniform guess, so the term is bounded); with decoy, plus its
-  // cross-entropy on each token's decoy. Differentiable w.r.t. a1 only: the inverter's own parameters
-  // get no gradient from it.
+  // cross-entropy on each token's decoy. Differentiable w.r.t. a1 only: the inverter's own
+  // parameters get no gradient from it.
   torch::Tensor encoder_loss(const torch::Tensor& a1, const torch::Tensor& ids,
                              const torch::Tensor& mask);
   // One Adam step of the inverter on the detached a1: its best response to the encoder as it
@@ -77,8 +77,8 @@ class AdversarialInverter {
   std::shared_ptr<InversionNetImpl> net_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
   torch::Tensor decoy_of_;  // (V) long: a permutation of the vocabulary from options_.seed
-  int64_t cursor_ = 0;   // rotates the subsample so every position is used over the steps
-  int64_t updates_ = 0;  // update calls so far
+  int64_t cursor_ = 0;      // rotates the subsample so every position is used over the steps
+  int64_t updates_ = 0;     // update calls so far
 };
 
 }  // namespace gt

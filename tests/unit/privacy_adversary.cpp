@@ -101,8 +101,8 @@ TEST_CASE("adversary: decoys are a secret permutation, and the frozen inverter i
   gt::AdversarialInverter inverter(E, kWidth, o);
   const auto all = torch::arange(kVocab, torch::kLong);
   const auto d = inverter.decoys(all);
-  CHECK(std::get<0>(torch::sort(d)).equal(all));                   // a permutation
-  CHECK(d.ne(all).sum().item<int64_t>() > kVocab / 2);              // that moves most tokens
+  CHECK(std::get<0>(torch::sort(d)).equal(all));                      // a permutation
+  CHECK(d.ne(all).sum().item<int64_t>() > kVocab / 2);                // that moves most tokens
   CHECK(gt::AdversarialInverter(E, kWidth, o).decoys(all).equal(d));  // from the seed alone
   auto other = o;
   other.seed = 4;
