@@ -118,7 +118,8 @@ cmp "$tmp/switched/adapters.safetensors" "$tmp/phased/adapters.safetensors" ||
 echo "switch after step $step: adapters identical to the two phases back to back"
 
 # --- budget policy: online until the budget is spent, then gradfree ----------
-run budget online --set training.steps=6 --set scheduler.budget_bytes=2000000
+run budget online --set training.steps=6 --set scheduler.budget_bytes=2000000 \
+  --set attacker.enabled=false  # the budget is under test, not the attacks (their fits cost minutes)
 py "$tmp/budget/results.json" <<'PY' || fail "budget (above)"
 import json, sys
 r = json.load(open(sys.argv[1]))
