@@ -356,8 +356,8 @@ std::vector<Field> make_fields() {
       privacy("adversary_decoy", &PrivacySection::adversary_decoy,
               "with adversary_fit_steps > 0: the adapter trains so that the frozen inverter "
               "reads, for every token, a decoy token from a secret permutation of the vocabulary "
-              "(seeded by training.seed), instead of merely not reading it; a shadow of the "
-              "privatization plants other decoys"),
+              "(seeded by training.seed: keep it secret), instead of merely not reading it; a "
+              "shadow of the privatization plants other decoys"),
       privacy("adversary_tokens", &PrivacySection::adversary_tokens,
               "real tokens per step the client's inverter trains and is played on")
           .at_least(1),
