@@ -9,7 +9,7 @@
 namespace gt {
 namespace {
 
-using Self = attacker_actor::stateful_pointer<AttackerState>;
+using AttackerSelf = attacker_actor::stateful_pointer<AttackerState>;
 
 template <class F>
 void guarded(const char* what, F&& fn) {
@@ -36,7 +36,7 @@ bool complete(const std::vector<torch::Tensor>& chunks) {
 
 }  // namespace
 
-attacker_actor::behavior_type attacker_behavior(Self self,
+attacker_actor::behavior_type attacker_behavior(AttackerSelf self,
                                                 std::shared_ptr<Eavesdropper> eavesdropper,
                                                 std::shared_ptr<Metrics> metrics) {
   self->state.eavesdropper = std::move(eavesdropper);

@@ -14,17 +14,17 @@
 namespace gt {
 namespace {
 
-using Self = client_actor::stateful_pointer<ClientActorState>;
+using ClientSelf = client_actor::stateful_pointer<ClientActorState>;
 using Next = std::function<void()>;
 constexpr auto kReplyTimeout = std::chrono::minutes(10);
 constexpr int kChunkAttempts = 5;
 
-std::string link(Self self, const char* peer = "server") {
+std::string link(ClientSelf self, const char* peer = "server") {
   return self->state.plan.name + "-" + peer;
 }
 
 template <class T>
-Encoded<T> send_counted(Self self, const T& msg, const std::string& suffix = "",
+Encoded<T> send_counted(ClientSelf self, const T& msg, const std::string& suffix = "",
                         const char* peer = "server") {
   const auto& channel = self->state.channel;
   auto enc = encode(
@@ -35,14 +35,14 @@ Encoded<T> send_counted(Self self, const T& msg, const std::string& suffix = "",
 }
 
 template <class T>
-T receive_counted(Self self, const Encoded<T>& enc, const std::string& suffix = "",
+T receive_counted(ClientSelf self, const Encoded<T>& enc, const std::string& suffix = "",
                   const char* peer = "server") {
   self->state.parts.stats->add(link(self, peer), "down", message_kind<T>() + suffix,
                                static_cast<int64_t>(enc.bytes.size()));
   return decode(enc);
 }
 
-void fail(Self self, const std::string& what) {
+void fail(ClientSelf self, const std::string& what) {
   spdlog::error("client {}: {}", self->state.plan.name, what);
   if (self->state.phase_done.pending())
     self->state.phase_done.deliver(make_wire_error(wire_errc::internal, what));
@@ -51,7 +51,7 @@ void fail(Self self, const std::string& what) {
 
 // Runs `fn`, turning exceptions into a failed phase (an actor must not throw).
 template <class F>
-void guarded(Self self, F&& fn) {
+void guarded(ClientSelf self, F&& fn) {
   try {
     fn();
   } catch (const std::exception& e) {
@@ -59,11 +59,11 @@ void guarded(Self self, F&& fn) {
   }
 }
 
-auto on_error(Self self, std::string what) {
+auto on_error(ClientSelf self, std::string what) {
   return [self, what](caf::error& err) { fail(self, what + ": " + describe(err)); };
 }
 
-void hello(Self self, Next next);
+void hello(ClientSelf self, Next next);
 
 // The server no longer knows our session (it timed out while we were paused, or the server
 // restarted): a new one is opened.
@@ -76,7 +76,7 @@ bool session_lost(const caf::error& err) {
 // An error from the server: a lost session is opened again and a lost connection
 // reached again (with a reconnector), then `retry` redoes what failed; anything else
 // (the server refused the request) ends the run.
-auto recover(Self self, std::string what, Next retry) {
+auto recover(ClientSelf self, std::string what, Next retry) {
   return [self, what, retry](caf::error& err) {
     auto& st = self->state;
     if (!st.channel) return fail(self, what + ": " + describe(err));
@@ -107,7 +107,7 @@ auto recover(Self self, std::string what, Next retry) {
 
 // Drops every request in flight (their late answers are then ignored) and recovers with the
 // one that failed: all of them belong to one step or exchange, which `retry` redoes.
-void take_over(Self self, uint64_t failed, const caf::error& err) {
+void take_over(ClientSelf self, uint64_t failed, const caf::error& err) {
   auto& st = self->state;
   auto p = std::move(st.pending.at(failed));
   st.pending.clear();
@@ -120,8 +120,8 @@ void take_over(Self self, uint64_t failed, const caf::error& err) {
 // in order): when the server's node goes down, the down handler takes them over at once (CAF
 // would only time them out), and their late answers are ignored.
 template <class Rep, class Req, class OnReply>
-void ask_server(Self self, const Req& msg, const std::string& suffix, std::string what, Next retry,
-                OnReply on_reply) {
+void ask_server(ClientSelf self, const Req& msg, const std::string& suffix, std::string what,
+                Next retry, OnReply on_reply) {
   auto& st = self->state;
   const auto id = ++st.requests;
   st.pending[id] = PendingRequest{id, std::move(what), std::move(retry)};
@@ -140,7 +140,7 @@ void ask_server(Self self, const Req& msg, const std::string& suffix, std::strin
 
 // ---- checkpoints --------------------------------------------------------------
 
-void save_checkpoint(Self self) {
+void save_checkpoint(ClientSelf self) {
   auto& st = self->state;
   if (!st.plan.checkpoint || !st.channel) return;
   ClientProgress p;
@@ -163,7 +163,7 @@ void save_checkpoint(Self self) {
 }
 
 // Takes up a restored checkpoint: log, byte counts, data position, finished phases.
-void take_up(Self self) {
+void take_up(ClientSelf self) {
   auto& st = self->state;
   const auto& p = st.resumed->progress;
   st.log = RunLog::from_state(p.log);
@@ -187,7 +187,7 @@ void take_up(Self self) {
 
 // ---- evaluation: held-out loss through the wire (forward only) --------------
 
-void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next next) {
+void evaluate(ClientSelf self, size_t start, double loss_sum, int64_t tokens, Next next) {
   auto& st = self->state;
   const auto n = st.parts.valid->size();
   if (start >= n) {
@@ -221,7 +221,7 @@ void evaluate(Self self, size_t start, double loss_sum, int64_t tokens, Next nex
 
 // ---- sessions and strategies ------------------------------------------------
 
-void hello(Self self, Next next) {
+void hello(ClientSelf self, Next next) {
   auto& st = self->state;
   ask_server<SessionAccept>(self, st.channel->hello(st.plan.name), "", "session refused: server",
                             next, [self, next](const SessionAccept& accept) {
@@ -234,7 +234,7 @@ void hello(Self self, Next next) {
                             });
 }
 
-void fetch_chunks(Self self, std::shared_ptr<FileSink> sink, int failures,
+void fetch_chunks(ClientSelf self, std::shared_ptr<FileSink> sink, int failures,
                   std::function<void(const std::string&)> done) {
   auto& st = self->state;
   if (sink->done()) return done(sink->path());
@@ -264,7 +264,8 @@ void fetch_chunks(Self self, std::shared_ptr<FileSink> sink, int failures,
 
 // Asks the builder for the emulator of `strategy` and downloads it (resuming a
 // partial download); calls `done` with the loaded emulator.
-void fetch_emulator(Self self, const std::string& strategy, std::function<void(Backbone)> done) {
+void fetch_emulator(ClientSelf self, const std::string& strategy,
+                    std::function<void(Backbone)> done) {
   auto& st = self->state;
   if (!st.parts.builder) return fail(self, strategy + ": no emulator builder in this run");
   st.fetching = strategy;
@@ -301,7 +302,7 @@ void fetch_emulator(Self self, const std::string& strategy, std::function<void(B
 
 // Sends the adapters tuned offline to the server and adopts exactly the values
 // the server plugs in, so both sides hold the same adapters afterwards.
-void upload_adapters(Self self, Next next) {
+void upload_adapters(ClientSelf self, Next next) {
   auto& st = self->state;
   const auto fmt = st.parts.settings.uploads.at(st.strategy);
   auto up = make_adapter_upload(st.parts.model->seg, *st.parts.pretrained, fmt.delta, fmt.scheme);
@@ -321,14 +322,14 @@ void upload_adapters(Self self, Next next) {
 }
 
 // Leaves the installed strategy (uploading adapters if it tunes offline).
-void leave_strategy(Self self, Next next) {
+void leave_strategy(ClientSelf self, Next next) {
   auto& st = self->state;
   if (!st.strategy.empty() && st.channel->strategy().uploads_adapters() && st.steps_since_upload)
     return upload_adapters(self, next);
   next();
 }
 
-void install(Self self, const std::string& strategy, Backbone emulator, Next next) {
+void install(ClientSelf self, const std::string& strategy, Backbone emulator, Next next) {
   auto& st = self->state;
   auto s = make_client_strategy(strategy, st.parts.model, st.parts.settings, emulator);
   if (!st.channel) {
@@ -348,7 +349,7 @@ void install(Self self, const std::string& strategy, Backbone emulator, Next nex
 }
 
 // Makes `strategy` the installed one, then `next`.
-void ensure_strategy(Self self, const std::string& strategy, Next next) {
+void ensure_strategy(ClientSelf self, const std::string& strategy, Next next) {
   auto& st = self->state;
   if (st.strategy == strategy) return next();
   leave_strategy(self, [self, strategy, next] {
@@ -361,7 +362,7 @@ void ensure_strategy(Self self, const std::string& strategy, Next next) {
 
 // ---- steps -----------------------------------------------------------------
 
-StepInput next_input(Self self) {
+StepInput next_input(ClientSelf self) {
   auto& st = self->state;
   StepInput in;
   while (static_cast<int64_t>(in.samples.size()) < st.plan.batch) {
@@ -375,11 +376,11 @@ StepInput next_input(Self self) {
   return in;
 }
 
-void next_step(Self self);
+void next_step(ClientSelf self);
 
-void send_truth(Self self, int64_t step);
+void send_truth(ClientSelf self, int64_t step);
 
-void after_step(Self self, const StepOutcome& out) {
+void after_step(ClientSelf self, const StepOutcome& out) {
   auto& st = self->state;
   StepRecord rec;
   rec.step = st.channel->steps_done();
@@ -431,9 +432,9 @@ void after_step(Self self, const StepOutcome& out) {
           on_error(self, "scheduler"));
 }
 
-void handle(Self self, Outgoing out);
+void handle(ClientSelf self, Outgoing out);
 
-void train_step(Self self) {
+void train_step(ClientSelf self) {
   auto& st = self->state;
   st.step_start = std::chrono::steady_clock::now();
   st.step_input = next_input(self);
@@ -444,7 +445,7 @@ void train_step(Self self) {
 
 // The step in flight again from its beginning, with the same batch and random numbers:
 // its server was lost before the optimizer stepped.
-void retry_step(Self self) {
+void retry_step(ClientSelf self) {
   guarded(self, [&] {
     auto& st = self->state;
     st.channel->abort_step();
@@ -455,7 +456,7 @@ void retry_step(Self self) {
 }
 
 // Simulation/audit: the truth of the step just done, for scoring the attacks.
-void send_truth(Self self, int64_t step) {
+void send_truth(ClientSelf self, int64_t step) {
   auto& st = self->state;
   const auto& b = st.step_batch;
   AuditTruth t;
@@ -469,7 +470,7 @@ void send_truth(Self self, int64_t step) {
   self->send(st.parts.audit, std::move(t));
 }
 
-void ask_forward(Self self, const ForwardRequest& fwd) {
+void ask_forward(ClientSelf self, const ForwardRequest& fwd) {
   ask_server<ForwardReply>(
       self, fwd, "", "forward: server", [self] { retry_step(self); },
       [self](ForwardReply reply) {
@@ -480,7 +481,7 @@ void ask_forward(Self self, const ForwardRequest& fwd) {
 // Sends what the strategy asks for and feeds the replies back, until the step is done. A
 // pipelined step sends all its forwards at once: the server computes micro-batch i+1 while
 // this client computes i, and each g2 goes up as soon as it is computed.
-void handle(Self self, Outgoing out) {
+void handle(ClientSelf self, Outgoing out) {
   if (auto* fwd = std::get_if<ForwardRequest>(&out)) {
     ask_forward(self, *fwd);
   } else if (auto* fwds = std::get_if<ForwardRequests>(&out)) {
@@ -498,7 +499,7 @@ void handle(Self self, Outgoing out) {
   }
 }
 
-void end_phase(Self self) {
+void end_phase(ClientSelf self) {
   leave_strategy(self, [self] {
     evaluate(self, 0, 0, 0, [self] {
       auto& st = self->state;
@@ -520,14 +521,14 @@ void end_phase(Self self) {
   });
 }
 
-void next_step(Self self) {
+void next_step(ClientSelf self) {
   guarded(self, [&] {
     if (self->state.phase_steps >= self->state.order.steps) return end_phase(self);
     train_step(self);
   });
 }
 
-void start_phase(Self self) {
+void start_phase(ClientSelf self) {
   auto& st = self->state;
   st.phase_start = std::chrono::steady_clock::now();
   if (st.resumed && st.resumed->progress.phase == st.order.index &&
@@ -551,7 +552,7 @@ void start_phase(Self self) {
   });
 }
 
-std::string finish_json(Self self) {
+std::string finish_json(ClientSelf self) {
   auto& st = self->state;
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - st.run_start).count();
@@ -562,7 +563,7 @@ std::string finish_json(Self self) {
 
 }  // namespace
 
-client_actor::behavior_type client_behavior(Self self, ClientParts parts, ClientPlan plan) {
+client_actor::behavior_type client_behavior(ClientSelf self, ClientParts parts, ClientPlan plan) {
   auto& st = self->state;
   st.parts = std::move(parts);
   st.plan = std::move(plan);

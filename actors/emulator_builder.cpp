@@ -8,7 +8,7 @@
 namespace gt {
 namespace {
 
-using Self = emulator_builder_actor::stateful_pointer<BuilderActorState>;
+using BuilderSelf = emulator_builder_actor::stateful_pointer<BuilderActorState>;
 
 std::string describe_recipe(const std::vector<int64_t>& kept, const EmulatorRecipe& r,
                             const Segments& full) {
@@ -21,7 +21,7 @@ std::string describe_recipe(const std::vector<int64_t>& kept, const EmulatorReci
 }
 
 // Builds (once) the emulator file of `strategy`.
-FileSource& source_for(Self self, const std::string& strategy) {
+FileSource& source_for(BuilderSelf self, const std::string& strategy) {
   auto& st = self->state;
   if (auto it = st.sources.find(strategy); it != st.sources.end()) return *it->second;
   auto recipe = st.parts.recipes.find(strategy);
@@ -54,7 +54,7 @@ FileSource& source_for(Self self, const std::string& strategy) {
 }
 
 template <class Req, class Rep, class Handle>
-caf::result<Encoded<Rep>> serve(Self self, const Encoded<Req>& msg, Handle&& handle) {
+caf::result<Encoded<Rep>> serve(BuilderSelf self, const Encoded<Req>& msg, Handle&& handle) {
   auto& st = self->state;
   try {
     auto req = decode(msg);
@@ -75,7 +75,7 @@ caf::result<Encoded<Rep>> serve(Self self, const Encoded<Req>& msg, Handle&& han
 }  // namespace
 
 emulator_builder_actor::behavior_type emulator_builder_behavior(
-    Self self, BuilderParts parts, std::shared_ptr<std::vector<EmulatorReport>> reports) {
+    BuilderSelf self, BuilderParts parts, std::shared_ptr<std::vector<EmulatorReport>> reports) {
   self->state.parts = std::move(parts);
   self->state.reports = std::move(reports);
   return {

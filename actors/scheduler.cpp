@@ -12,10 +12,10 @@
 namespace gt {
 namespace {
 
-using Self = scheduler_actor::stateful_pointer<SchedulerState>;
+using SchedulerSelf = scheduler_actor::stateful_pointer<SchedulerState>;
 using json = nlohmann::json;
 
-void fail_run(Self self, const std::string& what) {
+void fail_run(SchedulerSelf self, const std::string& what) {
   auto& st = self->state;
   if (st.state == "failed" || st.state == "done") return;  // the first reason is the one told
   spdlog::error("scheduler: {}", what);
@@ -23,7 +23,7 @@ void fail_run(Self self, const std::string& what) {
   if (st.done.pending()) st.done.deliver(make_wire_error(wire_errc::internal, what));
 }
 
-SchedulerClient* find_client(Self self, const std::string& name) {
+SchedulerClient* find_client(SchedulerSelf self, const std::string& name) {
   for (auto& c : self->state.clients)
     if (c.name == name) return &c;
   return nullptr;
@@ -33,7 +33,7 @@ SchedulerClient* find_client(Self self, const std::string& name) {
 // replied. A client lost meanwhile is asked again when it joins again (its old actor's late
 // reply is dropped); a client that answers with an error fails the run.
 template <class Reply, class Each, class AllDone, class... Msg>
-void ask_all(Self self, Each each, AllDone all_done, const Msg&... msg) {
+void ask_all(SchedulerSelf self, Each each, AllDone all_done, const Msg&... msg) {
   auto& st = self->state;
   auto round = std::make_shared<SchedulerRound>();
   round->left = st.clients.size();
@@ -65,9 +65,9 @@ void ask_all(Self self, Each each, AllDone all_done, const Msg&... msg) {
   if (round->ask.empty()) all_done();
 }
 
-void run_phase(Self self, size_t index);
+void run_phase(SchedulerSelf self, size_t index);
 
-void finish(Self self) {
+void finish(SchedulerSelf self) {
   auto& st = self->state;
   st.finishing = true;
   auto jsons = std::make_shared<std::vector<json>>(st.clients.size());
@@ -90,7 +90,7 @@ void finish(Self self) {
 }
 
 // FedAvg: every client's adapters, weighted by its samples, back to every client.
-void average_adapters(Self self, size_t next_phase) {
+void average_adapters(SchedulerSelf self, size_t next_phase) {
   auto& st = self->state;
   auto uploads = std::make_shared<std::vector<AdapterUpload>>(st.clients.size());
   ask_all<Encoded<AdapterUpload>>(
@@ -116,7 +116,7 @@ void average_adapters(Self self, size_t next_phase) {
       adapters_atom_v);
 }
 
-void run_phase(Self self, size_t index) {
+void run_phase(SchedulerSelf self, size_t index) {
   auto& st = self->state;
   if (st.state != "running") return;
   if (index == st.plan.phases.size()) return finish(self);
@@ -137,14 +137,14 @@ void run_phase(Self self, size_t index) {
 
 // A client that joined again redoes the steps after its checkpoint: a switch it took after one
 // of them is given again at the same step, so that its run stays the one `switches` records.
-std::string replayed_switch(Self self, const std::string& client, int64_t step) {
+std::string replayed_switch(SchedulerSelf self, const std::string& client, int64_t step) {
   std::string to;
   for (const auto& s : self->state.switches)
     if (s["client"] == client && s["after_step"] == step) to = s["to"].get<std::string>();
   return to.empty() ? "" : "switch:" + to;
 }
 
-std::string directive(Self self, const std::string& client, int64_t step) {
+std::string directive(SchedulerSelf self, const std::string& client, int64_t step) {
   auto& st = self->state;
   auto it = st.pending.find(client);
   if (it == st.pending.end()) return replayed_switch(self, client, step);
@@ -155,7 +155,7 @@ std::string directive(Self self, const std::string& client, int64_t step) {
   return "switch:" + to;
 }
 
-void request_switch(Self self, const std::string& to, const std::string& by) {
+void request_switch(SchedulerSelf self, const std::string& to, const std::string& by) {
   auto& st = self->state;
   st.current = to;
   for (const auto& c : st.clients) {
@@ -165,7 +165,7 @@ void request_switch(Self self, const std::string& to, const std::string& by) {
   spdlog::info("scheduler: switching to {} at the next step boundary ({})", to, by);
 }
 
-void check_budget(Self self) {
+void check_budget(SchedulerSelf self) {
   auto& st = self->state;
   if (st.plan.budget_bytes <= 0 || st.budget_spent) return;
   int64_t total = 0;
@@ -177,7 +177,7 @@ void check_budget(Self self) {
                      std::to_string(st.plan.budget_bytes) + " bytes spent");
 }
 
-json status_json(Self self) {
+json status_json(SchedulerSelf self) {
   auto& st = self->state;
   json clients = json::array();
   int64_t up = 0, down = 0;
@@ -239,7 +239,7 @@ bool natural_less(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
-void start_run(Self self) {
+void start_run(SchedulerSelf self) {
   auto& st = self->state;
   if (st.order_by_name)
     std::stable_sort(st.clients.begin(), st.clients.end(),
@@ -261,7 +261,7 @@ void start_run(Self self) {
 }
 
 // Monitored: a lost client is noticed at once.
-void add_client(Self self, const std::string& name, client_actor actor, double weight) {
+void add_client(SchedulerSelf self, const std::string& name, client_actor actor, double weight) {
   auto& st = self->state;
   self->monitor(actor);
   SchedulerClient c;
@@ -274,7 +274,7 @@ void add_client(Self self, const std::string& name, client_actor actor, double w
 
 // A lost client back (restarted with the same command, it resumes from its checkpoint): it
 // takes its old place and gets the request in flight again.
-std::string rejoin(Self self, SchedulerClient& c, client_actor actor, double weight) {
+std::string rejoin(SchedulerSelf self, SchedulerClient& c, client_actor actor, double weight) {
   auto& st = self->state;
   if (weight != c.weight)
     return "client " + c.name + " joins again with " + std::to_string(int64_t(weight)) +
@@ -292,7 +292,7 @@ std::string rejoin(Self self, SchedulerClient& c, client_actor actor, double wei
   return "";
 }
 
-std::string join(Self self, client_actor actor, const std::string& name, double weight) {
+std::string join(SchedulerSelf self, client_actor actor, const std::string& name, double weight) {
   auto& st = self->state;
   if (!actor) return "no client actor to join";
   if (name.empty()) return "a client needs a name (run.name)";
@@ -313,7 +313,7 @@ std::string join(Self self, client_actor actor, const std::string& name, double 
   return "";
 }
 
-void on_down(Self self, const caf::down_msg& dm) {
+void on_down(SchedulerSelf self, const caf::down_msg& dm) {
   auto& st = self->state;
   auto it = std::find_if(st.clients.begin(), st.clients.end(), [&](const SchedulerClient& c) {
     return !c.lost && c.actor && c.actor.address() == dm.source;
@@ -347,7 +347,7 @@ void on_down(Self self, const caf::down_msg& dm) {
 
 }  // namespace
 
-scheduler_actor::behavior_type scheduler_behavior(Self self, SchedulerPlan plan,
+scheduler_actor::behavior_type scheduler_behavior(SchedulerSelf self, SchedulerPlan plan,
                                                   std::vector<client_actor> clients,
                                                   std::vector<std::string> client_names) {
   auto& st = self->state;

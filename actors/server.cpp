@@ -11,7 +11,7 @@
 namespace gt {
 namespace {
 
-using Self = server_actor::stateful_pointer<ServerActorState>;
+using ServerSelf = server_actor::stateful_pointer<ServerActorState>;
 
 std::string link_for(const std::string& client_name) {
   return client_name + "-server";
@@ -29,7 +29,7 @@ std::string reason_of(const ProtocolError& e) {
   return std::string(e.what()).rfind("protocol version", 0) == 0 ? "version" : "invalid";
 }
 
-void check_size(Self self, size_t bytes) {
+void check_size(ServerSelf self, size_t bytes) {
   const auto limit = self->state.options.limits.max_message_bytes;
   if (static_cast<int64_t>(bytes) > limit)
     throw Refusal("too_large", "message of " + std::to_string(bytes) + " bytes exceeds " +
@@ -39,7 +39,7 @@ void check_size(Self self, size_t bytes) {
 // Only the party that opened a session may use it. A session that is gone (its client
 // died, it timed out) says so to anyone: its id is no secret, and a client tells by the
 // reason whether to open a new one.
-void check_owner(Self self, uint64_t session) {
+void check_owner(ServerSelf self, uint64_t session) {
   auto& st = self->state;
   if (!st.server->has_session(session))
     throw ProtocolError("unknown session " + std::to_string(session));
@@ -51,7 +51,7 @@ void check_owner(Self self, uint64_t session) {
 }
 
 template <class Req, class Rep, class Handle>
-caf::result<Encoded<Rep>> serve(Self self, const Encoded<Req>& msg, Handle&& handle) {
+caf::result<Encoded<Rep>> serve(ServerSelf self, const Encoded<Req>& msg, Handle&& handle) {
   auto& st = self->state;
   try {
     check_size(self, msg.bytes.size());
@@ -89,7 +89,7 @@ void release_freed_memory() {
 #endif
 }
 
-void end_session(Self self, uint64_t session, const std::string& why) {
+void end_session(ServerSelf self, uint64_t session, const std::string& why) {
   auto& st = self->state;
   if (!st.server->has_session(session)) return;
   spdlog::info("server: session {} ({}) ended: {}; {} session(s) left", session,
@@ -108,7 +108,7 @@ void end_session(Self self, uint64_t session, const std::string& why) {
 
 // Drops the sessions that sent nothing for the timeout (a hung or lost client
 // whose connection stays up), then looks again in a while.
-void sweep(Self self) {
+void sweep(ServerSelf self) {
   auto& st = self->state;
   const auto timeout = st.options.limits.session_timeout;
   const auto now = std::chrono::steady_clock::now();
@@ -122,7 +122,7 @@ void sweep(Self self) {
   self->delayed_send(self, std::max(timeout / 4, std::chrono::seconds(1)), sweep_atom_v);
 }
 
-void check_batch(Self self, const ForwardRequest& req) {
+void check_batch(ServerSelf self, const ForwardRequest& req) {
   const auto& shape = req.activations.shape;
   const int64_t tokens = shape.size() >= 2 ? shape[0] * shape[1] : 0;
   const auto limit = self->state.options.limits.max_batch_tokens;
@@ -133,12 +133,12 @@ void check_batch(Self self, const ForwardRequest& req) {
 
 }  // namespace
 
-server_actor::behavior_type server_behavior(Self self, std::shared_ptr<SplitServer> server,
+server_actor::behavior_type server_behavior(ServerSelf self, std::shared_ptr<SplitServer> server,
                                             std::shared_ptr<WireStats> stats) {
   return configured_server_behavior(self, std::move(server), std::move(stats), ServerOptions{});
 }
 
-server_actor::behavior_type configured_server_behavior(Self self,
+server_actor::behavior_type configured_server_behavior(ServerSelf self,
                                                        std::shared_ptr<SplitServer> server,
                                                        std::shared_ptr<WireStats> stats,
                                                        ServerOptions options) {

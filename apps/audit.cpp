@@ -18,7 +18,7 @@
 namespace gt::cli {
 namespace {
 
-struct Options {
+struct AuditOptions {
   RunOptions run;
   std::string out;
   double max_rouge = 0.3;
@@ -83,7 +83,7 @@ void print_audit(const nlohmann::json& audit) {
               audit["max_rouge_l"].get<double>());
 }
 
-void run(const Options& opt) {
+void run_audit_command(const AuditOptions& opt) {
   if (!(opt.max_rouge >= 0 && opt.max_rouge <= 1))
     throw Error("--max-rouge must be between 0 and 1");
   auto cfg = opt.run.load();
@@ -106,7 +106,7 @@ void run(const Options& opt) {
 }  // namespace
 
 void add_audit(CLI::App& app) {
-  auto opt = std::make_shared<Options>();
+  auto opt = std::make_shared<AuditOptions>();
   auto* cmd = app.add_subcommand(
       "audit",
       "Privacy audit on your own machine: run your design against a local curious server and "
@@ -116,7 +116,7 @@ void add_audit(CLI::App& app) {
   cmd->add_option("--max-rouge", opt->max_rouge,
                   "largest acceptable ROUGE-L F1 of the best reconstruction (exit status 2 above)")
       ->capture_default_str();
-  cmd->callback([opt] { run(*opt); });
+  cmd->callback([opt] { run_audit_command(*opt); });
 }
 
 }  // namespace gt::cli

@@ -13,7 +13,7 @@
 namespace gt::cli {
 namespace {
 
-struct Options {
+struct CtlOptions {
   std::string address = "127.0.0.1:9470";
   int timeout_s = 10;
   std::string to;
@@ -31,7 +31,7 @@ std::string refusal(const HttpAnswer& answer) {
   return "HTTP " + std::to_string(answer.status) + ": " + json_text(body, -1);
 }
 
-void call(const Options& opt, const char* method, const char* target, const std::string& body) {
+void call(const CtlOptions& opt, const char* method, const char* target, const std::string& body) {
   const auto where = parse_host_port(opt.address, "--address");
   const auto answer =
       http_call(where.host, where.port, method, target, body, std::chrono::seconds(opt.timeout_s));
@@ -40,7 +40,7 @@ void call(const Options& opt, const char* method, const char* target, const std:
 }
 
 CLI::App* add_action(CLI::App& ctl, const char* name, const char* help,
-                     const std::shared_ptr<Options>& opt) {
+                     const std::shared_ptr<CtlOptions>& opt) {
   auto* cmd = ctl.add_subcommand(name, help);
   cmd->add_option("--address", opt->address, "the control API's HOST:PORT")->capture_default_str();
   cmd->add_option("--timeout", opt->timeout_s, "seconds to wait for an answer")
@@ -52,7 +52,7 @@ CLI::App* add_action(CLI::App& ctl, const char* name, const char* help,
 }  // namespace
 
 void add_ctl(CLI::App& app) {
-  auto opt = std::make_shared<Options>();
+  auto opt = std::make_shared<CtlOptions>();
   auto* ctl = app.add_subcommand(
       "ctl", "Control a running simulation's scheduler: status, switch, pause, resume");
   ctl->require_subcommand(1);

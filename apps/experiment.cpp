@@ -28,7 +28,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Options {
+struct ExperimentOptions {
   std::string config, out;
   std::string device;  // "" = each cell's configuration decides (run.device)
   bool quick = false, fresh = false;
@@ -156,7 +156,7 @@ bool make_plots(const fs::path& out) {
   return true;
 }
 
-void run(const Options& opt) {
+void run_experiment(const ExperimentOptions& opt) {
   if (!opt.device.empty()) parse_device(opt.device, "--device");  // before any cell runs
   const auto exp = load_experiment_config(opt.config);
   auto cells = experiment_cells(exp, opt.quick);
@@ -210,7 +210,7 @@ void run(const Options& opt) {
 }  // namespace
 
 void add_experiment(CLI::App& app) {
-  auto opt = std::make_shared<Options>();
+  auto opt = std::make_shared<ExperimentOptions>();
   auto* cmd = app.add_subcommand(
       "experiment", "Run every design side by side (a grid of simulations) and write a report");
   cmd->add_option("--config", opt->config, "experiment file (e.g. config/examples/compare.toml)")
@@ -221,7 +221,7 @@ void add_experiment(CLI::App& app) {
   cmd->add_flag("--fresh", opt->fresh, "run every cell again, even those finished before");
   cmd->add_option("--device", opt->device,
                   "where every run computes: cpu, cuda or cuda:N (sets run.device in each cell)");
-  cmd->callback([opt] { run(*opt); });
+  cmd->callback([opt] { run_experiment(*opt); });
 }
 
 }  // namespace gt::cli

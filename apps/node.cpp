@@ -34,7 +34,7 @@ extern "C" void on_signal(int) {
   g_stop = true;
 }
 
-struct Options {
+struct NodeOptions {
   RunOptions run;
   std::string role, listen = "127.0.0.1:0", connect, builder, attacker, scheduler, port_file, out;
   int64_t shard = -1;  // with --scheduler: which of scheduler.clients this client is; -1 = none
@@ -72,7 +72,7 @@ void wait_for_signal() {
 }
 
 // The attacker node at --attacker, for a server (its tap) or a client (an audit: its truths).
-attacker_actor reach_attacker(caf::actor_system& sys, const Options& opt) {
+attacker_actor reach_attacker(caf::actor_system& sys, const NodeOptions& opt) {
   if (opt.attacker.empty()) return {};
   auto [host, port] = host_port(opt.attacker, "--attacker");
   opt.network.check(host, "--attacker");
@@ -83,7 +83,7 @@ attacker_actor reach_attacker(caf::actor_system& sys, const Options& opt) {
   return *a;
 }
 
-void run_server(const Options& opt) {
+void run_server(const NodeOptions& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
   opt.network.check(host, "--listen");
@@ -111,7 +111,7 @@ void run_server(const Options& opt) {
 // The curious model owner's attacker: fits its attacks, then attacks what the server's tap
 // sends it; scores what clients in an audit send their truths for. On SIGTERM it writes
 // attacks.json (to --out) and prints the best score of each attack.
-void run_attacker(const Options& opt) {
+void run_attacker(const NodeOptions& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
   opt.network.check(host, "--listen");
@@ -140,7 +140,7 @@ void run_attacker(const Options& opt) {
 
 // The model owner's emulator builder: builds each offline design's emulator on the first
 // request and serves it in resumable chunks.
-void run_builder(const Options& opt) {
+void run_builder(const NodeOptions& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
   opt.network.check(host, "--listen");
@@ -183,7 +183,7 @@ bool uses_emulators(const RunConfig& cfg) {
 // the plan over them (FedAvg across their processes) and writes results.json. A client lost
 // mid-run may come back under its name within network.reconnect_seconds when clients keep
 // checkpoints; otherwise its loss fails the run.
-void run_scheduler_node(const Options& opt) {
+void run_scheduler_node(const NodeOptions& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.listen, "--listen");
   opt.network.check(host, "--listen");
@@ -234,7 +234,7 @@ void run_scheduler_node(const Options& opt) {
 // The client this node is: with --shard I, client I of scheduler.clients as `gtune simulate`
 // makes it (named <run.name>-I, every scheduler.clients-th training example from the I-th);
 // otherwise run.name with all its data.
-ClientSide this_client(const RunConfig& cfg, const Options& opt) {
+ClientSide this_client(const RunConfig& cfg, const NodeOptions& opt) {
   if (opt.shard < 0) return make_client_side(cfg);
   if (opt.scheduler.empty())
     throw Error("--shard: only for a client that joins a scheduler node (--scheduler HOST:PORT)");
@@ -248,7 +248,7 @@ ClientSide this_client(const RunConfig& cfg, const Options& opt) {
 // A client that joined the scheduler node at --scheduler: its actor serves the scheduler's
 // orders until `finish`. Returns the client's run JSON; gt::Error when the scheduler refuses
 // it or is lost, or the client fails.
-std::string serve_scheduler(caf::actor_system& sys, const Options& opt, const RunConfig& cfg,
+std::string serve_scheduler(caf::actor_system& sys, const NodeOptions& opt, const RunConfig& cfg,
                             const ClientSide& side, const PlanRun& run,
                             const scheduler_actor& scheduler) {
   caf::scoped_actor self{sys};
@@ -299,7 +299,7 @@ std::string serve_scheduler(caf::actor_system& sys, const Options& opt, const Ru
   return results;
 }
 
-void run_client_node(const Options& opt) {
+void run_client_node(const NodeOptions& opt) {
   auto cfg = opt.run.load();
   auto [host, port] = host_port(opt.connect, "--connect");
   opt.network.check(host, "--connect");
@@ -394,7 +394,7 @@ void run_client_node(const Options& opt) {
 }  // namespace
 
 void add_node(CLI::App& app) {
-  auto opt = std::make_shared<Options>();
+  auto opt = std::make_shared<NodeOptions>();
   auto* cmd = app.add_subcommand(
       "node",
       "Run one party (server, emulator builder, attacker, scheduler or client) in this process");

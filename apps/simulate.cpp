@@ -34,7 +34,7 @@
 namespace gt::cli {
 namespace {
 
-struct Options {
+struct SimulateOptions {
   RunOptions run;
   bool processes = false;
   std::string out;
@@ -188,7 +188,7 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
   return j.dump(1);
 }
 
-void run_in_processes(const Options& opt, const std::string& out) {
+void run_in_processes(const SimulateOptions& opt, const std::string& out) {
   const auto common = opt.run.as_args();
   const auto port_file = out + "/server.port";
   std::filesystem::remove(port_file);
@@ -225,7 +225,7 @@ void run_in_processes(const Options& opt, const std::string& out) {
     throw Error("the client process failed (exit status " + std::to_string(client_status) + ")");
 }
 
-void run(const Options& opt) {
+void run_simulation(const SimulateOptions& opt) {
   auto cfg = opt.run.load();
   const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
   if (opt.processes) {
@@ -279,7 +279,7 @@ nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out,
 }
 
 void add_simulate(CLI::App& app) {
-  auto opt = std::make_shared<Options>();
+  auto opt = std::make_shared<SimulateOptions>();
   auto* cmd = app.add_subcommand("simulate",
                                  "Run a multi-party fine-tuning (client + server) on this machine");
   opt->run.add_to(*cmd);
@@ -288,7 +288,7 @@ void add_simulate(CLI::App& app) {
   cmd->add_option("--out", opt->out,
                   "directory for results.json and adapters.safetensors (overrides run.out)");
   opt->metrics.add_to(*cmd);
-  cmd->callback([opt] { run(*opt); });
+  cmd->callback([opt] { run_simulation(*opt); });
 }
 
 }  // namespace gt::cli

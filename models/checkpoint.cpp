@@ -7,17 +7,12 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "models/safetensors.hpp"
 
 namespace gt {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -102,8 +97,8 @@ torch::Tensor CheckpointReader::load(const std::string& name,
   const SafetensorsFile& file = file_of(name);
   const auto& shape = file.entry(name).shape;
   if (shape != expected_shape)
-    throw error_at(file.path(), "tensor '" + name + "' has shape " + shape_str(shape) +
-                                    ", expected " + shape_str(expected_shape));
+    throw error_at(file.path(), "tensor '" + name + "' has shape " + shape_string(shape) +
+                                    ", expected " + shape_string(expected_shape));
   return file.tensor(name, dtype);
 }
 

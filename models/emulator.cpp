@@ -201,10 +201,6 @@ EmulatorHeader read_header(const SafetensorsFile& f, const ModelConfig& cfg) {
   return h;
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  return c10::str(c10::IntArrayRef(shape));
-}
-
 bool is_floating(StDtype d) {
   return d == StDtype::F64 || d == StDtype::F32 || d == StDtype::F16 || d == StDtype::BF16;
 }
@@ -214,8 +210,8 @@ const TensorEntry& checked_entry(const SafetensorsFile& f, const std::string& na
   if (!f.contains(name)) throw error_at(f.path(), "missing tensor '" + name + "'");
   const auto& e = f.entry(name);
   if (e.shape != shape)
-    throw error_at(f.path(), "tensor '" + name + "' has shape " + shape_str(e.shape) +
-                                 ", the model expects " + shape_str(shape));
+    throw error_at(f.path(), "tensor '" + name + "' has shape " + shape_string(e.shape) +
+                                 ", the model expects " + shape_string(shape));
   return e;
 }
 

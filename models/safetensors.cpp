@@ -46,12 +46,6 @@ const DtypeInfo& info(StDtype d) {
   throw Error("safetensors: invalid StDtype value " + std::to_string(static_cast<int>(d)));
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Parses one header entry; `where` is "<path>: tensor 'name'" so messages name file and tensor.
 TensorEntry parse_entry(const std::string& where, const std::string& name,
                         const nlohmann::json& j) {
@@ -93,8 +87,8 @@ TensorEntry parse_entry(const std::string& where, const std::string& name,
   const uint64_t need = numel * info(*dtype).size;
   if (e.end - e.begin != need)
     throw fail("data_offsets " + jo.dump() + " span " + std::to_string(e.end - e.begin) +
-               " bytes but shape " + shape_str(e.shape) + " of " + to_string(*dtype) + " needs " +
-               std::to_string(need));
+               " bytes but shape " + shape_string(e.shape) + " of " + to_string(*dtype) +
+               " needs " + std::to_string(need));
   return e;
 }
 
@@ -340,6 +334,12 @@ void save_safetensors(const std::string& path,
     ::unlink(tmp.c_str());
     throw error_at(path, "cannot rename " + tmp + " into place: " + why);
   }
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 }  // namespace gt

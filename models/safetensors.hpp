@@ -29,6 +29,8 @@ std::optional<StDtype> from_torch(torch::ScalarType);
 const char* to_string(StDtype);
 std::optional<StDtype> st_dtype_from_string(const std::string&);
 size_t itemsize(StDtype);
+// "[2, 3]": a shape as error messages write it.
+std::string shape_string(const std::vector<int64_t>& shape);
 
 class SafetensorsFile {  // memory-mapped (mmap, read-only), movable, not copyable
  public:
