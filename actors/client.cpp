@@ -353,8 +353,9 @@ void ensure_strategy(ClientSelf self, const std::string& strategy, Next next) {
   auto& st = self->state;
   if (st.strategy == strategy) return next();
   leave_strategy(self, [self, strategy, next] {
-    if (!needs_emulator(strategy)) return install(self, strategy, nullptr, next);
-    fetch_emulator(self, strategy, [self, strategy, next](Backbone emulator) {
+    const auto recipe = emulator_recipe(strategy, self->state.parts.settings);
+    if (recipe.empty()) return install(self, strategy, nullptr, next);
+    fetch_emulator(self, recipe, [self, strategy, next](Backbone emulator) {
       install(self, strategy, emulator, next);
     });
   });

@@ -115,12 +115,13 @@ std::string shadow_fingerprint(const RunConfig& cfg) {
       std::to_string(cfg.privacy.adversary_lr) + "|" +
       std::to_string(cfg.privacy.adversary_tokens) + "|" +
       std::to_string(cfg.privacy.adversary_fit_steps) + "|" +
-      std::to_string(cfg.privacy.adversary_decoy) + "|" + std::to_string(cfg.privacy.dcor_tokens) +
-      "|" + cfg.model.train + "|" + std::to_string(cfg.model.lora_rank) + "|" + cfg.optimizer.name +
-      "|" + std::to_string(cfg.optimizer.lr) + "|" + std::to_string(cfg.optimizer.weight_decay) +
-      "|" + std::to_string(cfg.optimizer.grad_clip) + "|" + std::to_string(cfg.training.batch) +
-      "|" + std::to_string(cfg.data.train_examples) + "|" + std::to_string(cfg.offsite.keep_every) +
-      "|" + std::to_string(cfg.offsite.distill_steps);
+      std::to_string(cfg.privacy.adversary_decoy) + "|" + cfg.strategy.backward + "|" +
+      std::to_string(cfg.privacy.dcor_tokens) + "|" + cfg.model.train + "|" +
+      std::to_string(cfg.model.lora_rank) + "|" + cfg.optimizer.name + "|" +
+      std::to_string(cfg.optimizer.lr) + "|" + std::to_string(cfg.optimizer.weight_decay) + "|" +
+      std::to_string(cfg.optimizer.grad_clip) + "|" + std::to_string(cfg.training.batch) + "|" +
+      std::to_string(cfg.data.train_examples) + "|" + std::to_string(cfg.offsite.keep_every) + "|" +
+      std::to_string(cfg.offsite.distill_steps);
   for (const auto& p : run_plan(cfg))
     out += "|" + std::string(to_string(p.strategy)) + ":" + std::to_string(p.steps) + ":" +
            std::to_string(p.epochs);
@@ -144,6 +145,13 @@ std::shared_ptr<Eavesdropper> make_attacker_side(const RunConfig& cfg, bool show
       attacks.push_back(std::make_unique<EmbeddingInversion>(pretrained));
     } else if (name == "gradient_matching") {
       attacks.push_back(std::make_unique<GradientMatching>(pretrained));
+    } else if (name == "gradient_matching_g2" || name == "gradient_matching_a1") {
+      // One term alone: the backward one for an attacker that distrusts a1 (a privatized input
+      // adapter's a1 pulls the dummy towards whatever the pretrained adapter maps there), the
+      // forward one where no g2 is sent.
+      GradientMatchingOptions o;
+      (name == "gradient_matching_g2" ? o.forward_weight : o.backward_weight) = 0;
+      attacks.push_back(std::make_unique<GradientMatching>(pretrained, o));
     } else {  // learned_inversion_<tap>
       if (!text) {
         texts = public_texts(cfg);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -238,7 +239,10 @@ PrivacyOptions privacy_options(const RunConfig& cfg, uint64_t seed) {
 }
 
 PrivacyOptions privacy_options(const RunConfig& cfg) {
-  return privacy_options(cfg, cfg.training.seed);
+  if (cfg.privacy.secret == "seed") return privacy_options(cfg, cfg.training.seed);
+  // A resumed client restores the secret its checkpoint kept over this one.
+  std::random_device os;
+  return privacy_options(cfg, (uint64_t(os()) << 32) ^ uint64_t(os()));
 }
 
 StrategySettings strategy_settings(const RunConfig& cfg) {
@@ -252,6 +256,7 @@ StrategySettings strategy_settings(const RunConfig& cfg) {
   s.seed = cfg.training.seed;
   s.gradfree_cache = cfg.gradfree.cache_a2;
   s.micro_batches = st.micro_batches;
+  s.local_backward = st.backward == "local";
   s.compression = parse_compression(st.compress);
   for (const auto* name : {"offsite", "offline"}) {
     const auto& d = std::string(name) == "offsite" ? cfg.offsite : cfg.offline;

@@ -37,8 +37,9 @@ ServerOptions server_options(const RunConfig& cfg);
 BuilderParts make_builder_side(const RunConfig& cfg, const std::string& work_dir);
 
 StrategySettings strategy_settings(const RunConfig& cfg);
-// The client's privacy objective as configured; its inverter seeded with `seed` (the client's
-// training.seed by default; an adaptive attacker's shadow uses one of its own).
+// The client's privacy objective as configured. Its inverters and decoys are seeded by
+// privacy.secret (a fresh draw from the OS, or training.seed), or by `seed` (an adaptive
+// attacker's shadow uses one of its own).
 PrivacyOptions privacy_options(const RunConfig& cfg);
 PrivacyOptions privacy_options(const RunConfig& cfg, uint64_t seed);
 ClientPlan client_plan(const RunConfig& cfg, const ClientSide& side, const std::string& work_dir);

@@ -40,16 +40,21 @@ Segments shadow_adapters(const RunConfig& cfg, const BatchSource& public_text, u
   auto order = epoch_order(public_text.size(), seed, epoch);
   size_t cursor = 0;
   double last_loss = 0;
+  Backbone emulator{nullptr};  // built once, from the pretrained adapters, as the builder does
   for (const auto& p : phases) {
     if (p.strategy != "privatize" && p.strategy != "online") continue;
+    // Online trains a1 through the real backbone, or through the emulator with a local backward.
     Backbone stand_in = seg.backbone;
-    if (p.strategy == "privatize") {
-      stand_in = build_emulator(seg, emu);
-      if (cfg.offsite.distill_steps > 0) {  // as the builder distils, on the attacker's text
-        DistillOptions d{cfg.offsite.distill_steps, cfg.emulator.distill_lr,
-                         cfg.emulator.distill_batch, seed};
-        distill_emulator(stand_in, seg, public_text, d);
+    if (p.strategy == "privatize" || cfg.strategy.backward == "local") {
+      if (!emulator) {
+        emulator = build_emulator(seg, emu);
+        if (cfg.offsite.distill_steps > 0) {  // as the builder distils, on the attacker's text
+          DistillOptions d{cfg.offsite.distill_steps, cfg.emulator.distill_lr,
+                           cfg.emulator.distill_batch, seed};
+          distill_emulator(emulator, seg, public_text, d);
+        }
       }
+      stand_in = emulator;
     }
     PrivatizeClient client(shadow, stand_in);
     for (int64_t step = 0; step < p.steps; ++step) {

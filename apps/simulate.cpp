@@ -70,7 +70,11 @@ void print_plan(const RunConfig& cfg, const ClientSide& c, const char* mode) {
       static_cast<long long>(c.seg().cfg.num_layers), static_cast<long long>(cfg.model.n_in),
       static_cast<long long>(cfg.model.n_out), cfg.model.train.c_str(),
       static_cast<long long>(c.trainable_parameters));
-  if (plan_uses(cfg, StrategyKind::online))
+  if (plan_uses(cfg, StrategyKind::online) && cfg.strategy.backward == "local")
+    std::printf("wire      online: a1 %s, a2 %s, no gradients (local backward); dcor lambda %g\n",
+                cfg.strategy.quantize_a1.c_str(), cfg.strategy.quantize_a2.c_str(),
+                cfg.strategy.dcor_lambda);
+  else if (plan_uses(cfg, StrategyKind::online))
     std::printf("wire      online: a1 %s, a2 %s, g2 %s, g1 %s; dcor lambda %g\n",
                 cfg.strategy.quantize_a1.c_str(), cfg.strategy.quantize_a2.c_str(),
                 cfg.strategy.quantize_g2.c_str(), cfg.strategy.quantize_g1.c_str(),

@@ -321,6 +321,13 @@ std::vector<Field> make_fields() {
                "labels that gradient matching and g2 inversion read from it")
           .at_least(0)
           .only_when(online, 0.0),
+      strategy("backward", &StrategySection::backward,
+               "online: \"server\" = g2 goes up and the server's g1 comes back (split learning); "
+               "\"local\" = the client estimates g1 through the privatize phase's emulator and "
+               "sends no gradient: gradient matching and g2 inversion have nothing to read, the "
+               "output adapter still trains on the server's a2")
+          .one_of({"server", "local"})
+          .only_when(plan_uses_all({StrategyKind::online, StrategyKind::privatize}), "server"),
       strategy("micro_batches", &StrategySection::micro_batches,
                "split and online training batches cross in this many row chunks, pipelined: the "
                "server computes chunk i+1 while the client computes chunk i; the same update as 1 "
@@ -356,8 +363,14 @@ std::vector<Field> make_fields() {
       privacy("adversary_decoy", &PrivacySection::adversary_decoy,
               "with adversary_fit_steps > 0: the adapter trains so that the frozen inverter "
               "reads, for every token, a decoy token from a secret permutation of the vocabulary "
-              "(seeded by training.seed: keep it secret), instead of merely not reading it; a "
-              "shadow of the privatization plants other decoys"),
+              "(from privacy.secret), instead of merely not reading it; a shadow of the "
+              "privatization plants other decoys"),
+      privacy("secret", &PrivacySection::secret,
+              "the seed of the client's inverters and decoys: \"os\" = drawn from the operating "
+              "system at the client's first start and kept in its checkpoint (no config reveals "
+              "it); \"seed\" = training.seed (reproducible from the config; an attacker that "
+              "knows the config plants the client's own decoys)")
+          .one_of({"os", "seed"}),
       privacy("adversary_tokens", &PrivacySection::adversary_tokens,
               "real tokens per step the client's inverter trains and is played on")
           .at_least(1),
@@ -411,8 +424,8 @@ std::vector<Field> make_fields() {
                "the attacks to run: data reconstruction from what crosses the wire, and "
                "membership inference on the adapters offsite/offline clients return")
           .one_of({"embedding_inversion", "learned_inversion_a1", "learned_inversion_a2",
-                   "learned_inversion_g2", "gradient_matching", "membership_inference",
-                   "adaptive_inversion_a1"})
+                   "learned_inversion_g2", "gradient_matching", "gradient_matching_g2",
+                   "gradient_matching_a1", "membership_inference", "adaptive_inversion_a1"})
           .check_with(unique_items, "no duplicates"),
       attacker("every", &AttackerSection::every,
                "attack training steps 0, every, 2*every, ... of each client")
@@ -691,16 +704,19 @@ Condition key_is(std::string key, std::string value) {
   return c;
 }
 
-Condition plan_uses_any(std::vector<StrategyKind> kinds) {
+namespace {
+
+Condition plan_uses(std::vector<StrategyKind> kinds, bool all) {
   Condition c;
   std::vector<std::string> names;
   for (auto kind : kinds) names.emplace_back(to_string(kind));
   c.text = "the plan uses ";
   for (size_t i = 0; i < names.size(); ++i)
-    c.text += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
-  c.holds = [kinds](const RunConfig& cfg) {
-    return std::any_of(kinds.begin(), kinds.end(),
-                       [&](StrategyKind kind) { return plan_uses(cfg, kind); });
+    c.text += (i == 0 ? "" : i + 1 == names.size() ? (all ? " and " : " or ") : ", ") + names[i];
+  c.holds = [kinds, all](const RunConfig& cfg) {
+    const auto used = [&](StrategyKind kind) { return gt::plan_uses(cfg, kind); };
+    return all ? std::all_of(kinds.begin(), kinds.end(), used)
+               : std::any_of(kinds.begin(), kinds.end(), used);
   };
   c.state = [](const RunConfig& cfg) {
     std::vector<std::string> used;
@@ -716,6 +732,15 @@ Condition plan_uses_any(std::vector<StrategyKind> kinds) {
   c.keys = {"strategy.kind", "phase[].strategy", "scheduler.budget_bytes", "scheduler.fallback",
             "privacy.privatize_steps"};  // run_plan starts with a privatize phase
   return c;
+}
+
+}  // namespace
+
+Condition plan_uses_any(std::vector<StrategyKind> kinds) {
+  return plan_uses(std::move(kinds), false);
+}
+Condition plan_uses_all(std::vector<StrategyKind> kinds) {
+  return plan_uses(std::move(kinds), true);
 }
 
 const std::vector<Field>& fields() {

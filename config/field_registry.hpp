@@ -37,6 +37,7 @@ struct Condition {
 Condition key_is(std::string key, std::string value);  // the string key has this value
 // The plan (run_plan, or the budget fallback) uses one of `kinds`.
 Condition plan_uses_any(std::vector<StrategyKind> kinds);
+Condition plan_uses_all(std::vector<StrategyKind> kinds);  // every one of `kinds`
 
 struct Field {
   std::string section, key;

@@ -32,6 +32,8 @@ struct StrategySection {
   double dcor_lambda = 0.1;
   double noise_std = 0.0;  // Gaussian noise added to every a1 sent (online, gradfree), >= 0
   double g2_noise = 0.0;   // online: Gaussian noise on g2, relative to each row's RMS, >= 0
+  // online: "server" (g2 up, g1 down) or "local" (g1 through the privatize emulator, no g2)
+  std::string backward = "server";
   // split, online: each training batch crosses in this many row chunks, pipelined (the server
   // computes chunk i+1 while the client computes chunk i); the same update as 1. >= 1
   int64_t micro_batches = 1;
@@ -70,6 +72,10 @@ struct PrivacySection {
   double adversary_lr = 2e-3;       // its Adam learning rate
   int64_t adversary_fit_steps = 0;  // > 0: it trains on the first ones only, then is frozen
   bool adversary_decoy = false;     // frozen inverter: read a secret decoy, not merely nothing
+  // Where the client's inverters and decoys draw their seed: "os" = 64 bits from the operating
+  // system at the client's first start, kept in its checkpoint (nothing in the config reveals
+  // it); "seed" = training.seed (reproducible from the config alone: tests, experiments).
+  std::string secret = "os";
   int64_t adversary_tokens = 128;   // real tokens per step it trains and is played on
   int64_t dcor_tokens = 512;        // real tokens per step the distance correlation runs on
 };

@@ -115,6 +115,8 @@ std::string AdversarialInverter::save() const {
   optimizer_->save(optimizer);
   archive.write("optimizer", optimizer);
   archive.write("cursor", torch::tensor({cursor_, updates_}, torch::kLong));
+  // The decoys are the secret a resumed client must keep: its seed may have come from the OS.
+  archive.write("decoys", decoy_of_.cpu());
   archive.save_to(out);
   return out.str();
 }
@@ -136,8 +138,15 @@ void AdversarialInverter::restore(const std::string& bytes) {
     torch::Tensor cursor;
     archive.read("cursor", cursor);
     if (cursor.numel() != 2) throw Error("no cursor");
+    torch::Tensor decoys;
+    archive.read("decoys", decoys);
+    const auto V = decoy_of_.size(0);
+    if (decoys.scalar_type() != torch::kLong || decoys.dim() != 1 || decoys.size(0) != V ||
+        !std::get<0>(decoys.sort()).equal(torch::arange(V, torch::kLong)))
+      throw Error("its decoys are not a permutation of the vocabulary");
     cursor_ = cursor[0].item<int64_t>();
     updates_ = cursor[1].item<int64_t>();
+    decoy_of_ = decoys.to(decoy_of_.device());
   } catch (const std::exception& e) {
     throw Error(std::string("adversarial inverter: not a saved state of this inverter: ") +
                 e.what());

@@ -20,7 +20,7 @@ struct AdversaryOptions {
   double lr = 2e-3;          // Adam on the inverter
   int64_t context = 1;       // neighbouring rows fed in on each side, as the attack's
   int64_t max_tokens = 128;  // real tokens per step the head runs on (its cost is rows x V x C)
-  uint64_t seed = 0;         // the inverter's initialisation (the client's own secret)
+  uint64_t seed = 0;         // the inverter's initialisation and decoys (the client's secret)
   // > 0: the inverter trains on the first fit_steps batches only (a1 as the encoder starts,
   // i.e. the attacker's view of the pretrained adapter) and is then frozen; the encoder's term
   // applies from then on. The encoder then moves away from what such an inverter reads
@@ -64,7 +64,8 @@ class AdversarialInverter {
   torch::Tensor decoys(const torch::Tensor& ids) const;
 
   // Everything that makes a resumed run continue exactly, as bytes (LibTorch archives): the
-  // inverter's weights, its optimizer's moments and the row cursor. restore throws gt::Error
+  // inverter's weights, its optimizer's moments, the row cursor and the decoys (a secret the
+  // seed of a resumed process no longer knows). restore throws gt::Error
   // for bytes that are not such a state of this shape.
   std::string save() const;
   void restore(const std::string& bytes);

@@ -4,16 +4,24 @@
 #include "strategies/split_client.hpp"
 
 #include "common/error.hpp"
+#include "models/decoder.hpp"
 
 namespace gt {
 
 SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, bool private_a1,
-                         int64_t micro_batches)
+                         int64_t micro_batches, Backbone stand_in)
     : AdapterStrategy(std::move(model)),
       name_(std::move(name)),
       private_a1_(private_a1),
-      micro_batches_(micro_batches) {
+      micro_batches_(micro_batches),
+      stand_in_(std::move(stand_in)) {
   if (micro_batches_ < 1) throw Error(name_ + ": micro_batches must be >= 1");
+  if (stand_in_) {
+    if (micro_batches_ > 1)
+      throw Error(name_ + ": a local backward runs unpipelined (micro_batches must be 1)");
+    for (auto& p : stand_in_->parameters()) p.requires_grad_(false);
+    stand_in_->to(seg().device());
+  }
 }
 
 ClientAction SplitClient::begin_step(const StepInput& in) {
@@ -24,14 +32,23 @@ ClientAction SplitClient::begin_step(const StepInput& in) {
   outcome_ = StepOutcome{};
   outcome_.tokens = predicted_tokens(batch_);
   next_row_ = 0;
-  return ActivationsUp{a1_.detach(), batch_.attention_mask, true, QuantScheme::none};
+  return ActivationsUp{a1_.detach(), batch_.attention_mask, !stand_in_, QuantScheme::none};
 }
 
 ClientAction SplitClient::on_activations(const torch::Tensor& a2_in) {
   if (!a1_.defined()) throw Error(name_ + ": a2 without a step in flight");
   auto a2 = on_device(a2_in).requires_grad_(true);
   outcome_.loss = train_output(batch_, a2, ctx_);  // output adapter grads, and g2 in a2.grad()
+  if (stand_in_) return finish(local_g1());
   return GradientsUp{a2.grad(), QuantScheme::none};
+}
+
+torch::Tensor SplitClient::local_g1() {
+  // With respect to a1 alone: the output adapter's gradients are the real a2's, kept as they
+  // are; the stand-in only tells the input adapter which way the loss falls.
+  const auto a2 = stand_in_->forward(a1_, ctx_);
+  const auto loss = causal_lm_loss(seg().output->forward(a2, ctx_), batch_.labels);
+  return torch::autograd::grad({loss}, {a1_}, {}, /*retain_graph=*/true)[0];
 }
 
 // The output adapter on rows [first_row, first_row + b) alone: its attention never crosses
@@ -57,8 +74,13 @@ ClientAction SplitClient::on_micro_activations(const torch::Tensor& a2_in, int64
 
 ClientAction SplitClient::on_gradients(const torch::Tensor& g1) {
   if (!a1_.defined()) throw Error(name_ + ": g1 without a step in flight");
+  if (stand_in_) throw Error(name_ + ": g1 from the server, but this client computes its own");
   if (next_row_ != 0 && next_row_ != batch_.input_ids.size(0))  // a pipelined step
     throw Error(name_ + ": g1 before the a2 of every micro-batch");
+  return finish(g1);
+}
+
+StepOutcome SplitClient::finish(const torch::Tensor& g1) {
   std::vector<torch::Tensor> roots{a1_}, grads{g1.to(a1_.device(), a1_.scalar_type())};
   if (auto* privacy = model_->privacy.get()) {
     if (private_a1_ && privacy->active()) {

@@ -34,6 +34,12 @@ bool needs_emulator(const std::string& name) {
   return name == "offsite" || name == "offline" || name == "privatize";
 }
 
+std::string emulator_recipe(const std::string& name, const StrategySettings& settings) {
+  if (needs_emulator(name)) return name;
+  if (name == "online" && settings.local_backward) return "privatize";
+  return "";
+}
+
 std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,
                                                      std::shared_ptr<ClientModel> model,
                                                      const StrategySettings& settings,
@@ -43,13 +49,17 @@ std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,
         model->seg.input->embed->token_embedding(), model->seg.cfg.hidden_size, settings.privacy);
   if (name == "split")
     return std::make_unique<SplitClient>(model, "split", false, settings.micro_batches);
-  if (name == "online")
+  if (name == "online") {
+    if (settings.local_backward && !emulator)
+      throw Error("online: a local backward needs the privatize phase's emulator");
     return std::make_unique<WireQuantization>(
         with_gradient_noise(
-            with_noise(std::make_unique<SplitClient>(model, "online", true, settings.micro_batches),
+            with_noise(std::make_unique<SplitClient>(model, "online", true, settings.micro_batches,
+                                                     settings.local_backward ? emulator : nullptr),
                        settings),
             settings),
         settings.online);
+  }
   if (name == "gradfree")
     return with_noise(std::make_unique<GradfreeClient>(model, settings.gradfree_cache), settings);
   if (needs_emulator(name)) {

@@ -28,6 +28,8 @@ struct StrategySettings {
   uint64_t seed = 0;     // of the noise
   bool gradfree_cache = true;
   int64_t micro_batches = 1;  // split and online: pipelined steps (client_strategy.hpp)
+  // online: the client estimates g1 through the privatize phase's emulator and sends no g2
+  bool local_backward = false;
   Compression compression = Compression::none;  // of every message, both ways
   std::map<std::string, UploadFormat> uploads{{"offsite", {}},
                                               {"offline", {true, QuantScheme::int8}}};
@@ -38,6 +40,9 @@ bool is_client_strategy(const std::string& name);
 // Whether the strategy trains against an emulator it must download first (offsite, offline,
 // and privatize, whose stand-in backbone it is).
 bool needs_emulator(const std::string& name);
+// The builder recipe whose emulator `name` needs under these settings ("" = none): its own for
+// those above, and the privatize phase's for online with a local backward.
+std::string emulator_recipe(const std::string& name, const StrategySettings& settings);
 // Throws gt::Error for an unknown name, or a missing emulator where one is needed. Gives
 // `model` a privacy objective from settings.privacy when it has none.
 std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,

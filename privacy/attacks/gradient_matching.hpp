@@ -45,7 +45,13 @@ class GradientMatching : public Attack {
   // read (no parameter is changed and no parameter gradient is kept).
   explicit GradientMatching(Segments pretrained, GradientMatchingOptions options = {});
 
-  std::string name() const override { return "gradient_matching"; }
+  // "gradient_matching"; "gradient_matching_g2" with the backward term alone,
+  // "gradient_matching_a1" with the forward term alone.
+  std::string name() const override {
+    if (options_.forward_weight == 0) return "gradient_matching_g2";
+    return options_.backward_weight == 0 ? "gradient_matching_a1" : "gradient_matching";
+  }
+
   // Needs the mask, plus a1 for the forward term and a2 and g2 for the backward term.
   bool applicable(const Intercept& in) const override;
   Reconstruction reconstruct(const Intercept& in) override;

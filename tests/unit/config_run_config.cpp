@@ -518,7 +518,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 88);
+  CHECK(keys.size() == 90);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
@@ -1072,6 +1072,14 @@ TEST_CASE("run config: phase overrides") {
                        gt::Error);
   gt::apply_override(d, "strategy.kind=split");  // without phases strategy.kind works as before
   CHECK(d.strategy.kind == gt::StrategyKind::split);
+}
+
+TEST_CASE("run config: the privacy secret comes from the OS unless pinned to the seed") {
+  CHECK(gt::default_run_config().privacy.secret == "os");
+  CHECK(parse("[privacy]\nsecret = \"seed\"\n").privacy.secret == "seed");
+  CHECK_THROWS_WITH_AS(parse("[privacy]\nsecret = \"42\"\n"),
+                       Contains("privacy.secret: \"42\" is not allowed (allowed: os, seed)"),
+                       gt::Error);
 }
 
 TEST_CASE("run config: a privatize phase before the plan, neutral where it protects nothing") {

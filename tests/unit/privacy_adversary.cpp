@@ -146,6 +146,14 @@ TEST_CASE("adversary: state round-trips, foreign state is refused") {
     CHECK(a.update(x.a1, x.ids, x.mask).cross_entropy ==
           b.update(x.a1, x.ids, x.mask).cross_entropy);
   }
+  // A resumed client's process draws a new seed: the decoys come from the saved state.
+  auto other = options();
+  other.seed += 1;
+  gt::AdversarialInverter resumed(E, kWidth, other);
+  const auto ids = torch::arange(E.size(0), torch::kLong);
+  REQUIRE_FALSE(resumed.decoys(ids).equal(a.decoys(ids)));
+  resumed.restore(a.save());
+  CHECK(resumed.decoys(ids).equal(a.decoys(ids)));
   gt::AdversarialInverter narrow(E.slice(1, 0, 8), 8, options());
   CHECK_THROWS_WITH_AS(narrow.restore(a.save()), doctest::Contains("not a saved state"), gt::Error);
   CHECK_THROWS_WITH_AS(a.restore("not an archive"), doctest::Contains("not a saved state"),

@@ -85,11 +85,14 @@ TEST_CASE("gradient matching: recovers WordNet text from a1 and g2 at n_in = 1 (
   opt.forward_weight = 0;
   gt::GradientMatching backward_only(attacker.seg, opt);
   REQUIRE(backward_only.applicable(in));
+  CHECK(both.name() == "gradient_matching");
+  CHECK(backward_only.name() == "gradient_matching_g2");  // attacker.attacks names it so
   auto backward = attack_and_score(backward_only, "backward only", in, batch, tokenizer);
 
   opt.forward_weight = 1;
   opt.backward_weight = 0;
   gt::GradientMatching forward_only(attacker.seg, opt);
+  CHECK(forward_only.name() == "gradient_matching_a1");
   auto forward = attack_and_score(forward_only, "forward only", in, batch, tokenizer);
 
   opt.steps = 0;  // the start itself: the mean embedding's nearest token, i.e. chance level

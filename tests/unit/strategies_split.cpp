@@ -5,6 +5,7 @@
 // against references that see every position, with garbage in the padded ones).
 #include <cmath>
 
+#include "common/error.hpp"
 #include "data/instructions.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
@@ -106,6 +107,47 @@ TEST_CASE(
   INFO("max |weight difference| = " << worst);
   CHECK(worst <= 1e-6);
   CHECK(changed > 0);
+}
+
+TEST_CASE("split: online's local backward through the real backbone takes the server's steps") {
+  // The stand-in is exact here, so g1 computed at the client equals the server's g1: the
+  // same adapters (to float rounding) while no gradient crosses the wire.
+  const auto dir = gt::test::fixture("hf-reference/opt-tiny-s1");
+  auto remote = make_client(dir, 1e-3), local = make_client(dir, 1e-3);
+  auto server = make_server(dir);
+  auto stand_in_model = gt::load_decoder(dir);
+  gt::StrategySettings settings;
+  auto a = channel(remote, "online", settings);
+  settings.local_backward = true;
+  CHECK_THROWS_WITH_AS(channel(local, "online", settings), doctest::Contains("emulator"),
+                       gt::Error);
+  auto model =
+      std::make_shared<gt::ClientModel>(gt::ClientModel{local.seg, local.optimizer, 0, nullptr});
+  gt::ClientChannel b(model,
+                      gt::make_client_strategy("online", model, settings,
+                                               gt::split_model(stand_in_model, {1, 1}).backbone));
+  CHECK_FALSE(b.strategy().terms().backward);
+  a.set_session(server.open(wire(a.hello("a"))).header.session);
+  b.set_session(server.open(wire(b.hello("b"))).header.session);
+  for (int64_t step = 0; step < 4; ++step) {
+    auto batch = random_batch(local.seg.cfg.vocab_size, step);
+    const auto x = split_step(a, server, batch);
+    auto up = std::get<gt::ForwardRequest>(b.begin_step({batch, {}}));
+    CHECK_FALSE(up.keep_graph);
+    auto done = b.on_reply(wire(server.forward(wire(up))));  // nothing more goes up
+    REQUIRE(std::holds_alternative<gt::StepOutcome>(done));
+    CHECK(std::get<gt::StepOutcome>(done).loss == doctest::Approx(x.loss).epsilon(1e-5));
+  }
+  auto pa = remote.model->named_parameters(), pb = local.model->named_parameters();
+  double worst = 0;
+  for (const auto& item : pa)
+    worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
+  INFO("max |weight difference| = " << worst);
+  CHECK(worst <= 1e-5);
+  settings.micro_batches = 2;
+  CHECK_THROWS_WITH_AS(gt::make_client_strategy("online", model, settings,
+                                                gt::split_model(stand_in_model, {1, 1}).backbone),
+                       doctest::Contains("unpipelined"), gt::Error);
 }
 
 TEST_CASE("split: online int8 + dCor lowers the loss over 50 steps of the embedded model") {
