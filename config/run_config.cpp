@@ -232,6 +232,12 @@ void validate(const RunConfig& cfg, const std::string& where, const Lines& lines
                  " phases (it has no server session); run it alone");
     }
   }
+  // A local backward computes g1 on the whole batch at once: nothing to pipeline.
+  if (cfg.strategy.backward == "local" && cfg.strategy.micro_batches > 1)
+    fail(where, line("strategy.micro_batches"), "strategy.micro_batches",
+         std::to_string(cfg.strategy.micro_batches) +
+             " micro-batches with strategy.backward = \"local\", which sends no gradient to "
+             "pipeline; set it to 1");
   // centralized runs alone: one phase (above), one client, no switch to a fallback.
   if (plan_uses(cfg, StrategyKind::centralized)) {
     if (cfg.scheduler.clients > 1)

@@ -1074,6 +1074,18 @@ TEST_CASE("run config: phase overrides") {
   CHECK(d.strategy.kind == gt::StrategyKind::split);
 }
 
+TEST_CASE("run config: a local backward needs a privatize phase and runs unpipelined") {
+  const std::string base = "[privacy]\nprivatize_steps = 10\nadversary_weight = 1.0\n";
+  CHECK(parse(base + "[strategy]\nbackward = \"local\"\n").strategy.backward == "local");
+  CHECK_THROWS_WITH_AS(parse("[strategy]\nbackward = \"local\"\n"),
+                       Contains("strategy.backward: only used when the plan uses online and "
+                                "privatize"),
+                       gt::Error);
+  CHECK_THROWS_WITH_AS(parse(base + "[strategy]\nbackward = \"local\"\nmicro_batches = 2\n"),
+                       Contains("strategy.micro_batches: 2 micro-batches with strategy.backward"),
+                       gt::Error);
+}
+
 TEST_CASE("run config: the privacy secret comes from the OS unless pinned to the seed") {
   CHECK(gt::default_run_config().privacy.secret == "os");
   CHECK(parse("[privacy]\nsecret = \"seed\"\n").privacy.secret == "seed");
