@@ -37,9 +37,13 @@ ClientAction SplitClient::begin_step(const StepInput& in) {
 
 ClientAction SplitClient::on_activations(const torch::Tensor& a2_in) {
   if (!a1_.defined()) throw Error(name_ + ": a2 without a step in flight");
-  auto a2 = on_device(a2_in).requires_grad_(true);
+  auto a2 = on_device(a2_in);
+  if (stand_in_) {  // no g2 to send: the output adapter's gradients only
+    outcome_.loss = train_output(batch_, a2, ctx_);
+    return finish(local_g1());
+  }
+  a2.requires_grad_(true);
   outcome_.loss = train_output(batch_, a2, ctx_);  // output adapter grads, and g2 in a2.grad()
-  if (stand_in_) return finish(local_g1());
   return GradientsUp{a2.grad(), QuantScheme::none};
 }
 
