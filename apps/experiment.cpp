@@ -21,6 +21,7 @@
 #include "config/run_config.hpp"
 #include "experiment/experiment_config.hpp"
 #include "experiment/experiment_report.hpp"
+#include "experiment/frontier.hpp"
 #include "models/device.hpp"
 
 namespace gt::cli {
@@ -139,8 +140,9 @@ std::vector<ExperimentRow> run_cell(const ExperimentConfig& exp, const Experimen
   return rows;
 }
 
-bool make_plots(const fs::path& out) {
-  write_file(out / "plots.gp", plot_script("points.dat", "."));
+bool make_plots(const fs::path& out, const ReportContext& ctx) {
+  write_file(out / "plots.gp",
+             plot_script("points.dat", ".") + frontier_plot_script("frontier.dat", ".", ctx));
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
     spdlog::warn(
         "gnuplot is not installed (Debian: gnuplot-nox): no PNG plots; the data and "
@@ -195,10 +197,12 @@ void run_experiment(const ExperimentOptions& opt) {
   ctx.baseline = exp.baseline;
   ctx.undefended = exp.undefended;
   for (const auto& d : exp.designs) ctx.designs.push_back(d.name);
+  ctx.sweeps = frontier_sweeps(exp);
   write_file(out / "results.csv", results_csv(rows));
   write_file(out / "points.dat", plot_points(rows, ctx.designs));
+  if (!ctx.sweeps.empty()) write_file(out / "frontier.dat", frontier_points(rows, ctx));
   write_file(out / "report.md", report_markdown(rows, ctx));
-  make_plots(out);
+  make_plots(out, ctx);
   std::printf("report    %s/report.md, %s/results.csv, plots in %s\n", out.c_str(), out.c_str(),
               out.c_str());
   if (failed) {

@@ -115,6 +115,53 @@ ExperimentDesign read_design(const std::string& where, const toml::node& node, s
   return d;
 }
 
+// A sweep's value as the text its override sets: strings as written, numbers as TOML writes them.
+std::string read_value(const std::string& where, const toml::node& node, const std::string& key) {
+  if (const auto* s = node.as_string()) return s->get();
+  if (const auto* i = node.as_integer()) return std::to_string(i->get());
+  if (const auto* f = node.as_floating_point()) {
+    std::ostringstream out;
+    out << f->get();
+    return out.str();
+  }
+  if (const auto* b = node.as_boolean()) return b->get() ? "true" : "false";
+  fail(where, node, key, "expected strings, numbers or booleans");
+}
+
+std::vector<ExperimentDesign> read_sweep(const std::string& where, const toml::node& node,
+                                         size_t index) {
+  const auto name = "sweep[" + std::to_string(index) + "]";
+  const auto* t = node.as_table();
+  if (!t) fail(where, node, name, "expected a table ([[sweep]])");
+  check_keys(where, *t, name, {"name", "key", "values", "set", "quick"});
+  const auto* n = t->get("name");
+  const auto* k = t->get("key");
+  const auto* v = t->get("values");
+  if (!n || !k || !v) fail(where, node, name, "needs a name, a key and values");
+  ExperimentDesign proto;
+  proto.sweep = read_string(where, *n, name + ".name");
+  if (!good_name(proto.sweep))
+    fail(where, *n, name + ".name", "\"" + proto.sweep + "\": use letters, digits, '.', '_', '-'");
+  proto.sweep_key = read_string(where, *k, name + ".key");
+  if (proto.sweep_key.find('.') == std::string::npos)
+    fail(where, *k, name + ".key", "\"" + proto.sweep_key + "\": expected section.key");
+  if (const auto* s = t->get("set")) proto.sets = read_strings(where, *s, name + ".set");
+  if (const auto* q = t->get("quick")) proto.quick = read_strings(where, *q, name + ".quick");
+  const auto* array = v->as_array();
+  if (!array || array->empty()) fail(where, *v, name + ".values", "expected a non-empty array");
+  std::vector<ExperimentDesign> designs;
+  for (const auto& item : *array) {
+    auto d = proto;
+    d.sweep_value = read_value(where, item, name + ".values");
+    d.name = proto.sweep + "-" + d.sweep_value;
+    if (!good_name(d.name))
+      fail(where, item, name + ".values", "\"" + d.sweep_value + "\" makes a bad design name");
+    d.sets.push_back(proto.sweep_key + "=" + d.sweep_value);
+    designs.push_back(std::move(d));
+  }
+  return designs;
+}
+
 }  // namespace
 
 ExperimentConfig parse_experiment_config(const std::string& toml_text, const std::string& where,
@@ -139,13 +186,18 @@ ExperimentConfig parse_experiment_config(const std::string& toml_text, const std
       if (!array) fail(where, node, k, "expected tables ([[design]])");
       for (size_t i = 0; i < array->size(); ++i)
         cfg.designs.push_back(read_design(where, *array->get(i), i));
+    } else if (k == "sweep") {
+      const auto* array = node.as_array();
+      if (!array) fail(where, node, k, "expected tables ([[sweep]])");
+      for (size_t i = 0; i < array->size(); ++i)
+        for (auto& d : read_sweep(where, *array->get(i), i)) cfg.designs.push_back(std::move(d));
     } else {
-      fail(where, node, k, "unknown table (tables: [experiment], [[design]])");
+      fail(where, node, k, "unknown table (tables: [experiment], [[design]], [[sweep]])");
     }
   }
   if (cfg.base.empty())
     throw error_at(where, "experiment.base: the base run configuration is required");
-  if (cfg.designs.empty()) throw error_at(where, "no [[design]] to run");
+  if (cfg.designs.empty()) throw error_at(where, "no [[design]] or [[sweep]] to run");
   std::set<std::string> names;
   for (const auto& d : cfg.designs)
     if (!names.insert(d.name).second)

@@ -15,6 +15,13 @@
 //   name = "split"
 //   set = ["strategy.kind=split"]
 //   quick = []                              # this design's own --quick overrides
+//
+//   [[sweep]]                               # one design per value, joined into a frontier
+//   name = "adversary"                      # designs adversary-0.5, adversary-1, ...
+//   key = "privacy.adversary_weight"        # the privacy knob
+//   values = [0.5, 1, 2]
+//   set = ["strategy.quantize_a1=int8"]     # the sweep's other overrides
+//   quick = []
 #pragma once
 
 #include <cstdint>
@@ -27,6 +34,8 @@ struct ExperimentDesign {
   std::string name;                // letters, digits, '.', '_', '-'
   std::vector<std::string> sets;   // section.key=value overrides of the run configuration
   std::vector<std::string> quick;  // --quick adds these after the experiment's quick list
+  // Set when the design is one point of a [[sweep]]: the sweep's name, key and this value.
+  std::string sweep, sweep_key, sweep_value;
 };
 
 struct ExperimentConfig {
@@ -50,8 +59,9 @@ struct ExperimentCell {
 };
 
 // Throws gt::Error naming file:line and the key for a syntax error, an unknown table or key,
-// a wrong type, no designs, a duplicate or badly named design, an unknown task, no seeds, or a
-// baseline / undefended design that is not in the grid.
+// a wrong type, no designs, a duplicate or badly named design, an unknown task, no seeds, a
+// sweep without a key or values, or a baseline / undefended design that is not in the grid.
+// A [[sweep]] expands into designs "<name>-<value>" in the order of its values.
 ExperimentConfig parse_experiment_config(const std::string& toml_text, const std::string& where,
                                          const std::string& base_dir);
 ExperimentConfig load_experiment_config(const std::string& path);

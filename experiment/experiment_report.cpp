@@ -9,42 +9,14 @@
 #include <sstream>
 
 #include "experiment/bootstrap.hpp"
+#include "experiment/design_summary.hpp"
+#include "experiment/frontier.hpp"
+#include "experiment/report_format.hpp"
 
 namespace gt {
 namespace {
 
-bool has(double v) {
-  return !std::isnan(v);
-}
-
-std::string fmt(const char* format, double v) {
-  if (!has(v)) return "";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-
-std::string dash_or(const std::string& s) {
-  return s.empty() ? "–" : s;
-}
-
-double mean(const std::vector<double>& xs) {
-  double sum = 0;
-  size_t n = 0;
-  for (double x : xs)
-    if (has(x)) sum += x, ++n;
-  return n ? sum / double(n) : kNoValue;
-}
-
-// Sample standard deviation; NaN for fewer than two values.
-double stddev(const std::vector<double>& xs) {
-  const double m = mean(xs);
-  double sum = 0;
-  size_t n = 0;
-  for (double x : xs)
-    if (has(x)) sum += (x - m) * (x - m), ++n;
-  return n > 1 ? std::sqrt(sum / double(n - 1)) : kNoValue;
-}
+using namespace report_format;
 
 // "online", or "offline->online" for a plan (repeats of one strategy collapsed).
 std::string strategies_of(const nlohmann::json& results) {
@@ -218,77 +190,11 @@ std::string results_csv(const std::vector<ExperimentRow>& rows) {
 
 namespace {
 
-// Rows of one design that ran, over tasks and seeds.
-std::vector<const ExperimentRow*> rows_of(const std::vector<ExperimentRow>& rows,
-                                          const std::string& design) {
-  std::vector<const ExperimentRow*> out;
-  for (const auto& r : rows)
-    if (r.design == design && r.status == "ok") out.push_back(&r);
-  return out;
-}
-
-template <class F>
-std::vector<double> values(const std::vector<const ExperimentRow*>& rows, F f) {
-  std::vector<double> out;
-  for (const auto* r : rows) out.push_back(f(*r));
-  return out;
-}
-
 // "0.512" or "0.512 ± 0.010" over seeds.
 std::string with_spread(const std::vector<double>& xs, const char* format) {
   const auto m = mean(xs), s = stddev(xs);
   if (!has(m)) return "–";
   return fmt(format, m) + (has(s) ? " ± " + fmt(format, s) : "");
-}
-
-struct DesignSummary {
-  std::string design, strategy, best_attack;
-  double acc = kNoValue, delta = kNoValue, rouge = kNoValue, a1_rouge = kNoValue, auc = kNoValue;
-  // Strict privacy: the worst attacked step over every run of the design, and the adaptive
-  // attacker's worst step; the attacker's strength (learned inversion of a1, mean).
-  double worst = kNoValue, adaptive = kNoValue, learned_a1 = kNoValue;
-  ItemOutcomes items;  // task -> seed -> per-item outcomes, for intervals
-  double up = kNoValue, down = kNoValue, total = kNoValue, steps = kNoValue, client_mb = kNoValue,
-         rss = kNoValue, train_s = kNoValue, run_s = kNoValue;
-  bool ran = false;
-};
-
-DesignSummary summarize(const std::vector<ExperimentRow>& rows, const std::string& design) {
-  DesignSummary s;
-  s.design = design;
-  const auto mine = rows_of(rows, design);
-  if (mine.empty()) return s;
-  s.ran = true;
-  s.strategy = mine.front()->strategy;
-  s.acc = mean(values(mine, [](const auto& r) { return r.acc; }));
-  s.delta = mean(values(mine, [](const auto& r) { return r.delta_points; }));
-  s.rouge = mean(values(mine, [](const auto& r) { return r.best_rouge_l; }));
-  s.a1_rouge = mean(values(mine, [](const auto& r) { return r.a1_rouge_l; }));
-  s.learned_a1 = mean(values(mine, [](const auto& r) { return r.learned_a1_rouge_l; }));
-  for (const auto* r : mine) {
-    if (has(r->worst_step_rouge_l))
-      s.worst = has(s.worst) ? std::max(s.worst, r->worst_step_rouge_l) : r->worst_step_rouge_l;
-    if (has(r->adaptive_rouge_l))
-      s.adaptive =
-          has(s.adaptive) ? std::max(s.adaptive, r->adaptive_rouge_l) : r->adaptive_rouge_l;
-    if (!r->correct.empty()) s.items[r->task][r->seed] = r->correct;
-  }
-  s.auc = mean(values(mine, [](const auto& r) { return r.membership_auc; }));
-  s.up = mean(values(mine, [](const auto& r) { return r.bytes_up_per_step; }));
-  s.down = mean(values(mine, [](const auto& r) { return r.bytes_down_per_step; }));
-  s.total = mean(values(mine, [](const auto& r) { return double(r.bytes_total); }));
-  s.steps = mean(values(mine, [](const auto& r) { return double(r.steps); }));
-  s.client_mb = mean(values(mine, [](const auto& r) { return r.client_mb; }));
-  s.rss = mean(values(mine, [](const auto& r) { return r.peak_rss_mb; }));
-  s.train_s = mean(values(mine, [](const auto& r) { return r.train_seconds; }));
-  s.run_s = mean(values(mine, [](const auto& r) { return r.run_seconds; }));
-  std::map<std::string, int> votes;  // the attack that wins most often
-  for (const auto* r : mine)
-    if (!r->best_attack.empty()) ++votes[r->best_attack];
-  int most = 0;
-  for (const auto& [a, n] : votes)
-    if (n > most) most = n, s.best_attack = a;
-  return s;
 }
 
 std::string mb(double bytes) {
@@ -430,7 +336,10 @@ std::string report_markdown(const std::vector<ExperimentRow>& rows, const Report
         out << "- " << r.design << " / " << r.train_task << " / seed " << r.seed << ": " << r.status
             << "\n";
   }
-  out << "\n## Plots\n\n![accuracy vs attack](accuracy_vs_attack.png)\n"
+  out << frontier_markdown(rows, ctx);
+  out << "\n## Plots\n\n"
+      << (ctx.sweeps.empty() ? "" : "![frontier](frontier.png)\n")
+      << "![accuracy vs attack](accuracy_vs_attack.png)\n"
          "![accuracy vs bytes](accuracy_vs_bytes.png)\n\nPer-run numbers: `results.csv`; each "
          "run's own results.json and log: `runs/<design>.<task>.s<seed>/`.\n";
   return out.str();

@@ -62,10 +62,17 @@ void fill_deltas(std::vector<ExperimentRow>& rows, const std::string& baseline);
 
 std::string results_csv(const std::vector<ExperimentRow>& rows);
 
+// The designs a [[sweep]] expanded into, in the order of its values: one frontier.
+struct FrontierSweep {
+  std::string name, key;
+  std::vector<std::string> designs, values;
+};
+
 struct ReportContext {
   std::string title, command, machine, date;
   std::string baseline, undefended;
   std::vector<std::string> designs;  // in grid order
+  std::vector<FrontierSweep> sweeps;
 };
 std::string report_markdown(const std::vector<ExperimentRow>& rows, const ReportContext& ctx);
 

@@ -12,6 +12,7 @@
 #include "data/mc_instructions.hpp"
 #include "experiment/experiment_config.hpp"
 #include "experiment/experiment_report.hpp"
+#include "experiment/frontier.hpp"
 
 using doctest::Contains;
 
@@ -97,8 +98,56 @@ TEST_CASE("experiment grid: bad files are refused with file, line and key") {
                        Contains("/nonexistent/grid.toml"), gt::Error);
 }
 
-TEST_CASE("experiment grid: the example grids compare.toml and wire.toml are valid") {
-  for (const char* name : {"compare", "wire"}) {
+TEST_CASE("experiment grid: a sweep expands into one design per value, in order") {
+  const auto cfg = parse(R"(
+[experiment]
+base = "b.toml"
+[[design]]
+name = "split"
+[[sweep]]
+name = "adv"
+key = "privacy.adversary_weight"
+values = [0, 0.5, "2"]
+set = ["strategy.noise_std=0"]
+quick = ["training.steps=1"]
+)");
+  REQUIRE(cfg.designs.size() == 4);
+  CHECK(cfg.designs[0].name == "split");
+  CHECK(cfg.designs[0].sweep.empty());
+  CHECK(cfg.designs[1].name == "adv-0");
+  CHECK(cfg.designs[2].name == "adv-0.5");
+  CHECK(cfg.designs[3].name == "adv-2");
+  CHECK(cfg.designs[2].sweep == "adv");
+  CHECK(cfg.designs[2].sweep_value == "0.5");
+  // The sweep's own overrides, then its knob.
+  CHECK(cfg.designs[2].sets ==
+        std::vector<std::string>{"strategy.noise_std=0", "privacy.adversary_weight=0.5"});
+  CHECK(cfg.designs[3].quick == std::vector<std::string>{"training.steps=1"});
+  const auto sweeps = gt::frontier_sweeps(cfg);
+  REQUIRE(sweeps.size() == 1);
+  CHECK(sweeps[0].designs == std::vector<std::string>{"adv-0", "adv-0.5", "adv-2"});
+  CHECK(sweeps[0].values == std::vector<std::string>{"0", "0.5", "2"});
+
+  const std::string head = "[experiment]\nbase = \"b.toml\"\n[[sweep]]\nname = \"s\"\n";
+  CHECK_THROWS_WITH_AS(parse(head + "values = [1]\n"), Contains("needs a name, a key and values"),
+                       gt::Error);
+  CHECK_THROWS_WITH_AS(parse(head + "key = \"noise\"\nvalues = [1]\n"),
+                       Contains("sweep[0].key: \"noise\": expected section.key"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse(head + "key = \"a.b\"\nvalues = []\n"),
+                       Contains("sweep[0].values: expected a non-empty array"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse(head + "key = \"a.b\"\nvalues = [\"x y\"]\n"),
+                       Contains("makes a bad design name"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse(head + "key = \"a.b\"\nvalues = [[1]]\n"),
+                       Contains("expected strings, numbers or booleans"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse(head + "key = \"a.b\"\nvalues = [1, 1]\n"),
+                       Contains("design \"s-1\" is defined twice"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse(head + "key = \"a.b\"\nvalues = [1]\nbogus = 2\n"),
+                       Contains("sweep[0].bogus: unknown key"), gt::Error);
+}
+
+TEST_CASE(
+    "experiment grid: the example grids compare.toml, wire.toml and frontier.toml are valid") {
+  for (const char* name : {"compare", "wire", "frontier"}) {
     CAPTURE(name);
     const auto cfg =
         gt::load_experiment_config(source_path("config/examples/" + std::string(name) + ".toml"));
@@ -116,7 +165,8 @@ TEST_CASE("experiment grid: the example grids compare.toml and wire.toml are val
 namespace {
 
 // A results.json as gtune simulate writes it, with the fields the report reads.
-nlohmann::json results(const std::string& strategy, double acc, double rouge_a1, double rouge_g2) {
+nlohmann::json results(const std::string& strategy, double acc, double rouge_a1, double rouge_g2,
+                       double worst = 0.95) {
   nlohmann::json j;
   j["phases"] = {{{"strategies", {strategy}}}};
   j["totals"] = {{"steps", 10},
@@ -145,7 +195,7 @@ nlohmann::json results(const std::string& strategy, double acc, double rouge_a1,
         // The adaptive attacker has its own column; it never counts as the best attack.
         {{"attack", "adaptive_inversion_a1"}, {"rouge_l", 0.99}}};
     j["attacks"]["worst_step"][strategy] = {
-        {"step", 10}, {"attack", "gradient_matching"}, {"rouge_l", 0.95}};
+        {"step", 10}, {"attack", "gradient_matching"}, {"rouge_l", worst}};
     j["attacks"]["worst_step_adaptive"][strategy] = {
         {"step", 0}, {"attack", "adaptive_inversion_a1"}, {"rouge_l", 0.99}};
   }
@@ -192,8 +242,8 @@ TEST_CASE("experiment report: rows, deltas, CSV, Markdown and plot points") {
   CHECK(csv.find("\"failed: exit status 1\"") == std::string::npos);  // no comma: unquoted
   CHECK(csv.find("failed: exit status 1") != std::string::npos);
 
-  gt::ReportContext ctx{"t",     "gtune experiment",  "cpu", "today", "central",
-                        "split", {"central", "split"}};
+  gt::ReportContext ctx{"t",     "gtune experiment",   "cpu", "today", "central",
+                        "split", {"central", "split"}, {}};
   const auto md = gt::report_markdown(rows, ctx);
   INFO(md);
   // Accuracy with its bootstrap interval (one seed: the items resampled), the worst step and
@@ -222,4 +272,52 @@ TEST_CASE("task instructions: contexts and right answers, tasks interleaved") {
   CHECK((split.train[2] == gt::InstructionExample{"a2?", " x"}));
   CHECK(split.valid.size() == 1);
   CHECK(gt::mc_instructions({a, b}, 2, 0).train.size() == 2);
+}
+
+TEST_CASE("experiment report: the frontier names the most private point within 1.5 points") {
+  const auto cfg = parse(R"(
+[experiment]
+base = "b.toml"
+undefended = "split"
+[[design]]
+name = "split"
+[[sweep]]
+name = "adv"
+key = "privacy.adversary_weight"
+values = [0, 1, 2]
+)");
+  gt::CellMeasurement m{true, "", 30.0, 512.0};
+  std::vector<gt::ExperimentRow> rows;
+  const auto add = [&](const std::string& design, double acc, double worst) {
+    gt::ExperimentCell cell{design + ".all.s0", design, "all", 0, {}};
+    for (auto& r : gt::experiment_rows(cell, results("online", acc, 0.5, 0.5, worst), m))
+      rows.push_back(r);
+  };
+  add("split", 0.60, 0.95);
+  add("adv-0", 0.62, 0.90);  // more accurate, leaks
+  add("adv-1", 0.58, 0.40);  // -2 points: outside 1.5
+  add("adv-2", 0.60, 0.70);  // the trade: within 1.5 points, the least leak among those
+  gt::ReportContext ctx{
+      "t", "cmd", "cpu", "today", "", "split", {"split", "adv-0", "adv-1", "adv-2"}, {}};
+  ctx.sweeps = gt::frontier_sweeps(cfg);
+  CHECK(gt::best_trade(rows, ctx) == "adv-2");
+  CHECK(gt::best_trade(rows, ctx, 3.0) == "adv-1");  // a looser budget buys more privacy
+  CHECK(gt::best_trade(rows, ctx, -5.0).empty());    // nothing gains 5 points
+  const auto md = gt::frontier_markdown(rows, ctx);
+  INFO(md);
+  CHECK(md.find("| adv | `privacy.adversary_weight = 1` | 0.580 [") != std::string::npos);
+  CHECK(md.find("| 0.400 | gradient_matching |") != std::string::npos);
+  CHECK(md.find("Best trade: **adv-2**") != std::string::npos);
+  CHECK(gt::report_markdown(rows, ctx).find("![frontier](frontier.png)") != std::string::npos);
+  // One gnuplot block per sweep, then the other designs; the script draws each block.
+  const auto points = gt::frontier_points(rows, ctx);
+  CHECK(points.find("0.9000 0.6200 \"0\"\n0.4000 0.5800 \"1\"\n0.7000 0.6000 \"2\"\n\n\n") !=
+        std::string::npos);
+  CHECK(points.find("# other designs\n0.9500 0.6000 \"split\"\n") != std::string::npos);
+  const auto script = gt::frontier_plot_script("frontier.dat", ".", ctx);
+  CHECK(script.find("frontier.png") != std::string::npos);
+  CHECK(script.find("index 1 using 1:2 with points") != std::string::npos);
+  ctx.sweeps.clear();
+  CHECK(gt::frontier_markdown(rows, ctx).empty());
+  CHECK(gt::frontier_plot_script("frontier.dat", ".", ctx).empty());
 }
