@@ -20,6 +20,7 @@
 #include "models/device.hpp"
 #include "models/lora.hpp"
 #include "models/tokenizer.hpp"
+#include "privacy/token_clusters.hpp"
 
 namespace gt::cli {
 namespace {
@@ -162,11 +163,22 @@ int64_t planned_steps(const RunConfig& cfg, size_t train_examples) {
   return n;
 }
 
+void coarsen_client_inputs(const RunConfig& cfg, Segments& seg) {
+  if (cfg.privacy.token_clusters <= 0) return;
+  TokenClusterOptions o;
+  o.clusters = cfg.privacy.token_clusters;
+  o.keep_apart = {seg.cfg.bos_token_id, seg.cfg.eos_token_id, seg.cfg.pad_token_id};
+  // From the pretrained embedding, before any checkpoint is restored into the adapters.
+  seg.input->set_input_map(
+      cluster_representatives(seg.input->embed->token_embedding(), o).to(seg.device()));
+}
+
 ClientSide make_client_side(const RunConfig& cfg, int64_t index, int64_t count) {
   ClientSide c;
   c.name = count == 1 ? cfg.run.name : cfg.run.name + "-" + std::to_string(index);
   c.trainer = std::make_shared<ClientModel>();
   c.trainer->seg = load_adapter_model(cfg, c.model);
+  coarsen_client_inputs(cfg, c.trainer->seg);
   c.trainer->grad_clip = cfg.optimizer.grad_clip;
   auto params = unique_parameters({c.seg().input.get(), c.seg().output.get()});
   for (const auto& p : params) c.trainable_parameters += p.numel();

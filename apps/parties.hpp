@@ -51,6 +51,9 @@ std::vector<PhaseOrder> phase_orders(const RunConfig& cfg, size_t train_examples
 // Where emulators are written and downloaded: emulator.work_dir, <out>/transfers, or a temp dir.
 std::string transfer_dir(const RunConfig& cfg, const std::string& out);
 
+// privacy.token_clusters > 0: the client's input adapter sees each token's cluster from now on.
+void coarsen_client_inputs(const RunConfig& cfg, Segments& seg);
+
 torch::ScalarType parse_dtype(const std::string& name);
 // The model with the adapter structure and trainable flags every party agrees on (LoRA or
 // full, seeded), on run.device; `model` receives the whole decoder.

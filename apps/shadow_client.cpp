@@ -15,6 +15,7 @@ namespace gt::cli {
 Segments shadow_adapters(const RunConfig& cfg, const BatchSource& public_text, uint64_t seed,
                          DecoderLM& model, bool show_progress) {
   auto seg = load_adapter_model(cfg, model);
+  coarsen_client_inputs(cfg, seg);  // public: the shadow coarsens exactly as the client does
   auto shadow = std::make_shared<ClientModel>();
   shadow->seg = seg;
   shadow->grad_clip = cfg.optimizer.grad_clip;

@@ -377,6 +377,16 @@ std::vector<Field> make_fields() {
       privacy("dcor_tokens", &PrivacySection::dcor_tokens,
               "real tokens per step the distance correlation runs on (cost grows with its square)")
           .at_least(4),
+      privacy("token_clusters", &PrivacySection::token_clusters,
+              "coarsened inputs: the vocabulary is grouped into this many clusters of alike "
+              "pretrained embeddings (public, the same for every party) and the client's input "
+              "adapter sees each token's cluster, so nothing it sends tells a cluster's tokens "
+              "apart; labels stay the true tokens; 0 = off. Not with offsite or offline phases "
+              "(the model owner's plugged model would see other inputs)")
+          .at_least(0)
+          .only_when(plan_uses_any(
+                         {StrategyKind::online, StrategyKind::gradfree, StrategyKind::privatize}),
+                     int64_t{0}),
   };
   for (const auto* d : {&offsite, &offline})
     for (auto& f : design(*d)) table.push_back(std::move(f));

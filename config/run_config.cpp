@@ -238,6 +238,13 @@ void validate(const RunConfig& cfg, const std::string& where, const Lines& lines
          std::to_string(cfg.strategy.micro_batches) +
              " micro-batches with strategy.backward = \"local\", which sends no gradient to "
              "pipeline; set it to 1");
+  // The model owner plugs offline adapters into a model that sees true tokens.
+  if (cfg.privacy.token_clusters > 0 &&
+      (plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline)))
+    fail(where, line("privacy.token_clusters"), "privacy.token_clusters",
+         std::to_string(cfg.privacy.token_clusters) +
+             " clusters with an offsite or offline phase, whose adapters the model owner runs "
+             "on true tokens; set it to 0 or leave those phases out");
   // centralized runs alone: one phase (above), one client, no switch to a fallback.
   if (plan_uses(cfg, StrategyKind::centralized)) {
     if (cfg.scheduler.clients > 1)

@@ -76,8 +76,11 @@ struct PrivacySection {
   // system at the client's first start, kept in its checkpoint (nothing in the config reveals
   // it); "seed" = training.seed (reproducible from the config alone: tests, experiments).
   std::string secret = "os";
-  int64_t adversary_tokens = 128;   // real tokens per step it trains and is played on
-  int64_t dcor_tokens = 512;        // real tokens per step the distance correlation runs on
+  int64_t adversary_tokens = 128;  // real tokens per step it trains and is played on
+  int64_t dcor_tokens = 512;       // real tokens per step the distance correlation runs on
+  // Coarsened inputs: the client's input adapter sees each token's cluster (of this many
+  // clusters of the pretrained embedding) instead of the token; 0 = off.
+  int64_t token_clusters = 0;
 };
 
 // A curious server (docs/DESIGN.md 4): the attacker taps what the server

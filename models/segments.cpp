@@ -38,7 +38,10 @@ InputAdapterImpl::InputAdapterImpl(std::shared_ptr<EmbeddingsImpl> e,
 torch::Tensor InputAdapterImpl::forward(const torch::Tensor& input_ids,
                                         const torch::Tensor& attention_mask,
                                         const AttentionContext& ctx) {
-  auto x = embed->forward(input_ids, attention_mask);
+  if (input_map.defined() && input_map.device() != input_ids.device())
+    input_map = input_map.to(input_ids.device());
+  auto x = embed->forward(input_map.defined() ? input_map.index({input_ids}) : input_ids,
+                          attention_mask);
   for (auto& block : blocks) x = block->forward(x, ctx);
   return x;
 }

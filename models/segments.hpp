@@ -25,9 +25,13 @@ struct InputAdapterImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                         const AttentionContext& ctx);
   std::vector<const PartImpl*> parts() const;
+  // Coarsened inputs (privacy.token_clusters): a (V) map applied to the ids before the
+  // embedding; undefined = every token as it is. Not a parameter: rebuilt from the config.
+  void set_input_map(torch::Tensor map) { input_map = std::move(map); }
 
   std::shared_ptr<EmbeddingsImpl> embed;
   std::vector<std::shared_ptr<BlockImpl>> blocks;
+  torch::Tensor input_map;
 };
 TORCH_MODULE(InputAdapter);
 

@@ -519,7 +519,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 90);
+  CHECK(keys.size() == 91);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
@@ -1085,6 +1085,21 @@ TEST_CASE("run config: a local backward needs a privatize phase and runs unpipel
   CHECK_THROWS_WITH_AS(parse(base + "[strategy]\nbackward = \"local\"\nmicro_batches = 2\n"),
                        Contains("strategy.micro_batches: 2 micro-batches with strategy.backward"),
                        gt::Error);
+}
+
+TEST_CASE("run config: coarsened inputs only where the model owner never runs the adapters") {
+  CHECK(gt::default_run_config().privacy.token_clusters == 0);
+  CHECK(parse("[privacy]\ntoken_clusters = 512\n").privacy.token_clusters == 512);
+  CHECK_THROWS_WITH_AS(parse("[privacy]\ntoken_clusters = -1\n"),
+                       Contains("privacy.token_clusters"), gt::Error);
+  CHECK_THROWS_WITH_AS(parse("[strategy]\nkind = \"split\"\n[privacy]\ntoken_clusters = 512\n"),
+                       Contains("privacy.token_clusters: only used when the plan uses"), gt::Error);
+  CHECK_THROWS_WITH_AS(
+      parse("[privacy]\ntoken_clusters = 512\n[[phase]]\nstrategy = "
+            "\"offline\"\nsteps = 4\n[[phase]]\nstrategy = \"online\"\nsteps = 4\n"),
+      Contains("privacy.token_clusters: 512 clusters with an offsite or offline "
+               "phase"),
+      gt::Error);
 }
 
 TEST_CASE("run config: the privacy secret comes from the OS unless pinned to the seed") {
