@@ -121,7 +121,8 @@ std::string shadow_fingerprint(const RunConfig& cfg) {
       std::to_string(cfg.optimizer.lr) + "|" + std::to_string(cfg.optimizer.weight_decay) + "|" +
       std::to_string(cfg.optimizer.grad_clip) + "|" + std::to_string(cfg.training.batch) + "|" +
       std::to_string(cfg.data.train_examples) + "|" + std::to_string(cfg.offsite.keep_every) + "|" +
-      std::to_string(cfg.offsite.distill_steps) + "|" + std::to_string(cfg.privacy.token_clusters);
+      std::to_string(cfg.offsite.distill_steps) + "|" + std::to_string(cfg.privacy.token_clusters) +
+      "|" + std::to_string(cfg.privacy.privatize_output);
   for (const auto& p : run_plan(cfg))
     out += "|" + std::string(to_string(p.strategy)) + ":" + std::to_string(p.steps) + ":" +
            std::to_string(p.epochs);

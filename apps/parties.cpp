@@ -269,6 +269,7 @@ StrategySettings strategy_settings(const RunConfig& cfg) {
   s.gradfree_cache = cfg.gradfree.cache_a2;
   s.micro_batches = st.micro_batches;
   s.local_backward = st.backward == "local";
+  s.privatize_output = cfg.privacy.privatize_output;
   s.compression = parse_compression(st.compress);
   for (const auto* name : {"offsite", "offline"}) {
     const auto& d = std::string(name) == "offsite" ? cfg.offsite : cfg.offline;

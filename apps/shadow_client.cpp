@@ -57,7 +57,7 @@ Segments shadow_adapters(const RunConfig& cfg, const BatchSource& public_text, u
       }
       stand_in = emulator;
     }
-    PrivatizeClient client(shadow, stand_in);
+    PrivatizeClient client(shadow, stand_in, cfg.privacy.privatize_output);
     for (int64_t step = 0; step < p.steps; ++step) {
       StepInput in;
       while (int64_t(in.samples.size()) < cfg.training.batch) {

@@ -9,6 +9,7 @@
 //   g2-noise            defaults + Gaussian noise on g2 (strategy.g2_noise = 3)
 //   a1-noise            defaults + Gaussian noise on a1 (strategy.noise_std = 0.5)
 //   local-backward      defaults, g1 estimated through the emulator (strategy.backward = local)
+//   clusters            defaults + coarsened inputs (privacy.token_clusters = 512)
 //   privatize           one step of the privatize phase (the client alone, emulator as backbone)
 // Steady state: the client's inverter is fitted on the first batch only
 // (privacy.adversary_fit_steps = 1), then frozen, as in the online phase after privatizing.
@@ -75,6 +76,7 @@ const std::vector<Variant>& variants() {
       {"g2-noise", "online", {"strategy.g2_noise=3"}},
       {"a1-noise", "online", {"strategy.noise_std=0.5"}},
       {"local-backward", "online", {"strategy.backward=local"}},
+      {"clusters", "online", {"privacy.token_clusters=512"}},
       {"privatize", "privatize", {}},
   };
   return v;

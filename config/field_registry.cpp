@@ -377,6 +377,11 @@ std::vector<Field> make_fields() {
       privacy("dcor_tokens", &PrivacySection::dcor_tokens,
               "real tokens per step the distance correlation runs on (cost grows with its square)")
           .at_least(4),
+      privacy("privatize_output", &PrivacySection::privatize_output,
+              "the privatize phase trains the output adapter too; false: only the input adapter "
+              "(a head tied to the embedding trains with it), so the output adapter meets the "
+              "real backbone as it was")
+          .only_when(plan_uses_any({StrategyKind::privatize}), true),
       privacy("token_clusters", &PrivacySection::token_clusters,
               "coarsened inputs: the vocabulary is grouped into this many clusters of alike "
               "pretrained embeddings (public, the same for every party) and the client's input "

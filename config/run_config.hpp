@@ -81,6 +81,8 @@ struct PrivacySection {
   // Coarsened inputs: the client's input adapter sees each token's cluster (of this many
   // clusters of the pretrained embedding) instead of the token; 0 = off.
   int64_t token_clusters = 0;
+  // The privatize phase trains the output adapter too (true), or the input adapter only.
+  bool privatize_output = true;
 };
 
 // A curious server (docs/DESIGN.md 4): the attacker taps what the server

@@ -1,12 +1,15 @@
 // See privatize_client.hpp.
 #include "strategies/privatize_client.hpp"
 
+#include <set>
+
 #include "common/error.hpp"
 #include "models/decoder.hpp"
 
 namespace gt {
 
-PrivatizeClient::PrivatizeClient(std::shared_ptr<ClientModel> model, Backbone stand_in)
+PrivatizeClient::PrivatizeClient(std::shared_ptr<ClientModel> model, Backbone stand_in,
+                                 bool train_output)
     : AdapterStrategy(std::move(model)), stand_in_(std::move(stand_in)) {
   if (!stand_in_) throw Error("privatize: needs a stand-in backbone (the emulator)");
   if (!model_->privacy || !model_->privacy->active())
@@ -15,6 +18,12 @@ PrivatizeClient::PrivatizeClient(std::shared_ptr<ClientModel> model, Backbone st
         "strategy.dcor_lambda must be > 0)");
   for (auto& p : stand_in_->parameters()) p.requires_grad_(false);
   stand_in_->to(seg().device());
+  if (!train_output) {
+    std::set<const void*> input;
+    for (const auto& p : seg().input->parameters()) input.insert(p.unsafeGetTensorImpl());
+    for (const auto& p : seg().output->parameters())
+      if (!input.count(p.unsafeGetTensorImpl())) frozen_.push_back(p);
+  }
 }
 
 ClientAction PrivatizeClient::begin_step(const StepInput& in) {
@@ -28,6 +37,7 @@ ClientAction PrivatizeClient::begin_step(const StepInput& in) {
   auto privacy_a2 = model_->privacy->a2_terms(a2, b.input_ids, b.attention_mask);
   clear_gradients(*model_->optimizer);
   (task + (privacy.penalty + privacy_a2.penalty).to(task.scalar_type())).backward();
+  for (auto& p : frozen_) p.mutable_grad() = torch::Tensor();  // skipped by the optimizer
   apply_step();
   StepOutcome out;
   out.loss = task.item<double>();

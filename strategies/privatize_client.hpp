@@ -13,7 +13,10 @@ class PrivatizeClient : public AdapterStrategy {
  public:
   // `stand_in` replaces the backbone on the client (frozen). The model's privacy objective must
   // be active (a weight > 0): a privatize phase without one would only be an offline phase.
-  PrivatizeClient(std::shared_ptr<ClientModel> model, Backbone stand_in);
+  // train_output = false: only the input adapter trains here (the output adapter's own weights
+  // stay as they are; a head tied to the embedding trains with the input adapter), so the
+  // output adapter meets the real backbone untouched by the emulator.
+  PrivatizeClient(std::shared_ptr<ClientModel> model, Backbone stand_in, bool train_output = true);
 
   std::string name() const override { return "privatize"; }
   SessionTerms terms() const override { return {false, QuantScheme::none, QuantScheme::none}; }
@@ -23,6 +26,7 @@ class PrivatizeClient : public AdapterStrategy {
 
  private:
   Backbone stand_in_;
+  std::vector<torch::Tensor> frozen_;  // output-adapter weights this phase leaves as they are
 };
 
 }  // namespace gt

@@ -27,8 +27,7 @@ SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, b
 ClientAction SplitClient::begin_step(const StepInput& in) {
   batch_ = on_device(in.batch);
   ctx_ = make_attention_context(seg().cfg, batch_.attention_mask, seg().dtype);
-  a1_ = seg().input->embed->forward(batch_.input_ids, batch_.attention_mask);
-  for (auto& block : seg().input->blocks) a1_ = block->forward(a1_, ctx_);
+  a1_ = seg().input->forward(batch_.input_ids, batch_.attention_mask, ctx_);
   outcome_ = StepOutcome{};
   outcome_.tokens = predicted_tokens(batch_);
   next_row_ = 0;

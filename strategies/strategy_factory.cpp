@@ -64,7 +64,8 @@ std::unique_ptr<ClientStrategy> make_client_strategy(const std::string& name,
     return with_noise(std::make_unique<GradfreeClient>(model, settings.gradfree_cache), settings);
   if (needs_emulator(name)) {
     if (!emulator) throw Error(name + ": needs an emulator from the emulator builder");
-    if (name == "privatize") return std::make_unique<PrivatizeClient>(model, emulator);
+    if (name == "privatize")
+      return std::make_unique<PrivatizeClient>(model, emulator, settings.privatize_output);
     return std::make_unique<OfflineClient>(model, emulator, name);
   }
   throw Error("unknown client strategy '" + name +

@@ -30,6 +30,7 @@ struct StrategySettings {
   int64_t micro_batches = 1;  // split and online: pipelined steps (client_strategy.hpp)
   // online: the client estimates g1 through the privatize phase's emulator and sends no g2
   bool local_backward = false;
+  bool privatize_output = true;  // privatize: the output adapter trains too (privatize_client.hpp)
   Compression compression = Compression::none;  // of every message, both ways
   std::map<std::string, UploadFormat> uploads{{"offsite", {}},
                                               {"offline", {true, QuantScheme::int8}}};

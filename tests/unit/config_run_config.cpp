@@ -519,7 +519,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 91);
+  CHECK(keys.size() == 92);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
@@ -1100,6 +1100,16 @@ TEST_CASE("run config: coarsened inputs only where the model owner never runs th
       Contains("privacy.token_clusters: 512 clusters with an offsite or offline "
                "phase"),
       gt::Error);
+}
+
+TEST_CASE("run config: the privatize phase may leave the output adapter as it is") {
+  CHECK(gt::default_run_config().privacy.privatize_output);
+  CHECK_FALSE(parse("[privacy]\nprivatize_steps = 10\nadversary_weight = 1.0\nprivatize_output = "
+                    "false\n")
+                  .privacy.privatize_output);
+  CHECK_THROWS_WITH_AS(parse("[privacy]\nprivatize_output = false\n"),
+                       Contains("privacy.privatize_output: only used when the plan uses privatize"),
+                       gt::Error);
 }
 
 TEST_CASE("run config: the privacy secret comes from the OS unless pinned to the seed") {

@@ -1,6 +1,8 @@
 // The privatize phase: nothing leaves the client (no message, local evaluation), and its effect
 // on what an attacker learns from the pretrained adapter: an inverter fitted through the
 // pretrained input adapter reads the client's tokens before privatization and not after.
+#include <set>
+
 #include "common/error.hpp"
 #include "data/default_task.hpp"
 #include "data/instructions.hpp"
@@ -107,4 +109,36 @@ TEST_CASE("privatize: an inverter fitted on the pretrained adapter no longer rea
                                                              << " after privatizing");
   CHECK(before > 0.8);
   CHECK(after < 0.3);
+}
+
+TEST_CASE(
+    "privatize: with privatize_output = false only the input adapter (and a tied head) moves") {
+  gt::DecoderLM model{nullptr};
+  auto m = client_model(model, 1.0);
+  const auto tok = gt::Tokenizer::from_dir(gt::test::model_dir());
+  const auto texts = gt::wordnet_definitions("/usr/share/wordnet", 0.05, 64, 0).train;
+  gt::LmDataset data(texts, tok, 32);
+  const auto snapshot = [](const torch::nn::Module& module) {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : module.parameters()) out.push_back(p.detach().clone());
+    return out;
+  };
+  const auto input_before = snapshot(*m->seg.input), output_before = snapshot(*m->seg.output);
+  gt::PrivatizeClient privatize(m, gt::build_emulator(m->seg, {}), /*train_output=*/false);
+  for (size_t step = 0; step < 3; ++step)
+    privatize.begin_step({data.batch({4 * step, 4 * step + 1, 4 * step + 2, 4 * step + 3}), {}});
+  std::set<const void*> input_params;
+  for (const auto& p : m->seg.input->parameters()) input_params.insert(p.unsafeGetTensorImpl());
+  const auto input_after = m->seg.input->parameters(), output_after = m->seg.output->parameters();
+  bool input_moved = false;
+  for (size_t i = 0; i < input_after.size(); ++i)
+    input_moved |= !torch::equal(input_after[i], input_before[i]);
+  CHECK(input_moved);
+  size_t own = 0;
+  for (size_t i = 0; i < output_after.size(); ++i) {
+    if (input_params.count(output_after[i].unsafeGetTensorImpl())) continue;  // the tied head
+    ++own;
+    CHECK(torch::equal(output_after[i], output_before[i]));
+  }
+  CHECK(own > 0);
 }
