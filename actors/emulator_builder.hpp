@@ -12,6 +12,7 @@
 #include "models/emulator.hpp"
 #include "protocols/file_transfer.hpp"
 #include "protocols/interfaces.hpp"
+#include "strategies/emulator_distillation.hpp"
 
 namespace gt {
 

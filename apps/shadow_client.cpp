@@ -8,6 +8,7 @@
 #include "apps/parties.hpp"
 #include "data/lm_dataset.hpp"
 #include "models/emulator.hpp"
+#include "strategies/emulator_distillation.hpp"
 #include "strategies/privatize_client.hpp"
 
 namespace gt::cli {

@@ -30,6 +30,7 @@
 #include "common/error.hpp"
 #include "models/emulator.hpp"
 #include "models/safetensors.hpp"
+#include "strategies/emulator_distillation.hpp"
 
 namespace gt::cli {
 namespace {

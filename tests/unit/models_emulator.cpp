@@ -18,6 +18,7 @@
 #include "models/emulator.hpp"
 #include "models/safetensors.hpp"
 #include "models/tokenizer.hpp"
+#include "strategies/emulator_distillation.hpp"
 #include "tests/doctest_torch.hpp"
 #include "tests/reference_batch.hpp"
 #include "tests/temp_dir.hpp"
