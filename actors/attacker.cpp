@@ -102,7 +102,7 @@ attacker_actor::behavior_type attacker_behavior(AttackerSelf self,
           const auto best = st.eavesdropper->best();
           if (st.watcher && best.rouge_l > st.alarmed) {
             st.alarmed = best.rouge_l;
-            self->send(st.watcher, best);
+            self->send(st.watcher, AttackAlarm{best.attack, best.strategy, best.rouge_l});
           }
         });
       },

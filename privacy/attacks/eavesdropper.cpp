@@ -134,8 +134,8 @@ nlohmann::json Eavesdropper::report() const {
           {"steps", steps}};
 }
 
-AttackAlarm Eavesdropper::best() const {
-  AttackAlarm best;
+BestAttack Eavesdropper::best() const {
+  BestAttack best;
   for (const auto& [key, score] : scores_)
     if (score.rouge_l > best.rouge_l) best = {std::get<2>(key), std::get<1>(key), score.rouge_l};
   return best;

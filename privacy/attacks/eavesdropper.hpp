@@ -14,9 +14,14 @@
 #include "models/tokenizer.hpp"
 #include "privacy/attacks/attack.hpp"
 #include "privacy/attacks/scoring.hpp"
-#include "protocols/scheduling.hpp"
 
 namespace gt {
+
+// The best-scoring attack so far, and on which strategy.
+struct BestAttack {
+  std::string attack, strategy;
+  double rouge_l = 0;
+};
 
 struct EavesdropPlan {
   // Attack training steps 0, every, 2*every, ... of each client, and always the first step of
@@ -47,7 +52,7 @@ class Eavesdropper {
   nlohmann::json report() const;
   // The attack with the best mean ROUGE-L F1 so far, and on which strategy (for
   // a live policy); rouge_l 0 when nothing was scored.
-  AttackAlarm best() const;
+  BestAttack best() const;
 
  private:
   struct Session {
