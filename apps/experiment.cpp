@@ -101,7 +101,7 @@ std::vector<ExperimentRow> run_cell(const ExperimentConfig& exp, const Experimen
   const auto results_path = dir / "results.json", measured_path = dir / "measured.json";
   CellMeasurement m;
   if (!fresh && fs::exists(results_path) && fs::exists(measured_path) &&
-      read_file(dir / "config.toml") == effective_config) {
+      same_run_config(read_file(dir / "config.toml"), effective_config)) {
     const auto j = nlohmann::json::parse(read_file(measured_path));
     m = {true, "", j.at("seconds").get<double>(), j.at("peak_rss_mb").get<double>()};
     std::printf("%s %s: finished earlier, reused\n", tag.c_str(), cell.id.c_str());

@@ -339,6 +339,14 @@ RunConfig default_run_config() {
   return RunConfig{};
 }
 
+bool same_run_config(const std::string& a, const std::string& b) {
+  try {
+    return parse_run_config(a, "config.toml", "") == parse_run_config(b, "config.toml", "");
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 RunConfig parse_run_config(const std::string& toml_text, const std::string& where,
                            const std::string& base_dir) {
   toml::table root;

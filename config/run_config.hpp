@@ -221,6 +221,11 @@ RunConfig load_run_config(const std::string& path);
 RunConfig parse_run_config(const std::string& toml_text, const std::string& where,
                            const std::string& base_dir);
 
+// Whether two configuration texts (to_toml's, paths as written) describe the same run: compared
+// parsed, so a key added since one was written counts at its default (the behaviour before it
+// existed). Text that no longer parses describes another run.
+bool same_run_config(const std::string& a, const std::string& b);
+
 // Applies one "section.key=value" override (e.g. "training.steps=20", "strategy.kind=split",
 // "model.lora_targets=q_proj,v_proj"), with the same validation; errors name the override.
 // Setting training.steps > 0 zeroes training.epochs and vice versa; changing a kind or name

@@ -1102,6 +1102,20 @@ TEST_CASE("run config: coarsened inputs only where the model owner never runs th
       gt::Error);
 }
 
+TEST_CASE("run config: a finished run's file still matches after a key is added at its default") {
+  auto c = gt::default_run_config();
+  const auto text = gt::to_toml(c);
+  // An older file without the newest key describes the same run; another value does not.
+  const auto line = std::string("token_clusters = 0\n");
+  REQUIRE(text.find(line) != std::string::npos);
+  auto older = text;
+  older.erase(older.find(line), line.size());
+  CHECK(gt::same_run_config(older, text));
+  gt::apply_overrides(c, {"training.steps=7"});
+  CHECK_FALSE(gt::same_run_config(older, gt::to_toml(c)));
+  CHECK_FALSE(gt::same_run_config("[bogus]\n", text));
+}
+
 TEST_CASE("run config: the privatize phase may leave the output adapter as it is") {
   CHECK(gt::default_run_config().privacy.privatize_output);
   CHECK_FALSE(parse("[privacy]\nprivatize_steps = 10\nadversary_weight = 1.0\nprivatize_output = "
