@@ -140,8 +140,9 @@ std::string frontier_plot_script(const std::string& points_file, const std::stri
                                  const ReportContext& ctx) {
   if (ctx.sweeps.empty()) return "";
   std::ostringstream out;
-  out << "unset logscale x\nset format x '%g'\nset xrange [0:1.05]\n"
-         "set key left bottom box opaque noenhanced\n"
+  out << "set terminal pngcairo size 900,720 font 'sans,11'\n"
+         "unset logscale x\nset format x '%g'\nset xrange [0:1.05]\n"
+         "set key below box noenhanced\n"
          "set output '"
       << dir << "/frontier.png'\n"
       << "set title 'Privacy/utility frontier: accuracy vs. the worst step (lower is more "
@@ -150,8 +151,9 @@ std::string frontier_plot_script(const std::string& points_file, const std::stri
          "plot ";
   for (size_t i = 0; i < ctx.sweeps.size(); ++i) {
     const auto& sweep = ctx.sweeps[i];
-    out << "'" << points_file << "' index " << i << " using 1:2 with linespoints pt 7 ps 1.2 title "
-        << quoted(sweep.name + " (" + sweep.key + ")") << ", '' index " << i
+    // Explicit colours: the label layers would otherwise take colours from the cycle too.
+    out << "'" << points_file << "' index " << i << " using 1:2 with linespoints pt 7 ps 1.2 lc "
+        << i + 1 << " title " << quoted(sweep.name + " (" + sweep.key + ")") << ", '' index " << i
         << " using 1:2:3 with labels offset 0.8,0.6 left noenhanced notitle, ";
   }
   out << "'" << points_file << "' index " << ctx.sweeps.size()
