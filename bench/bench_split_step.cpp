@@ -20,6 +20,7 @@
 // --variants and --bytes 0 keep a big model's run to what is needed. bench/hf_split_step.py
 // is the same split step written with PyTorch + transformers, for comparison on one GPU.
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@
 #include "data/instructions.hpp"
 #include "models/device.hpp"
 #include "models/lora.hpp"
+#include "models/safetensors.hpp"
 #include "strategies/centralized.hpp"
 #include "strategies/client_channel.hpp"
 #include "strategies/split_client.hpp"
@@ -75,7 +77,9 @@ struct Options {
   std::string device = "cpu";
   std::string variants = "A0,A,B,C";  // of A0, A, B, C, B2, C2, C4
   std::string json;                   // write the step times here as JSON too ("" = no)
-  int bytes = 1;                      // print the bytes-per-step table (five more model pairs)
+  std::string dump_batches;  // write the batches here (safetensors) for bench/peer_split_step.py
+  int label_only = 1;        // run.label_only_logits of every party
+  int bytes = 1;             // print the bytes-per-step table (five more model pairs)
   std::string wordnet = "/usr/share/wordnet";
   std::string caf_policy =
       "sharing";  // as gtune runs (apps/run_client.cpp), or CAF's default stealing
@@ -89,7 +93,8 @@ struct Options {
             << " [--model DIR|opt-1.3b-random] [--tokenizer DIR] [--device cpu|cuda|cuda:N]\n"
                "       [--variants A0,A,B,C,B2,C2,C4] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
                "       [--rounds N] [--warmup N] [--batches N] [--threads N] [--batch B]\n"
-               "       [--max-len T] [--caf-policy stealing|sharing]\n";
+               "       [--max-len T] [--caf-policy stealing|sharing] [--label-only 0|1]\n"
+               "       [--dump-batches FILE]\n";
   std::exit(2);
 }
 
@@ -105,11 +110,12 @@ Options parse(int argc, char** argv) {
                                                    {"--tokenizer", &o.tokenizer},
                                                    {"--device", &o.device},
                                                    {"--variants", &o.variants},
-                                                   {"--json", &o.json}};
+                                                   {"--json", &o.json},
+                                                   {"--dump-batches", &o.dump_batches}};
     const std::map<std::string, int*> ints{
-        {"--rounds", &o.rounds},   {"--warmup", &o.warmup},  {"--batches", &o.batches},
-        {"--threads", &o.threads}, {"--serve", &o.serve_fd}, {"--lifeline", &o.lifeline_fd},
-        {"--bytes", &o.bytes}};
+        {"--rounds", &o.rounds},   {"--warmup", &o.warmup},        {"--batches", &o.batches},
+        {"--threads", &o.threads}, {"--serve", &o.serve_fd},       {"--lifeline", &o.lifeline_fd},
+        {"--bytes", &o.bytes},     {"--label-only", &o.label_only}};
     const std::map<std::string, int64_t*> longs{{"--batch", &o.batch}, {"--max-len", &o.max_len}};
     if (!strs.count(a) && !ints.count(a) && !longs.count(a)) usage(argv[0], "unknown option " + a);
     try {
@@ -125,6 +131,7 @@ Options parse(int argc, char** argv) {
   if (o.caf_policy != "stealing" && o.caf_policy != "sharing")
     usage(argv[0], "--caf-policy must be stealing or sharing");
   if (o.bytes != 0 && o.bytes != 1) usage(argv[0], "--bytes must be 0 or 1");
+  if (o.label_only != 0 && o.label_only != 1) usage(argv[0], "--label-only must be 0 or 1");
   return o;
 }
 
@@ -141,6 +148,7 @@ gt::RunConfig run_config(const Options& o) {
   auto cfg = gt::default_run_config();
   cfg.model.path = o.model;
   cfg.run.device = o.device;
+  cfg.run.label_only_logits = o.label_only != 0;
   return cfg;
 }
 
@@ -171,6 +179,7 @@ ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
   gt::set_trainable(*c.model, gt::TrainMode::frozen);
   gt::set_trainable(*c.seg.input, gt::TrainMode::full);
   gt::set_trainable(*c.seg.output, gt::TrainMode::full);
+  c.seg.output->label_only_logits = cfg.run.label_only_logits;
   gt::to_device(c.seg, gt::parse_device(cfg.run.device));  // before the optimizer
   c.optimizer = std::make_shared<torch::optim::AdamW>(
       gt::unique_parameters({c.seg.input.get(), c.seg.output.get()}),
@@ -193,6 +202,7 @@ std::shared_ptr<gt::SplitServer> make_server(const gt::RunConfig& cfg, const std
   auto model = load_model(cfg);
   gt::set_trainable(*model, gt::TrainMode::frozen);
   auto seg = gt::split_model(model, {cfg.model.n_in, cfg.model.n_out});
+  seg.output->label_only_logits = cfg.run.label_only_logits;
   gt::to_device(seg, gt::parse_device(cfg.run.device));
   return std::make_shared<gt::SplitServer>(seg, name);
 }
@@ -493,9 +503,22 @@ int main(int argc, char** argv) {
     for (auto& b : batches)
       std::printf(" %lldx%lld", static_cast<long long>(b.input_ids.size(0)),
                   static_cast<long long>(b.input_ids.size(1)));
-    std::printf("\nsplit n_in=%lld n_out=%lld, adapters full, AdamW lr %g, fp32 wire, no dCor\n",
-                static_cast<long long>(cfg.model.n_in), static_cast<long long>(cfg.model.n_out),
-                cfg.optimizer.lr);
+    std::printf(
+        "\nsplit n_in=%lld n_out=%lld, adapters full, AdamW lr %g, fp32 wire, no dCor, "
+        "label-only logits %s\n",
+        static_cast<long long>(cfg.model.n_in), static_cast<long long>(cfg.model.n_out),
+        cfg.optimizer.lr, cfg.run.label_only_logits ? "on" : "off");
+    if (!o.dump_batches.empty()) {
+      std::vector<std::pair<std::string, torch::Tensor>> named;
+      for (size_t i = 0; i < batches.size(); ++i) {
+        const auto prefix = "batch_" + std::to_string(i) + ".";
+        named.emplace_back(prefix + "input_ids", batches[i].input_ids);
+        named.emplace_back(prefix + "attention_mask", batches[i].attention_mask);
+        named.emplace_back(prefix + "labels", batches[i].labels);
+      }
+      gt::save_safetensors(o.dump_batches, named, {});
+      std::printf("batches written to %s\n", o.dump_batches.c_str());
+    }
 
     // ---- bytes per step ----
     using QS = gt::QuantScheme;
@@ -719,6 +742,10 @@ int main(int argc, char** argv) {
                           {"median_s_per_step", nlohmann::json::object()},
                           {"first_loss", nlohmann::json::object()}};
       j["parameters"] = parameters;
+      j["label_only_logits"] = cfg.run.label_only_logits;
+      rusage usage{};
+      getrusage(RUSAGE_SELF, &usage);
+      j["peak_rss_mb"] = double(usage.ru_maxrss) / 1024.0;  // this process: client + server (A)
       for (auto& b : batches)
         j["shapes"].push_back(std::to_string(b.input_ids.size(0)) + "x" +
                               std::to_string(b.input_ids.size(1)));

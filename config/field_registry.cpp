@@ -534,6 +534,10 @@ std::vector<Field> make_fields() {
           "\"\" = none"),
       run("checkpoint_every", &RunSection::checkpoint_every, "training steps between checkpoints")
           .at_least(1),
+      run("label_only_logits", &RunSection::label_only_logits,
+          "the LM head and loss run only where a label counts (training, held-out loss, the "
+          "multiple-choice scorer's choice tokens), in chunks; false: full (batch, time, vocab) "
+          "logits, for comparison"),
       server("max_sessions", &ServerSection::max_sessions,
              "sessions the server keeps open at once; a further client is refused")
           .at_least(1),

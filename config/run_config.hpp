@@ -167,6 +167,9 @@ struct RunSection {
   // syntax here (config/ does not link LibTorch); models/device.hpp checks that the device
   // exists when a party loads its model.
   std::string device = "cpu";
+  // The LM head and its loss only at positions whose label counts, in chunks: no (B, T, V)
+  // logits (issue 16). false: every position's logits, as transformers computes them.
+  bool label_only_logits = true;
 };
 
 // The server's limits on what its clients may ask of it.

@@ -58,8 +58,8 @@ void check_items(const std::string& task, const std::vector<McItem>& items) {
 }
 
 // Summed log-probabilities of the scored tokens of each request in `batch`.
-std::vector<double> score_batch(const std::vector<const Request*>& batch, const LogitsFn& logits_fn,
-                                int64_t pad_id) {
+std::vector<double> score_batch(const std::vector<const Request*>& batch,
+                                const LogProbFn& log_probs, int64_t pad_id) {
   size_t T = 0;
   for (const auto* r : batch) T = std::max(T, r->ids.size());
   const auto B = static_cast<int64_t>(batch.size());
@@ -68,22 +68,22 @@ std::vector<double> score_batch(const std::vector<const Request*>& batch, const 
   const std::vector<int64_t> shape = {B, static_cast<int64_t>(T)};
   auto ids = torch::full(shape, pad_id, torch::kLong);
   auto mask = torch::zeros(shape, torch::kLong);
+  auto labels = torch::full(shape, int64_t(-100), torch::kLong);  // the choice's tokens only
   auto ids_a = ids.accessor<int64_t, 2>();
   auto mask_a = mask.accessor<int64_t, 2>();
+  auto labels_a = labels.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b)
     for (size_t t = 0; t < batch[b]->ids.size(); ++t) {
       ids_a[b][t] = batch[b]->ids[t];
       mask_a[b][t] = 1;
+      if (t >= batch[b]->scored_from) labels_a[b][t] = batch[b]->ids[t];
     }
-  auto logits = logits_fn(ids, mask);
-  if (logits.dim() != 3 || logits.size(0) != B || logits.size(1) != static_cast<int64_t>(T))
-    throw Error("multiple choice: the logits function returned shape " +
-                std::string(c10::str(logits.sizes())) + " for input (" + std::to_string(B) + ", " +
+  auto lp = log_probs(ids, mask, labels);
+  if (lp.dim() != 2 || lp.size(0) != B || lp.size(1) != static_cast<int64_t>(T) - 1)
+    throw Error("multiple choice: the log-probability function returned shape " +
+                std::string(c10::str(lp.sizes())) + " for input (" + std::to_string(B) + ", " +
                 std::to_string(T) + ")");
-  // log p(ids[t + 1]) = logit of that token - logsumexp, without a (B, T, V) log_softmax copy.
-  auto lg = logits.slice(1, 0, static_cast<int64_t>(T) - 1).to(torch::kFloat);
-  auto next = ids.slice(1, 1).to(lg.device()).unsqueeze(-1);
-  auto lp = (lg.gather(2, next).squeeze(-1) - lg.logsumexp(-1)).to(torch::kCPU, torch::kDouble);
+  lp = lp.to(torch::kCPU, torch::kDouble);
   auto lp_a = lp.accessor<double, 2>();
   for (int64_t b = 0; b < B; ++b)
     for (size_t t = batch[b]->scored_from; t < batch[b]->ids.size(); ++t)
@@ -103,8 +103,35 @@ double choice_length(const std::string& choice) {
 
 }  // namespace
 
+LogProbFn log_probs_from_logits(LogitsFn logits_fn) {
+  return [fn = std::move(logits_fn)](const torch::Tensor& ids, const torch::Tensor& mask,
+                                     const torch::Tensor& labels) {
+    const auto B = ids.size(0), T = ids.size(1);
+    auto logits = fn(ids, mask);
+    if (logits.dim() != 3 || logits.size(0) != B || logits.size(1) != T)
+      throw Error("multiple choice: the logits function returned shape " +
+                  std::string(c10::str(logits.sizes())) + " for input (" + std::to_string(B) +
+                  ", " + std::to_string(T) + ")");
+    // log p(label) = its logit - logsumexp, without a (B, T, V) log_softmax copy.
+    auto lg = logits.slice(1, 0, T - 1).to(torch::kFloat);
+    auto next = labels.slice(1, 1).clamp_min(0).to(lg.device()).unsqueeze(-1);
+    return (lg.gather(2, next).squeeze(-1) - lg.logsumexp(-1)).to(torch::kCPU);
+  };
+}
+
 std::vector<std::vector<double>> mc_loglikelihoods(const std::vector<McItem>& items,
                                                    const LogitsFn& logits, const Tokenizer& tok,
+                                                   int64_t batch, int64_t max_len) {
+  return mc_loglikelihoods(items, log_probs_from_logits(logits), tok, batch, max_len);
+}
+
+McScore score_mc(const std::string& task, const std::vector<McItem>& items, const LogitsFn& logits,
+                 const Tokenizer& tok, int64_t batch, int64_t max_len) {
+  return score_mc(task, items, log_probs_from_logits(logits), tok, batch, max_len);
+}
+
+std::vector<std::vector<double>> mc_loglikelihoods(const std::vector<McItem>& items,
+                                                   const LogProbFn& log_probs, const Tokenizer& tok,
                                                    int64_t batch, int64_t max_len) {
   if (batch < 1)
     throw Error("multiple choice: batch must be at least 1, got " + std::to_string(batch));
@@ -132,16 +159,16 @@ std::vector<std::vector<double>> mc_loglikelihoods(const std::vector<McItem>& it
     const auto stop = std::min(order.size(), start + static_cast<size_t>(batch));
     const std::vector<const Request*> chunk(order.begin() + static_cast<std::ptrdiff_t>(start),
                                             order.begin() + static_cast<std::ptrdiff_t>(stop));
-    const auto lls = score_batch(chunk, logits, pad_id);
+    const auto lls = score_batch(chunk, log_probs, pad_id);
     for (size_t k = 0; k < chunk.size(); ++k) out[chunk[k]->item][chunk[k]->choice] = lls[k];
   }
   return out;
 }
 
-McScore score_mc(const std::string& task, const std::vector<McItem>& items, const LogitsFn& logits,
-                 const Tokenizer& tok, int64_t batch, int64_t max_len) {
+McScore score_mc(const std::string& task, const std::vector<McItem>& items,
+                 const LogProbFn& log_probs, const Tokenizer& tok, int64_t batch, int64_t max_len) {
   check_items(task, items);  // before any model call, naming the task
-  const auto lls = mc_loglikelihoods(items, logits, tok, batch, max_len);
+  const auto lls = mc_loglikelihoods(items, log_probs, tok, batch, max_len);
   McScore score;
   score.task = task;
   score.items = items.size();

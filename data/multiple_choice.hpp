@@ -42,6 +42,15 @@ struct McScore {
 using LogitsFn = std::function<torch::Tensor(const torch::Tensor& input_ids,
                                              const torch::Tensor& attention_mask)>;
 
+// (B, T) input ids, 0/1 attention mask and labels (-100 where not scored) -> (B, T - 1)
+// log p(labels[b, t + 1] | ids[b, ..t]) as float, any value where the label is -100. What a
+// model computes at the labelled positions only (OutputAdapter::label_log_probs).
+using LogProbFn =
+    std::function<torch::Tensor(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                const torch::Tensor& labels)>;
+// The same from a function that computes every position's logits (tests, references).
+LogProbFn log_probs_from_logits(LogitsFn logits);
+
 // Scores every (item, choice) pair, lm-eval style, without gradients:
 // - sequence = [bos] + encode(context) + encode(choice): context and continuation encoded
 //   separately and concatenated (lm-eval 0.3; what InstructionDataset trains on). Trailing
@@ -59,10 +68,16 @@ using LogitsFn = std::function<torch::Tensor(const torch::Tensor& input_ids,
 // Requests are sorted by length (longest first) and batched `batch` sequences at a time with
 // right padding (pad id, else eos, else 0). Throws gt::Error for an item with no choices or an
 // answer out of range, naming the task and item, and for logits of the wrong shape.
+McScore score_mc(const std::string& task, const std::vector<McItem>& items,
+                 const LogProbFn& log_probs, const Tokenizer& tok, int64_t batch = 32,
+                 int64_t max_len = 64);
 McScore score_mc(const std::string& task, const std::vector<McItem>& items, const LogitsFn& logits,
                  const Tokenizer& tok, int64_t batch = 32, int64_t max_len = 64);
 
 // Per item: the summed log-likelihood of each choice, as score_mc computes it.
+std::vector<std::vector<double>> mc_loglikelihoods(const std::vector<McItem>& items,
+                                                   const LogProbFn& log_probs, const Tokenizer& tok,
+                                                   int64_t batch = 32, int64_t max_len = 64);
 std::vector<std::vector<double>> mc_loglikelihoods(const std::vector<McItem>& items,
                                                    const LogitsFn& logits, const Tokenizer& tok,
                                                    int64_t batch = 32, int64_t max_len = 64);

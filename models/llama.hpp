@@ -58,6 +58,7 @@ struct LlamaHeadImpl : HeadImpl {
   LlamaHeadImpl(const ModelConfig& cfg, torch::Tensor tied_embedding);
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor final_hidden(const torch::Tensor& x) override { return norm(x); }
+  torch::Tensor output_embedding() const override { return lm_head; }
   std::string hf_name(const std::string& local) const override;
 
   bool tied;

@@ -47,6 +47,7 @@ struct OptHeadImpl : HeadImpl {
   OptHeadImpl(const ModelConfig& cfg, torch::Tensor tied_embedding);
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor final_hidden(const torch::Tensor& x) override;
+  torch::Tensor output_embedding() const override { return lm_head; }
   std::string hf_name(const std::string& local) const override;
 
   bool tied;

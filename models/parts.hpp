@@ -41,9 +41,11 @@ struct BlockImpl : PartImpl {
 };
 
 struct HeadImpl : PartImpl {
-  virtual torch::Tensor forward(const torch::Tensor& x) = 0;       // final norm + head -> logits
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;  // final norm + head -> logits
   // The last hidden state as transformers reports it: after the final norm (and OPT's project_out).
   virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;
+  // The (V, E) matrix the logits are made with: logits = final_hidden(x) W^T.
+  virtual torch::Tensor output_embedding() const = 0;
 };
 
 // y = x W^T + b (+ scale * B A x when LoRA is enabled). Names match nn.Linear

@@ -76,9 +76,51 @@ OutputAdapterImpl::OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> bs,
 }
 
 torch::Tensor OutputAdapterImpl::forward(const torch::Tensor& a2, const AttentionContext& ctx) {
+  return head->forward(hidden(a2, ctx));
+}
+
+torch::Tensor OutputAdapterImpl::hidden(const torch::Tensor& a2, const AttentionContext& ctx) {
   auto x = a2;
   for (auto& block : blocks) x = block->forward(x, ctx);
-  return head->forward(x);
+  return x;
+}
+
+LmLoss OutputAdapterImpl::lm_loss(const torch::Tensor& a2, const AttentionContext& ctx,
+                                  const torch::Tensor& labels) {
+  const auto x = hidden(a2, ctx);
+  if (!label_only_logits) {
+    const auto logits = head->forward(x);  // (B, T, V)
+    const auto next = labels.slice(1, 1).reshape({-1}).to(logits.device());
+    auto sum = torch::nn::functional::cross_entropy(
+        logits.slice(1, 0, -1).reshape({-1, logits.size(-1)}).to(torch::kFloat), next,
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+    return {sum, next.ne(-100).sum().item<int64_t>()};
+  }
+  const auto rows = labelled_rows(x, labels);
+  const auto n = rows.targets.size(0);
+  return {linear_cross_entropy_sum(head->final_hidden(rows.hidden), head->output_embedding(),
+                                   rows.targets),
+          n};
+}
+
+torch::Tensor OutputAdapterImpl::label_log_probs(const torch::Tensor& a2,
+                                                 const AttentionContext& ctx,
+                                                 const torch::Tensor& labels) {
+  torch::NoGradGuard no_grad;
+  const auto x = hidden(a2, ctx);
+  const auto next = labels.slice(1, 1).to(x.device());  // (B, T-1)
+  const auto keep = next.ne(-100);
+  auto out = torch::zeros(next.sizes(), x.options().dtype(torch::kFloat));
+  if (!label_only_logits) {
+    const auto logits = head->forward(x).slice(1, 0, -1).to(torch::kFloat);  // (B, T-1, V)
+    const auto lp =
+        logits.gather(2, next.clamp_min(0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1);
+    return lp.masked_fill(keep.logical_not(), 0.0);
+  }
+  const auto rows = labelled_rows(x, labels);
+  out.index_put_({keep}, linear_target_log_probs(head->final_hidden(rows.hidden),
+                                                 head->output_embedding(), rows.targets));
+  return out;
 }
 
 std::vector<const PartImpl*> OutputAdapterImpl::parts() const {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "models/decoder.hpp"
+#include "models/lm_loss.hpp"
 
 namespace gt {
 
@@ -49,10 +50,20 @@ struct OutputAdapterImpl : torch::nn::Module {
   OutputAdapterImpl(std::vector<std::shared_ptr<BlockImpl>> blocks, std::shared_ptr<HeadImpl> head);
   torch::Tensor forward(const torch::Tensor& a2,
                         const AttentionContext& ctx);  // a2 -> logits (B, T, V)
+  // a2 -> the last block's output (B, T, C), before the final norm and head.
+  torch::Tensor hidden(const torch::Tensor& a2, const AttentionContext& ctx);
+  // Next-token cross-entropy of (B, T) labels (-100 = not counted, causal_lm_loss's shift):
+  // with label_only_logits the head runs at the labelled positions only, in chunks.
+  LmLoss lm_loss(const torch::Tensor& a2, const AttentionContext& ctx, const torch::Tensor& labels);
+  // log p(labels[t + 1] | up to t) as (B, T - 1) float32, 0 where the label is -100; no grad.
+  torch::Tensor label_log_probs(const torch::Tensor& a2, const AttentionContext& ctx,
+                                const torch::Tensor& labels);
   std::vector<const PartImpl*> parts() const;
 
   std::vector<std::shared_ptr<BlockImpl>> blocks;
   std::shared_ptr<HeadImpl> head;
+  // false: full (B, T, V) logits, as transformers computes them (run.label_only_logits).
+  bool label_only_logits = true;
 };
 TORCH_MODULE(OutputAdapter);
 

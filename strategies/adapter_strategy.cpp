@@ -21,12 +21,12 @@ std::pair<double, int64_t> AdapterStrategy::eval_loss(const LmBatch& cpu_batch,
   torch::NoGradGuard no_grad;
   const auto batch = on_device(cpu_batch);
   auto ctx = make_attention_context(seg().cfg, batch.attention_mask, seg().dtype);
-  return summed_lm_loss(seg().output->forward(on_device(a2), ctx), batch.labels);
+  return summed_lm_loss(seg().output->lm_loss(on_device(a2), ctx, batch.labels));
 }
 
 double AdapterStrategy::train_output(const LmBatch& batch, const torch::Tensor& a2,
                                      const AttentionContext& ctx) {
-  auto loss = causal_lm_loss(seg().output->forward(a2, ctx), batch.labels);
+  auto loss = seg().output->lm_loss(a2, ctx, batch.labels).mean();
   clear_gradients(*model_->optimizer);
   loss.backward();
   return loss.item<double>();
@@ -34,13 +34,8 @@ double AdapterStrategy::train_output(const LmBatch& batch, const torch::Tensor& 
 
 double AdapterStrategy::train_output_rows(const LmBatch& rows, const torch::Tensor& a2,
                                           const AttentionContext& ctx, int64_t batch_tokens) {
-  auto logits = seg().output->forward(a2, ctx);  // (b, T, V)
-  const auto V = logits.size(-1);
-  auto sum = torch::nn::functional::cross_entropy(
-      logits.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat),
-      rows.labels.slice(1, 1).reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
-  auto loss = sum / double(std::max<int64_t>(batch_tokens, 1));
+  auto loss =
+      seg().output->lm_loss(a2, ctx, rows.labels).sum / double(std::max<int64_t>(batch_tokens, 1));
   loss.backward();
   return loss.item<double>();
 }

@@ -11,10 +11,10 @@ CentralizedTrainer::CentralizedTrainer(Segments seg,
                                        double grad_clip)
     : seg_(std::move(seg)), optimizer_(std::move(optimizer)), grad_clip_(grad_clip) {}
 
-torch::Tensor CentralizedTrainer::logits(const LmBatch& batch) {
+LmLoss CentralizedTrainer::loss(const LmBatch& batch) {
   auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);
   auto a1 = seg_.input->forward(batch.input_ids, batch.attention_mask, ctx);
-  return seg_.output->forward(seg_.backbone->forward(a1, ctx), ctx);
+  return seg_.output->lm_loss(seg_.backbone->forward(a1, ctx), ctx, batch.labels);
 }
 
 StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
@@ -28,7 +28,7 @@ StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
             static_cast<int64_t>(encode(upload).bytes.size()));
 
   const auto b = to_device(batch, seg_.device());
-  auto loss = causal_lm_loss(logits(b), b.labels);
+  auto loss = this->loss(b).mean();
   clear_gradients(*optimizer_);
   loss.backward();
   if (grad_clip_ > 0) clip_gradients(*optimizer_, grad_clip_);
@@ -43,13 +43,8 @@ StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
 std::pair<double, int64_t> CentralizedTrainer::eval_loss(const LmBatch& cpu_batch) {
   torch::NoGradGuard no_grad;
   const auto batch = to_device(cpu_batch, seg_.device());
-  auto lg = logits(batch);
-  const auto V = lg.size(-1);
-  auto labels = batch.labels.slice(1, 1).reshape({-1});
-  auto sum = torch::nn::functional::cross_entropy(
-      lg.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat), labels,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
-  return {sum.item<double>(), labels.ne(-100).sum().item<int64_t>()};
+  const auto l = loss(batch);
+  return {l.sum.item<double>(), l.tokens};
 }
 
 }  // namespace gt

@@ -23,7 +23,7 @@ class CentralizedTrainer {
   int64_t steps_done() const { return step_; }
 
  private:
-  torch::Tensor logits(const LmBatch& batch);
+  LmLoss loss(const LmBatch& batch);
 
   Segments seg_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;

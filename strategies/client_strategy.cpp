@@ -34,14 +34,8 @@ void clip_gradients(torch::optim::Optimizer& optimizer, double max_norm) {
   torch::nn::utils::clip_grad_norm_(params, max_norm);
 }
 
-std::pair<double, int64_t> summed_lm_loss(const torch::Tensor& logits,
-                                          const torch::Tensor& labels) {
-  const auto V = logits.size(-1);
-  auto next = labels.slice(1, 1).reshape({-1});
-  auto sum = torch::nn::functional::cross_entropy(
-      logits.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat), next,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
-  return {sum.item<double>(), next.ne(-100).sum().item<int64_t>()};
+std::pair<double, int64_t> summed_lm_loss(const LmLoss& loss) {
+  return {loss.sum.item<double>(), loss.tokens};
 }
 
 int64_t predicted_tokens(const LmBatch& batch) {

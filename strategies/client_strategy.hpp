@@ -102,8 +102,8 @@ class ClientStrategy {
 void clear_gradients(torch::optim::Optimizer& optimizer);
 // Clips the global L2 norm of every gradient the optimizer will apply.
 void clip_gradients(torch::optim::Optimizer& optimizer, double max_norm);
-// Summed next-token cross-entropy and counted tokens of logits against labels.
-std::pair<double, int64_t> summed_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+// A loss's sum and counted tokens, as evaluation reports them.
+std::pair<double, int64_t> summed_lm_loss(const LmLoss& loss);
 // Tokens a batch predicts (labels other than -100 after the first position).
 int64_t predicted_tokens(const LmBatch& batch);
 

@@ -154,15 +154,10 @@ double lm_loss_through(const Segments& seg, const Backbone& middle, const BatchS
   for (size_t start = 0; start < data.size(); start += size_t(batch)) {
     const auto b = data.batch(index_range(start, std::min(data.size(), start + size_t(batch))));
     auto act = input_activations(seg, b);
-    auto logits = seg.output.ptr()->forward(middle.ptr()->forward(act.a1, act.ctx), act.ctx);
-    const auto V = logits.size(-1);
-    auto labels = b.labels.to(logits.device()).slice(1, 1).reshape({-1});
-    total += torch::nn::functional::cross_entropy(
-                 logits.slice(1, 0, -1).reshape({-1, V}).to(torch::kFloat), labels,
-                 torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(
-                     torch::kSum))
-                 .item<double>();
-    tokens += labels.ne(-100).sum().item<int64_t>();
+    const auto loss = seg.output.ptr()->lm_loss(middle.ptr()->forward(act.a1, act.ctx), act.ctx,
+                                                b.labels.to(act.a1.device()));
+    total += loss.sum.item<double>();
+    tokens += loss.tokens;
   }
   if (tokens == 0) throw Error("no labelled tokens to compute the loss on");
   return total / double(tokens);

@@ -28,7 +28,7 @@ std::pair<double, int64_t> OfflineClient::local_eval_loss(const LmBatch& cpu_bat
   const auto b = on_device(cpu_batch);
   auto ctx = make_attention_context(seg().cfg, b.attention_mask, seg().dtype);
   auto a1 = seg().input->forward(b.input_ids, b.attention_mask, ctx);
-  return summed_lm_loss(seg().output->forward(emulator_->forward(a1, ctx), ctx), b.labels);
+  return summed_lm_loss(seg().output->lm_loss(emulator_->forward(a1, ctx), ctx, b.labels));
 }
 
 }  // namespace gt

@@ -31,8 +31,7 @@ ClientAction PrivatizeClient::begin_step(const StepInput& in) {
   auto ctx = make_attention_context(seg().cfg, b.attention_mask, seg().dtype);
   auto a1 = seg().input->forward(b.input_ids, b.attention_mask, ctx);
   auto a2 = stand_in_->forward(a1, ctx);
-  auto logits = seg().output->forward(a2, ctx);
-  auto task = causal_lm_loss(logits, b.labels);
+  auto task = seg().output->lm_loss(a2, ctx, b.labels).mean();
   auto privacy = model_->privacy->terms(a1, b.input_ids, b.attention_mask);
   auto privacy_a2 = model_->privacy->a2_terms(a2, b.input_ids, b.attention_mask);
   clear_gradients(*model_->optimizer);
@@ -52,7 +51,7 @@ std::pair<double, int64_t> PrivatizeClient::local_eval_loss(const LmBatch& cpu_b
   const auto b = on_device(cpu_batch);
   auto ctx = make_attention_context(seg().cfg, b.attention_mask, seg().dtype);
   auto a1 = seg().input->forward(b.input_ids, b.attention_mask, ctx);
-  return summed_lm_loss(seg().output->forward(stand_in_->forward(a1, ctx), ctx), b.labels);
+  return summed_lm_loss(seg().output->lm_loss(stand_in_->forward(a1, ctx), ctx, b.labels));
 }
 
 }  // namespace gt

@@ -50,7 +50,7 @@ torch::Tensor SplitClient::local_g1() {
   // With respect to a1 alone: the output adapter's gradients are the real a2's, kept as they
   // are; the stand-in only tells the input adapter which way the loss falls.
   const auto a2 = stand_in_->forward(a1_, ctx_);
-  const auto loss = causal_lm_loss(seg().output->forward(a2, ctx_), batch_.labels);
+  const auto loss = seg().output->lm_loss(a2, ctx_, batch_.labels).mean();
   return torch::autograd::grad({loss}, {a1_}, {}, /*retain_graph=*/true)[0];
 }
 

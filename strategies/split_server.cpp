@@ -163,7 +163,7 @@ std::pair<double, int64_t> SplitServer::evaluate_plugged(const std::string& clie
   const auto batch = to_device(cpu_batch, seg_.device());
   auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);
   auto a1 = seg_.input->forward(batch.input_ids, batch.attention_mask, ctx);
-  return summed_lm_loss(seg_.output->forward(seg_.backbone->forward(a1, ctx), ctx), batch.labels);
+  return summed_lm_loss(seg_.output->lm_loss(seg_.backbone->forward(a1, ctx), ctx, batch.labels));
 }
 
 Compression SplitServer::compression(uint64_t session) const {

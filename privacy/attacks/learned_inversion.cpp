@@ -138,7 +138,7 @@ Intercept simulate_intercept(const Segments& seg, const LmBatch& batch, Tap deep
   if (deepest == Tap::g2) {
     const auto a2 = in.a2.detach().requires_grad_(true);
     const auto labels = batch.labels.defined() ? batch.labels.to(dev) : labels_from_mask(ids, mask);
-    const auto loss = causal_lm_loss(seg.output.ptr()->forward(a2, ctx), labels);
+    const auto loss = seg.output.ptr()->lm_loss(a2, ctx, labels).mean();
     in.g2 = fake_quantize(torch::autograd::grad({loss}, {a2})[0], wire).detach();
   }
   return in;

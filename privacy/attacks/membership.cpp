@@ -15,14 +15,9 @@ torch::Tensor batch_losses(const Segments& model, const LmBatch& cpu_batch) {
   auto ctx = make_attention_context(model.cfg, b.attention_mask, model.dtype);
   auto a1 = model.input.ptr()->forward(b.input_ids, b.attention_mask, ctx);
   auto a2 = model.backbone.ptr()->forward(a1, ctx);
-  auto logits = model.output.ptr()->forward(a2, ctx).to(torch::kFloat);
-  const auto B = logits.size(0), T = logits.size(1), V = logits.size(2);
-  auto labels = b.labels.slice(1, 1).reshape({-1});
-  auto nll = torch::nn::functional::cross_entropy(
-      logits.slice(1, 0, T - 1).reshape({-1, V}), labels,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone));
-  auto counted = labels.ne(-100).to(torch::kFloat).view({B, T - 1}).sum(1);
-  return nll.view({B, T - 1}).sum(1) / counted.clamp_min(1);
+  auto log_probs = model.output.ptr()->label_log_probs(a2, ctx, b.labels);  // (B, T-1)
+  auto counted = b.labels.slice(1, 1).ne(-100).to(log_probs.device(), torch::kFloat).sum(1);
+  return -log_probs.sum(1) / counted.clamp_min(1);
 }
 
 // Pairs (score, is_member), highest score first.

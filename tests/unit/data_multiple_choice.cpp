@@ -13,6 +13,7 @@
 #include "data/wordnet.hpp"
 #include "data/wordnet_tasks.hpp"
 #include "models/decoder.hpp"
+#include "models/segments.hpp"
 #include "tests/doctest_torch.hpp"
 #include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
@@ -414,4 +415,39 @@ TEST_CASE("multiple choice: zero-shot accuracy of the embedded model on the word
     // the model are fixed, so this only moves if either does.
     if (task.name == "definition_to_word") CHECK(s.acc > 0.25);
   }
+}
+
+TEST_CASE("multiple choice: the head at the choices' tokens only scores as the full logits do") {
+  const std::vector<gt::McItem> items = {
+      {"a domesticated carnivorous mammal:", {" dog", " the sea", " running quickly"}, 0},
+      {"the opposite of hot is", {" cold", " warm"}, 0},
+      {"x", {" a b c d e f g h i j k l", " z"}, 1},  // cut from the left at max_len 8
+  };
+  auto model = gt::load_decoder(gt::test::model_dir());
+  model->eval();
+  const gt::LogitsFn logits = [&](const torch::Tensor& ids, const torch::Tensor& mask) {
+    return model->forward(ids, mask);
+  };
+  auto seg = gt::split_model(model, {1, 1});
+  const gt::LogProbFn label_only = [&](const torch::Tensor& ids, const torch::Tensor& mask,
+                                       const torch::Tensor& labels) {
+    const auto ctx = gt::make_attention_context(seg.cfg, mask, torch::kFloat);
+    const auto a2 = seg.backbone->forward(seg.input->forward(ids, mask, ctx), ctx);
+    return seg.output->label_log_probs(a2, ctx, labels);
+  };
+  for (int64_t max_len : {64, 8}) {
+    const auto expected = gt::mc_loglikelihoods(items, logits, model_tokenizer(), 2, max_len);
+    const auto got = gt::mc_loglikelihoods(items, label_only, model_tokenizer(), 2, max_len);
+    REQUIRE(got.size() == expected.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      for (size_t c = 0; c < got[i].size(); ++c) {
+        INFO("max_len " << max_len << " item " << i << " choice " << c);
+        CHECK(got[i][c] < 0);
+        CHECK(got[i][c] == doctest::Approx(expected[i][c]).epsilon(1e-5));
+      }
+  }
+  const gt::LogProbFn wrong = [](const torch::Tensor& ids, const torch::Tensor&,
+                                 const torch::Tensor&) { return torch::zeros({ids.size(0)}); };
+  CHECK_THROWS_WITH_AS(gt::score_mc("t", items, wrong, model_tokenizer()),
+                       doctest::Contains("the log-probability function returned shape"), gt::Error);
 }

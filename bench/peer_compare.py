@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""gtune's split step against the same step in plain PyTorch, interleaved, on the same batches.
+
+Runs bench_split_step (variant A: client and server objects, every message encoded and decoded)
+and bench/peer_split_step.py (the step as a Python trainer writes it) alternately, --pairs times
+each, on the batches bench_split_step makes from WordNet (dumped once, read by the peer), and
+prints each side's median seconds per step, the ratio peer / gtune per pair and its median, and
+each process's peak RSS. --gtune-off adds gtune with run.label_only_logits off, to show what
+computing the head only where a label counts buys on its own.
+
+  /usr/bin/python3 bench/peer_compare.py --pairs 5 --rounds 5
+  /usr/bin/python3 bench/peer_compare.py --model opt-1.3b-random --batch 1 --max-len 128 \\
+      --batches 2 --pairs 2 --rounds 2
+
+Needs Debian's python3-torch (apt-get install python3-torch) and a release build
+(scripts/build release bench_split_step).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("failed (%d): %s\n%s%s" % (out.returncode, " ".join(cmd), out.stdout[-2000:],
+                                            out.stderr[-2000:]))
+    return out.stdout
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build/release/bench/bench_split_step"))
+    ap.add_argument("--model", default=os.path.join(ROOT, "models/pretrained/opt-mini-gcide"))
+    ap.add_argument("--pairs", type=int, default=5, help="alternations of gtune and the peer")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds of every batch per run")
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-len", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gtune-off", action="store_true", help="also gtune with label-only off")
+    args = ap.parse_args(argv)
+
+    tmp = tempfile.mkdtemp(prefix="peer_compare.")
+    batches = os.path.join(tmp, "batches.safetensors")
+    common = ["--model", args.model, "--variants", "A", "--bytes", "0", "--warmup", "1",
+              "--rounds", str(args.rounds), "--batches", str(args.batches), "--batch",
+              str(args.batch), "--max-len", str(args.max_len), "--threads", str(args.threads)]
+
+    def gtune(label_only, dump=False):
+        out = os.path.join(tmp, "gtune.json")
+        cmd = [args.bench] + common + ["--label-only", str(label_only), "--json", out]
+        text = run(cmd + (["--dump-batches", batches] if dump else []))
+        j = json.load(open(out))
+        j["shapes_line"] = next((l for l in text.splitlines() if l.startswith("data:")), "")
+        return j
+
+    def peer():
+        cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench/peer_split_step.py"), "--model",
+               args.model, "--batches", batches, "--warmup", "1", "--rounds", str(args.rounds),
+               "--threads", str(args.threads)]
+        return json.loads(run(cmd).strip().splitlines()[-1])
+
+    first = gtune(1, dump=True)  # also makes the batches; counted as the first pair's gtune run
+    print(first["shapes_line"])
+    sides = {"gtune": [first], "peer": []}
+    if args.gtune_off:
+        sides["gtune label-only off"] = []
+    for i in range(args.pairs):
+        if i > 0:
+            sides["gtune"].append(gtune(1))
+        sides["peer"].append(peer())
+        if args.gtune_off:
+            sides["gtune label-only off"].append(gtune(0))
+        g = sides["gtune"][-1]["median_s_per_step"]["A"]
+        p = sides["peer"][-1]["median_s_per_step"]
+        print("pair %d: gtune %.4f s/step, peer %.4f s/step, peer/gtune %.3f" % (i + 1, g, p, p / g),
+              flush=True)
+    p0 = sides["peer"][0]
+    print("peer: %s, %d real tokens, %d labelled, threads %d" % (
+        p0["impl"], p0["real_tokens"], p0["labelled_tokens"], p0["threads"]))
+    # Same model, same batches, same start: the first step's loss must agree.
+    print("first step's loss: gtune %.6f, peer %.6f" % (first["first_loss"]["A"], p0["first_loss"]))
+
+    def secs(side, j):
+        return j["median_s_per_step"]["A"] if side.startswith("gtune") else j["median_s_per_step"]
+
+    summary = {}
+    for side, runs in sides.items():
+        s = [secs(side, j) for j in runs]
+        rss = max(j["peak_rss_mb"] for j in runs)
+        summary[side] = statistics.median(s)
+        print("%-22s median %.4f s/step over %d runs (min %.4f, max %.4f); peak RSS %.0f MB" % (
+            side, statistics.median(s), len(s), min(s), max(s), rss))
+    ratios = [secs("peer", p) / secs("gtune", g) for p, g in zip(sides["peer"], sides["gtune"])]
+    print("peer / gtune: median of per-pair ratios %.3f (min %.3f, max %.3f)" % (
+        statistics.median(ratios), min(ratios), max(ratios)))
+    if args.gtune_off:
+        print("gtune label-only off / on: %.3f" % (summary["gtune label-only off"] / summary["gtune"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
