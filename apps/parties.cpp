@@ -134,7 +134,7 @@ Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
   }
   set_trainable(*seg.input, mode);
   set_trainable(*seg.output, mode);
-  seg.output->label_only_logits = cfg.run.label_only_logits;
+  set_compute_options(seg, cfg.run.packed_batches, cfg.run.label_only_logits);
   to_device(seg, device);  // before any optimizer is made over the adapters
   return seg;
 }

@@ -38,7 +38,7 @@ nlohmann::json evaluate_tasks(const RunConfig& cfg, const std::vector<ClientSide
   auto pretrained_model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
   auto pretrained = split_model(pretrained_model, {cfg.model.n_in, cfg.model.n_out});
   to_device(pretrained, parse_device(cfg.run.device));
-  pretrained.output->label_only_logits = cfg.run.label_only_logits;
+  set_compute_options(pretrained, cfg.run.packed_batches, cfg.run.label_only_logits);
   auto out = nlohmann::json::array();
   for (const auto& name : e.tasks) {
     auto task = wordnet_mc_task(name, cfg.data.wordnet_dir, size_t(e.items));

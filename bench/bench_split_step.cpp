@@ -79,6 +79,7 @@ struct Options {
   std::string json;                   // write the step times here as JSON too ("" = no)
   std::string dump_batches;  // write the batches here (safetensors) for bench/peer_split_step.py
   int label_only = 1;        // run.label_only_logits of every party
+  int packed = 1;            // run.packed_batches of every party
   int bytes = 1;             // print the bytes-per-step table (five more model pairs)
   std::string wordnet = "/usr/share/wordnet";
   std::string caf_policy =
@@ -94,6 +95,7 @@ struct Options {
                "       [--variants A0,A,B,C,B2,C2,C4] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
                "       [--rounds N] [--warmup N] [--batches N] [--threads N] [--batch B]\n"
                "       [--max-len T] [--caf-policy stealing|sharing] [--label-only 0|1]\n"
+               "       [--packed 0|1]\n"
                "       [--dump-batches FILE]\n";
   std::exit(2);
 }
@@ -113,9 +115,9 @@ Options parse(int argc, char** argv) {
                                                    {"--json", &o.json},
                                                    {"--dump-batches", &o.dump_batches}};
     const std::map<std::string, int*> ints{
-        {"--rounds", &o.rounds},   {"--warmup", &o.warmup},        {"--batches", &o.batches},
-        {"--threads", &o.threads}, {"--serve", &o.serve_fd},       {"--lifeline", &o.lifeline_fd},
-        {"--bytes", &o.bytes},     {"--label-only", &o.label_only}};
+        {"--rounds", &o.rounds},   {"--warmup", &o.warmup},         {"--batches", &o.batches},
+        {"--threads", &o.threads}, {"--serve", &o.serve_fd},        {"--lifeline", &o.lifeline_fd},
+        {"--bytes", &o.bytes},     {"--label-only", &o.label_only}, {"--packed", &o.packed}};
     const std::map<std::string, int64_t*> longs{{"--batch", &o.batch}, {"--max-len", &o.max_len}};
     if (!strs.count(a) && !ints.count(a) && !longs.count(a)) usage(argv[0], "unknown option " + a);
     try {
@@ -132,6 +134,7 @@ Options parse(int argc, char** argv) {
     usage(argv[0], "--caf-policy must be stealing or sharing");
   if (o.bytes != 0 && o.bytes != 1) usage(argv[0], "--bytes must be 0 or 1");
   if (o.label_only != 0 && o.label_only != 1) usage(argv[0], "--label-only must be 0 or 1");
+  if (o.packed != 0 && o.packed != 1) usage(argv[0], "--packed must be 0 or 1");
   return o;
 }
 
@@ -149,6 +152,7 @@ gt::RunConfig run_config(const Options& o) {
   cfg.model.path = o.model;
   cfg.run.device = o.device;
   cfg.run.label_only_logits = o.label_only != 0;
+  cfg.run.packed_batches = o.packed != 0;
   return cfg;
 }
 
@@ -179,7 +183,7 @@ ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
   gt::set_trainable(*c.model, gt::TrainMode::frozen);
   gt::set_trainable(*c.seg.input, gt::TrainMode::full);
   gt::set_trainable(*c.seg.output, gt::TrainMode::full);
-  c.seg.output->label_only_logits = cfg.run.label_only_logits;
+  gt::set_compute_options(c.seg, cfg.run.packed_batches, cfg.run.label_only_logits);
   gt::to_device(c.seg, gt::parse_device(cfg.run.device));  // before the optimizer
   c.optimizer = std::make_shared<torch::optim::AdamW>(
       gt::unique_parameters({c.seg.input.get(), c.seg.output.get()}),
@@ -202,7 +206,7 @@ std::shared_ptr<gt::SplitServer> make_server(const gt::RunConfig& cfg, const std
   auto model = load_model(cfg);
   gt::set_trainable(*model, gt::TrainMode::frozen);
   auto seg = gt::split_model(model, {cfg.model.n_in, cfg.model.n_out});
-  seg.output->label_only_logits = cfg.run.label_only_logits;
+  gt::set_compute_options(seg, cfg.run.packed_batches, cfg.run.label_only_logits);
   gt::to_device(seg, gt::parse_device(cfg.run.device));
   return std::make_shared<gt::SplitServer>(seg, name);
 }
@@ -396,7 +400,9 @@ Child spawn_server_process(const Options& o) {
     close(life_pipe[1]);
     std::vector<std::string> args{"bench_split_step", "--model", o.model,
                                   "--device",         o.device,  "--threads"};
-    args.insert(args.end(), {std::to_string(o.threads), "--caf-policy", o.caf_policy, "--serve"});
+    args.insert(args.end(), {std::to_string(o.threads), "--caf-policy", o.caf_policy, "--packed",
+                             std::to_string(o.packed), "--label-only", std::to_string(o.label_only),
+                             "--serve"});
     args.insert(args.end(),
                 {std::to_string(port_pipe[1]), "--lifeline", std::to_string(life_pipe[0])});
     std::vector<char*> argv;
@@ -505,9 +511,10 @@ int main(int argc, char** argv) {
                   static_cast<long long>(b.input_ids.size(1)));
     std::printf(
         "\nsplit n_in=%lld n_out=%lld, adapters full, AdamW lr %g, fp32 wire, no dCor, "
-        "label-only logits %s\n",
+        "label-only logits %s, packed batches %s\n",
         static_cast<long long>(cfg.model.n_in), static_cast<long long>(cfg.model.n_out),
-        cfg.optimizer.lr, cfg.run.label_only_logits ? "on" : "off");
+        cfg.optimizer.lr, cfg.run.label_only_logits ? "on" : "off",
+        cfg.run.packed_batches ? "on" : "off");
     if (!o.dump_batches.empty()) {
       std::vector<std::pair<std::string, torch::Tensor>> named;
       for (size_t i = 0; i < batches.size(); ++i) {
@@ -743,6 +750,7 @@ int main(int argc, char** argv) {
                           {"first_loss", nlohmann::json::object()}};
       j["parameters"] = parameters;
       j["label_only_logits"] = cfg.run.label_only_logits;
+      j["packed_batches"] = cfg.run.packed_batches;
       rusage usage{};
       getrusage(RUSAGE_SELF, &usage);
       j["peak_rss_mb"] = double(usage.ru_maxrss) / 1024.0;  // this process: client + server (A)

@@ -5,10 +5,10 @@ Runs bench_split_step (variant A: client and server objects, every message encod
 and bench/peer_split_step.py (the step as a Python trainer writes it) alternately, --pairs times
 each, on the batches bench_split_step makes from WordNet (dumped once, read by the peer), and
 prints each side's median seconds per step, the ratio peer / gtune per pair and its median, and
-each process's peak RSS. --gtune-off adds gtune with run.label_only_logits off, to show what
-computing the head only where a label counts buys on its own.
+each process's peak RSS. --ablate adds gtune with run.packed_batches and/or
+run.label_only_logits off, to show what each buys on its own (both off: the peer's computation).
 
-  /usr/bin/python3 bench/peer_compare.py --pairs 5 --rounds 5
+  /usr/bin/python3 bench/peer_compare.py --pairs 5 --rounds 5 --ablate
   /usr/bin/python3 bench/peer_compare.py --model opt-1.3b-random --batch 1 --max-len 128 \\
       --batches 2 --pairs 2 --rounds 2
 
@@ -45,7 +45,8 @@ def main(argv):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--gtune-off", action="store_true", help="also gtune with label-only off")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also gtune with packing and/or label-only logits off")
     args = ap.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="peer_compare.")
@@ -54,9 +55,10 @@ def main(argv):
               "--rounds", str(args.rounds), "--batches", str(args.batches), "--batch",
               str(args.batch), "--max-len", str(args.max_len), "--threads", str(args.threads)]
 
-    def gtune(label_only, dump=False):
+    def gtune(packed=1, label_only=1, dump=False):
         out = os.path.join(tmp, "gtune.json")
-        cmd = [args.bench] + common + ["--label-only", str(label_only), "--json", out]
+        cmd = [args.bench] + common + ["--packed", str(packed), "--label-only", str(label_only),
+                                       "--json", out]
         text = run(cmd + (["--dump-batches", batches] if dump else []))
         j = json.load(open(out))
         j["shapes_line"] = next((l for l in text.splitlines() if l.startswith("data:")), "")
@@ -68,17 +70,19 @@ def main(argv):
                "--threads", str(args.threads)]
         return json.loads(run(cmd).strip().splitlines()[-1])
 
-    first = gtune(1, dump=True)  # also makes the batches; counted as the first pair's gtune run
+    first = gtune(dump=True)  # also makes the batches; counted as the first pair's gtune run
     print(first["shapes_line"])
     sides = {"gtune": [first], "peer": []}
-    if args.gtune_off:
-        sides["gtune label-only off"] = []
+    ablations = {"gtune packed only": (1, 0), "gtune label-only only": (0, 1),
+                 "gtune both off": (0, 0)} if args.ablate else {}
+    for name in ablations:
+        sides[name] = []
     for i in range(args.pairs):
         if i > 0:
-            sides["gtune"].append(gtune(1))
+            sides["gtune"].append(gtune())
         sides["peer"].append(peer())
-        if args.gtune_off:
-            sides["gtune label-only off"].append(gtune(0))
+        for name, (packed, label_only) in ablations.items():
+            sides[name].append(gtune(packed, label_only))
         g = sides["gtune"][-1]["median_s_per_step"]["A"]
         p = sides["peer"][-1]["median_s_per_step"]
         print("pair %d: gtune %.4f s/step, peer %.4f s/step, peer/gtune %.3f" % (i + 1, g, p, p / g),
@@ -102,8 +106,8 @@ def main(argv):
     ratios = [secs("peer", p) / secs("gtune", g) for p, g in zip(sides["peer"], sides["gtune"])]
     print("peer / gtune: median of per-pair ratios %.3f (min %.3f, max %.3f)" % (
         statistics.median(ratios), min(ratios), max(ratios)))
-    if args.gtune_off:
-        print("gtune label-only off / on: %.3f" % (summary["gtune label-only off"] / summary["gtune"]))
+    for name in ablations:
+        print("%s / gtune: %.3f" % (name, summary[name] / summary["gtune"]))
     return 0
 
 

@@ -538,6 +538,9 @@ std::vector<Field> make_fields() {
           "the LM head and loss run only where a label counts (training, held-out loss, the "
           "multiple-choice scorer's choice tokens), in chunks; false: full (batch, time, vocab) "
           "logits, for comparison"),
+      run("packed_batches", &RunSection::packed_batches,
+          "every party's blocks compute on the real tokens only (padding left out; attention "
+          "keeps each sequence to itself); false: on every padded position, for comparison"),
       server("max_sessions", &ServerSection::max_sessions,
              "sessions the server keeps open at once; a further client is refused")
           .at_least(1),

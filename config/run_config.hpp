@@ -170,6 +170,8 @@ struct RunSection {
   // The LM head and its loss only at positions whose label counts, in chunks: no (B, T, V)
   // logits (issue 16). false: every position's logits, as transformers computes them.
   bool label_only_logits = true;
+  // Blocks compute on the real tokens only, padding left out (issue 16). false: every position.
+  bool packed_batches = true;
 };
 
 // The server's limits on what its clients may ask of it.

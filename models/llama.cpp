@@ -49,10 +49,16 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& cfg)
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const AttentionContext& ctx) {
-  const auto B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, num_heads, head_dim}).transpose(1, 2);     // (B, H, T, D)
-  auto k = k_proj(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, K, T, D)
-  auto v = v_proj(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, K, T, D)
+  // x is (B, T, C), or (N, C) packed: the projections run on real tokens only, RoPE and the
+  // scores on the (B, T) layout (positions 0..T-1, as without packing).
+  const bool packed = x.dim() == 2;
+  const auto B = packed ? ctx.batch : x.size(0), T = packed ? ctx.time : x.size(1);
+  auto laid_out = [&](const torch::Tensor& t) { return packed ? unpack_rows(t, ctx) : t; };
+  auto q = laid_out(q_proj(x)).view({B, T, num_heads, head_dim}).transpose(1, 2);  // (B, H, T, D)
+  auto k =
+      laid_out(k_proj(x)).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, K, T, D)
+  auto v =
+      laid_out(v_proj(x)).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, K, T, D)
   q = apply_rope(q, ctx);
   k = apply_rope(k, ctx);
   // Grouped-query attention: query head h reads kv head h / (H / K).
@@ -68,7 +74,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Attentio
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
   auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
   auto y = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, num_heads * head_dim});
-  return o_proj(y);  // (B, T, C)
+  return o_proj(packed ? pack_rows(y, ctx) : y);  // (B, T, C) or (N, C)
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& cfg) {

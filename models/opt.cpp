@@ -53,15 +53,19 @@ OptAttentionImpl::OptAttentionImpl(const ModelConfig& cfg)
 }
 
 torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x, const AttentionContext& ctx) {
-  const auto B = x.size(0), T = x.size(1), C = x.size(2);
+  // x is (B, T, C), or (N, C) packed: the projections run on real tokens only, the scores on
+  // the (B, T) layout.
+  const bool packed = x.dim() == 2;
+  const auto B = packed ? ctx.batch : x.size(0), T = packed ? ctx.time : x.size(1);
+  const auto C = x.size(-1);
   auto heads = [&](const torch::Tensor& t) {
-    return t.view({B, T, num_heads, head_dim}).transpose(1, 2);
+    return (packed ? unpack_rows(t, ctx) : t).view({B, T, num_heads, head_dim}).transpose(1, 2);
   };
   auto q = heads(q_proj(x)), k = heads(k_proj(x)), v = heads(v_proj(x));  // (B, H, T, D)
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
   auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
   auto y = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, C});         // (B, T, C)
-  return out_proj(y);
+  return out_proj(packed ? pack_rows(y, ctx) : y);
 }
 
 OptBlockImpl::OptBlockImpl(const ModelConfig& cfg, int64_t index_)

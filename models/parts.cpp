@@ -20,6 +20,9 @@ AttentionContext make_attention_context(const ModelConfig& cfg, const torch::Ten
   auto min =
       torch::full({}, std::numeric_limits<float>::lowest(), opts.dtype(torch::kFloat)).to(dtype);
   ctx.mask_bias = torch::where(allowed, zero, min);
+  ctx.real_index = attention_mask.reshape({-1}).nonzero().reshape({-1});
+  ctx.batch = attention_mask.size(0);
+  ctx.time = T;
 
   if (cfg.family == Family::llama) {
     // RoPE (rotate-half layout), positions 0..T-1 whatever the mask, as transformers' Llama.
@@ -34,6 +37,26 @@ AttentionContext make_attention_context(const ModelConfig& cfg, const torch::Ten
     ctx.rope_sin = emb.sin().to(dtype);
   }
   return ctx;
+}
+
+torch::Tensor pack_rows(const torch::Tensor& x, const AttentionContext& ctx) {
+  return x.reshape({ctx.batch * ctx.time, x.size(-1)}).index_select(0, ctx.real_index);
+}
+
+torch::Tensor unpack_rows(const torch::Tensor& x, const AttentionContext& ctx) {
+  return torch::zeros({ctx.batch * ctx.time, x.size(-1)}, x.options())
+      .index_copy(0, ctx.real_index, x)
+      .view({ctx.batch, ctx.time, x.size(-1)});
+}
+
+torch::Tensor run_blocks(const std::vector<std::shared_ptr<BlockImpl>>& blocks, torch::Tensor x,
+                         const AttentionContext& ctx, bool packed) {
+  if (blocks.empty()) return x;
+  // Nothing to save when every position is real (no padding in the batch).
+  packed = packed && ctx.real_index.defined() && ctx.real_index.size(0) < ctx.batch * ctx.time;
+  if (packed) x = pack_rows(x, ctx);
+  for (const auto& block : blocks) x = block->forward(x, ctx);
+  return packed ? unpack_rows(x, ctx) : x;
 }
 
 LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {

@@ -4,11 +4,15 @@
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "models/model_config.hpp"
 
 namespace gt {
+
+struct BlockImpl;
 
 // What every block needs besides the hidden states; built once per batch from
 // the attention mask, by whichever party runs the blocks (client or server).
@@ -17,11 +21,24 @@ struct AttentionContext {
       mask_bias;  // (B, 1, T, T) additive: 0 where attending is allowed, dtype-min elsewhere
   torch::Tensor rope_cos;  // (T, head_dim) LLaMA only
   torch::Tensor rope_sin;  // (T, head_dim) LLaMA only
+  // Packed batches (issue 16): the flat index b * T + t of every real token, in order. A block
+  // given hidden states of (N, C) instead of (B, T, C) computes on these rows only; attention
+  // alone lays them out as (B, T) again, where the mask keeps each sequence to itself.
+  torch::Tensor real_index;  // (N) int64
+  int64_t batch = 0, time = 0;
 };
 
 // attention_mask: (B, T) of 0/1. Causal + padding, as transformers builds it.
 AttentionContext make_attention_context(const ModelConfig& cfg, const torch::Tensor& attention_mask,
                                         torch::ScalarType dtype);
+
+// (B, T, C) -> (N, C): the real tokens' rows. Differentiable.
+torch::Tensor pack_rows(const torch::Tensor& x, const AttentionContext& ctx);
+// (N, C) -> (B, T, C), zeros at padding. Differentiable.
+torch::Tensor unpack_rows(const torch::Tensor& x, const AttentionContext& ctx);
+// Runs `blocks` on x (B, T, C) packed when `packed`, returning (B, T, C) (zeros at padding then).
+torch::Tensor run_blocks(const std::vector<std::shared_ptr<BlockImpl>>& blocks, torch::Tensor x,
+                         const AttentionContext& ctx, bool packed);
 
 // A piece knows its parameters' names in the HuggingFace checkpoint.
 struct PartImpl : torch::nn::Module {

@@ -42,8 +42,7 @@ torch::Tensor InputAdapterImpl::forward(const torch::Tensor& input_ids,
     input_map = input_map.to(input_ids.device());
   auto x = embed->forward(input_map.defined() ? input_map.index({input_ids}) : input_ids,
                           attention_mask);
-  for (auto& block : blocks) x = block->forward(x, ctx);
-  return x;
+  return run_blocks(blocks, x, ctx, packed);
 }
 
 std::vector<const PartImpl*> InputAdapterImpl::parts() const {
@@ -58,9 +57,7 @@ BackboneImpl::BackboneImpl(std::vector<std::shared_ptr<BlockImpl>> bs) : blocks(
 }
 
 torch::Tensor BackboneImpl::forward(const torch::Tensor& a1, const AttentionContext& ctx) {
-  auto x = a1;
-  for (auto& block : blocks) x = block->forward(x, ctx);
-  return x;
+  return run_blocks(blocks, a1, ctx, packed);
 }
 
 std::vector<const PartImpl*> BackboneImpl::parts() const {
@@ -80,9 +77,7 @@ torch::Tensor OutputAdapterImpl::forward(const torch::Tensor& a2, const Attentio
 }
 
 torch::Tensor OutputAdapterImpl::hidden(const torch::Tensor& a2, const AttentionContext& ctx) {
-  auto x = a2;
-  for (auto& block : blocks) x = block->forward(x, ctx);
-  return x;
+  return run_blocks(blocks, a2, ctx, packed);
 }
 
 LmLoss OutputAdapterImpl::lm_loss(const torch::Tensor& a2, const AttentionContext& ctx,
@@ -144,6 +139,15 @@ Segments split_model(const DecoderLM& model, SplitPoints s) {
   seg.output = OutputAdapter(
       std::vector<std::shared_ptr<BlockImpl>>(b.begin() + (L - s.n_out), b.end()), model->head);
   return seg;
+}
+
+void set_compute_options(Segments& seg, bool packed_batches, bool label_only_logits) {
+  if (!seg.input.is_empty()) seg.input->packed = packed_batches;
+  if (!seg.backbone.is_empty()) seg.backbone->packed = packed_batches;
+  if (!seg.output.is_empty()) {
+    seg.output->packed = packed_batches;
+    seg.output->label_only_logits = label_only_logits;
+  }
 }
 
 torch::Device Segments::device() const {

@@ -33,6 +33,9 @@ struct InputAdapterImpl : torch::nn::Module {
   std::shared_ptr<EmbeddingsImpl> embed;
   std::vector<std::shared_ptr<BlockImpl>> blocks;
   torch::Tensor input_map;
+  // Blocks compute on the real tokens only (zeros at padding in the output); false: on every
+  // position, as transformers does (run.packed_batches). Results equal up to summation order.
+  bool packed = true;
 };
 TORCH_MODULE(InputAdapter);
 
@@ -43,6 +46,7 @@ struct BackboneImpl : torch::nn::Module {
   std::vector<const PartImpl*> parts() const;
 
   std::vector<std::shared_ptr<BlockImpl>> blocks;
+  bool packed = true;  // as InputAdapterImpl::packed
 };
 TORCH_MODULE(Backbone);
 
@@ -64,6 +68,7 @@ struct OutputAdapterImpl : torch::nn::Module {
   std::shared_ptr<HeadImpl> head;
   // false: full (B, T, V) logits, as transformers computes them (run.label_only_logits).
   bool label_only_logits = true;
+  bool packed = true;  // as InputAdapterImpl::packed
 };
 TORCH_MODULE(OutputAdapter);
 
@@ -81,6 +86,10 @@ struct Segments {
 };
 
 Segments split_model(const DecoderLM& model, SplitPoints split);
+
+// run.packed_batches and run.label_only_logits on every segment of `seg` (shared modules: every
+// copy of these Segments sees them).
+void set_compute_options(Segments& seg, bool packed_batches, bool label_only_logits);
 
 // Moves every weight of the three segments (shared and tied ones once) to `device`, in place:
 // every copy of `seg`, and the DecoderLM it was cut from, see the move. Call it before making

@@ -9,7 +9,8 @@ OfflineClient::OfflineClient(std::shared_ptr<ClientModel> model, Backbone emulat
                              std::string name)
     : AdapterStrategy(std::move(model)), emulator_(std::move(emulator)), name_(std::move(name)) {
   for (auto& p : emulator_->parameters()) p.requires_grad_(false);  // the emulator stays frozen
-  emulator_->to(seg().device());  // it arrives from a file, in host memory
+  emulator_->to(seg().device());            // it arrives from a file, in host memory
+  emulator_->packed = seg().input->packed;  // run.packed_batches, as the client's segments
 }
 
 ClientAction OfflineClient::begin_step(const StepInput& in) {

@@ -18,6 +18,7 @@ PrivatizeClient::PrivatizeClient(std::shared_ptr<ClientModel> model, Backbone st
         "strategy.dcor_lambda must be > 0)");
   for (auto& p : stand_in_->parameters()) p.requires_grad_(false);
   stand_in_->to(seg().device());
+  stand_in_->packed = seg().input->packed;  // run.packed_batches, as the client's own segments
   if (!train_output) {
     std::set<const void*> input;
     for (const auto& p : seg().input->parameters()) input.insert(p.unsafeGetTensorImpl());

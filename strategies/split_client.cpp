@@ -21,6 +21,7 @@ SplitClient::SplitClient(std::shared_ptr<ClientModel> model, std::string name, b
       throw Error(name_ + ": a local backward runs unpipelined (micro_batches must be 1)");
     for (auto& p : stand_in_->parameters()) p.requires_grad_(false);
     stand_in_->to(seg().device());
+    stand_in_->packed = seg().input->packed;  // run.packed_batches, as the client's segments
   }
 }
 

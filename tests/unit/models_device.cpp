@@ -283,6 +283,7 @@ TEST_CASE("device: tensors made inside the decoders follow the input's device") 
     CAPTURE(name);
     auto model = gt::load_decoder(gt::test::fixture(std::string("hf-reference/") + name));
     auto seg = gt::split_model(model, {1, 1});
+    gt::set_compute_options(seg, /*packed_batches=*/false, true);  // as model->forward computes
     const auto batch = batch_of(model->cfg.vocab_size, 0);
     torch::NoGradGuard no_grad;
     const auto reference = model->forward(batch.input_ids, batch.attention_mask);

@@ -204,6 +204,12 @@ torch::Tensor padded_rows(const torch::Tensor& x, const torch::Tensor& mask) {
   return x.index({mask.eq(0)});
 }
 
+// Equal up to float summation order: the parties compute on the real tokens only (packed
+// batches), the references on every position.
+bool summation_close(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() <= 1e-5 * b.abs().max().item<double>() + 1e-7;
+}
+
 }  // namespace
 
 TEST_CASE("strategies: padded positions carry nothing, so leaving them off the wire is lossless") {
@@ -220,6 +226,7 @@ TEST_CASE("strategies: padded positions carry nothing, so leaving them off the w
   auto reference = gt::load_decoder(dir);
   gt::set_trainable(*reference, gt::TrainMode::frozen);
   auto backbone = gt::split_model(reference, {1, 1}).backbone;
+  backbone->packed = false;  // every position, garbage included
   const auto ctx = gt::make_attention_context(reference->cfg, mask, torch::kFloat);
   auto other = make_client(dir, 1e-3);
   gt::SplitClient reference_client(
@@ -239,7 +246,7 @@ TEST_CASE("strategies: padded positions carry nothing, so leaving them off the w
   const auto reply = server.forward(wire(fwd));
   CHECK(!reply.activations.rows.empty());
   const auto a2 = gt::from_wire(reply.activations, "a2");
-  CHECK(torch::equal(real_rows(a2, mask), real_rows(a2_full, mask).detach()));
+  CHECK(summation_close(real_rows(a2, mask), real_rows(a2_full, mask).detach()));
 
   // The client's g2 is exactly 0 at padded positions whatever a2 holds there, and the same at
   // the real ones.
@@ -250,14 +257,14 @@ TEST_CASE("strategies: padded positions carry nothing, so leaving them off the w
   auto bwd = std::get<gt::BackwardRequest>(client.on_reply(wire(reply)));
   CHECK(!bwd.gradient.rows.empty());
   const auto g2 = gt::from_wire(bwd.gradient, "g2");
-  CHECK(torch::equal(real_rows(g2, mask), real_rows(g2_full, mask)));
+  CHECK(summation_close(real_rows(g2, mask), real_rows(g2_full, mask)));
 
   // g1 is exactly 0 at padded positions too, and the same at the real ones.
   a2_full.backward(g2_full);
   const auto g1_full = a1_full.grad();
   CHECK(padded_rows(g1_full, mask).abs().max().item<float>() == 0);
   const auto g1 = gt::from_wire(server.backward(wire(bwd)).gradient, "g1");
-  CHECK(torch::equal(real_rows(g1, mask), real_rows(g1_full, mask)));
+  CHECK(summation_close(real_rows(g1, mask), real_rows(g1_full, mask)));
   CHECK(real_rows(g1, mask).abs().max().item<float>() > 0);
 }
 
