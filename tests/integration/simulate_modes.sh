@@ -101,9 +101,12 @@ EOF
 same_run inproc procs
 
 # Pipelined micro-batches (strategy.micro_batches, issue 8): three forwards and three backwards
-# a step (batches of 8 rows: 3, 3, 2), the same training up to float summation order (AdamW
-# turns rounding into differences of about lr at most; losses agree to 1e-3), and in one
-# process and with --processes the same run bit for bit.
+# a step (batches of 8 rows: 3, 3, 2), the same training up to float summation order, and in one
+# process and with --processes the same run bit for bit. The first two steps' losses agree to
+# 1e-4; after them AdamW turns rounding into moves of up to lr (a key bias's gradient is 0 in
+# exact arithmetic, so Adam scales its rounding noise up to a full step), and losses drift
+# apart by up to ~1.5e-3 over six steps (measured with and without packed batches, at
+# several thread counts): 5e-3 from step 2 on.
 run piped --set strategy.micro_batches=3
 check_structure piped
 run piped-procs --set strategy.micro_batches=3 --processes
@@ -119,7 +122,8 @@ for kind in ("activations_up", "activations_down", "gradients_up", "gradients_do
     assert messages(b, kind) == 3 * steps, f"pipelined {kind}: {messages(b, kind)} messages"
 assert messages(b, "activations_up.eval") == messages(a, "activations_up.eval"), "evaluation"
 for x, y in zip(a["steps"] + a["evals"], b["steps"] + b["evals"]):
-    assert abs(x["loss"] - y["loss"]) <= 1e-3 * abs(x["loss"]), f"loss {x['loss']} vs {y['loss']}"
+    tol = 1e-4 if x["step"] < 2 else 5e-3
+    assert abs(x["loss"] - y["loss"]) <= tol * abs(x["loss"]), f"step {x['step']}: loss {x['loss']} vs {y['loss']}"
 EOF
 # Only split and online pipeline: gradfree refuses the key, naming it.
 timeout 120 "$gtune" simulate "${small[@]}" --set strategy.kind=gradfree \
