@@ -80,6 +80,7 @@ struct Options {
   std::string dump_batches;  // write the batches here (safetensors) for bench/peer_split_step.py
   int label_only = 1;        // run.label_only_logits of every party
   int packed = 1;            // run.packed_batches of every party
+  std::string train = "full";  // the adapters: full, or LoRA factors (model.lora_*'s defaults)
   int bytes = 1;             // print the bytes-per-step table (five more model pairs)
   std::string wordnet = "/usr/share/wordnet";
   std::string caf_policy =
@@ -95,7 +96,7 @@ struct Options {
                "       [--variants A0,A,B,C,B2,C2,C4] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
                "       [--rounds N] [--warmup N] [--batches N] [--threads N] [--batch B]\n"
                "       [--max-len T] [--caf-policy stealing|sharing] [--label-only 0|1]\n"
-               "       [--packed 0|1]\n"
+               "       [--packed 0|1] [--train full|lora]\n"
                "       [--dump-batches FILE]\n";
   std::exit(2);
 }
@@ -113,7 +114,8 @@ Options parse(int argc, char** argv) {
                                                    {"--device", &o.device},
                                                    {"--variants", &o.variants},
                                                    {"--json", &o.json},
-                                                   {"--dump-batches", &o.dump_batches}};
+                                                   {"--dump-batches", &o.dump_batches},
+                                                   {"--train", &o.train}};
     const std::map<std::string, int*> ints{
         {"--rounds", &o.rounds},   {"--warmup", &o.warmup},         {"--batches", &o.batches},
         {"--threads", &o.threads}, {"--serve", &o.serve_fd},        {"--lifeline", &o.lifeline_fd},
@@ -135,6 +137,7 @@ Options parse(int argc, char** argv) {
   if (o.bytes != 0 && o.bytes != 1) usage(argv[0], "--bytes must be 0 or 1");
   if (o.label_only != 0 && o.label_only != 1) usage(argv[0], "--label-only must be 0 or 1");
   if (o.packed != 0 && o.packed != 1) usage(argv[0], "--packed must be 0 or 1");
+  if (o.train != "full" && o.train != "lora") usage(argv[0], "--train must be full or lora");
   return o;
 }
 
@@ -153,6 +156,7 @@ gt::RunConfig run_config(const Options& o) {
   cfg.run.device = o.device;
   cfg.run.label_only_logits = o.label_only != 0;
   cfg.run.packed_batches = o.packed != 0;
+  cfg.model.train = o.train;
   return cfg;
 }
 
@@ -181,8 +185,15 @@ ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
   c.model = load_model(cfg);
   c.seg = gt::split_model(c.model, {cfg.model.n_in, cfg.model.n_out});
   gt::set_trainable(*c.model, gt::TrainMode::frozen);
-  gt::set_trainable(*c.seg.input, gt::TrainMode::full);
-  gt::set_trainable(*c.seg.output, gt::TrainMode::full);
+  const auto mode = gt::parse_train_mode(cfg.model.train);
+  if (mode == gt::TrainMode::lora) {  // seeded: every variant's copy starts from the same factors
+    torch::manual_seed(0);
+    const gt::LoraOptions lora{cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets};
+    gt::apply_lora(*c.seg.input, lora);
+    gt::apply_lora(*c.seg.output, lora);
+  }
+  gt::set_trainable(*c.seg.input, mode);
+  gt::set_trainable(*c.seg.output, mode);
   gt::set_compute_options(c.seg, cfg.run.packed_batches, cfg.run.label_only_logits);
   gt::to_device(c.seg, gt::parse_device(cfg.run.device));  // before the optimizer
   c.optimizer = std::make_shared<torch::optim::AdamW>(
@@ -510,10 +521,10 @@ int main(int argc, char** argv) {
       std::printf(" %lldx%lld", static_cast<long long>(b.input_ids.size(0)),
                   static_cast<long long>(b.input_ids.size(1)));
     std::printf(
-        "\nsplit n_in=%lld n_out=%lld, adapters full, AdamW lr %g, fp32 wire, no dCor, "
+        "\nsplit n_in=%lld n_out=%lld, adapters %s, AdamW lr %g, fp32 wire, no dCor, "
         "label-only logits %s, packed batches %s\n",
         static_cast<long long>(cfg.model.n_in), static_cast<long long>(cfg.model.n_out),
-        cfg.optimizer.lr, cfg.run.label_only_logits ? "on" : "off",
+        cfg.model.train.c_str(), cfg.optimizer.lr, cfg.run.label_only_logits ? "on" : "off",
         cfg.run.packed_batches ? "on" : "off");
     if (!o.dump_batches.empty()) {
       std::vector<std::pair<std::string, torch::Tensor>> named;

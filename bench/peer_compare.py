@@ -9,8 +9,8 @@ each process's peak RSS. --ablate adds gtune with run.packed_batches and/or
 run.label_only_logits off, to show what each buys on its own (both off: the peer's computation).
 
   /usr/bin/python3 bench/peer_compare.py --pairs 5 --rounds 5 --ablate
-  /usr/bin/python3 bench/peer_compare.py --model opt-1.3b-random --batch 1 --max-len 128 \\
-      --batches 2 --pairs 2 --rounds 2
+  /usr/bin/python3 bench/peer_compare.py --model opt-1.3b-random --train lora --batch 4 \\
+      --max-len 128 --batches 2 --pairs 1 --rounds 1
 
 Needs Debian's python3-torch (apt-get install python3-torch) and a release build
 (scripts/build release bench_split_step).
@@ -45,6 +45,8 @@ def main(argv):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train", default="full", choices=["full", "lora"],
+                    help="the adapters both sides train: full, or LoRA on q_proj/v_proj")
     ap.add_argument("--ablate", action="store_true",
                     help="also gtune with packing and/or label-only logits off")
     args = ap.parse_args(argv)
@@ -53,7 +55,8 @@ def main(argv):
     batches = os.path.join(tmp, "batches.safetensors")
     common = ["--model", args.model, "--variants", "A", "--bytes", "0", "--warmup", "1",
               "--rounds", str(args.rounds), "--batches", str(args.batches), "--batch",
-              str(args.batch), "--max-len", str(args.max_len), "--threads", str(args.threads)]
+              str(args.batch), "--max-len", str(args.max_len), "--threads", str(args.threads),
+              "--train", args.train]
 
     def gtune(packed=1, label_only=1, dump=False):
         out = os.path.join(tmp, "gtune.json")
@@ -67,7 +70,7 @@ def main(argv):
     def peer():
         cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench/peer_split_step.py"), "--model",
                args.model, "--batches", batches, "--warmup", "1", "--rounds", str(args.rounds),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--train", args.train]
         return json.loads(run(cmd).strip().splitlines()[-1])
 
     first = gtune(dump=True)  # also makes the batches; counted as the first pair's gtune run

@@ -67,13 +67,33 @@ def read_safetensors(path):
     return out
 
 
+class LoraLinear(nn.Linear):
+    """nn.Linear, plus PEFT's LoRA when enabled: y = W x + b + (alpha / r) B A x, B = 0 at start."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.lora_A = self.lora_B = None
+
+    def enable_lora(self, rank, alpha):
+        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features))
+        nn.init.kaiming_uniform_(self.lora_A, a=5 ** 0.5)
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank))
+        self.lora_scale = alpha / rank
+
+    def forward(self, x):
+        y = super().forward(x)
+        if self.lora_A is not None:
+            y = y + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.lora_scale
+        return y
+
+
 class Attention(nn.Module):
     def __init__(self, c, heads, bias):
         super().__init__()
         self.heads, self.head_dim = heads, c // heads
         self.scaling = self.head_dim ** -0.5
-        self.q_proj, self.k_proj = nn.Linear(c, c, bias), nn.Linear(c, c, bias)
-        self.v_proj, self.out_proj = nn.Linear(c, c, bias), nn.Linear(c, c, bias)
+        self.q_proj, self.k_proj = LoraLinear(c, c, bias), LoraLinear(c, c, bias)
+        self.v_proj, self.out_proj = LoraLinear(c, c, bias), LoraLinear(c, c, bias)
 
     def forward(self, x, mask_bias):
         B, T, C = x.shape
@@ -142,10 +162,19 @@ class Opt(nn.Module):
             a2 = layer(a2, bias)
         return F.linear(self.final_layer_norm(a2), self.embed_tokens.weight)  # (B, T, V)
 
-    def adapter_parameters(self, n_in, n_out):
+    def adapter_parameters(self, n_in, n_out, lora=None):
+        """Full: every adapter parameter. lora=(rank, alpha): LoRA factors on the adapters' q_proj
+        and v_proj (gtune's model.lora_targets default), only they train."""
         L = len(self.layers)
-        mods = [self.embed_tokens, self.embed_positions, self.final_layer_norm]
-        mods += list(self.layers[:n_in]) + list(self.layers[L - n_out:])
+        layers = list(self.layers[:n_in]) + list(self.layers[L - n_out:])
+        if lora:
+            out = []
+            for layer in layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj):
+                    proj.enable_lora(*lora)
+                    out += [proj.lora_A, proj.lora_B]
+            return out
+        mods = [self.embed_tokens, self.embed_positions, self.final_layer_norm] + layers
         return [p for m in mods for p in m.parameters()]
 
 
@@ -194,6 +223,9 @@ def main(argv):
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train", default="full", choices=["full", "lora"])
+    ap.add_argument("--lora-rank", type=int, default=8)
+    ap.add_argument("--lora-alpha", type=float, default=16.0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -215,7 +247,8 @@ def main(argv):
         raise SystemExit("n_in + n_out must leave the backbone at least one of %d layers" % L)
     for p in model.parameters():
         p.requires_grad_(False)
-    adapters = model.adapter_parameters(args.n_in, args.n_out)
+    lora = (args.lora_rank, args.lora_alpha) if args.train == "lora" else None
+    adapters = model.adapter_parameters(args.n_in, args.n_out, lora)
     for p in adapters:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(adapters, lr=args.lr, weight_decay=0.0)
@@ -252,6 +285,8 @@ def main(argv):
         "real_tokens": int(sum(int(b[1].sum()) for b in batches)),
         "labelled_tokens": int(sum(int(b[2][:, 1:].ne(-100).sum()) for b in batches)),
         "threads": torch.get_num_threads(),
+        "train": args.train,
+        "trainable_parameters": sum(p.numel() for p in adapters),
         "rounds": args.rounds,
         "median_s_per_step": statistics.median(times),
         "min_s_per_step": min(times),
