@@ -77,11 +77,12 @@ struct Options {
   std::string device = "cpu";
   std::string variants = "A0,A,B,C";  // of A0, A, B, C, B2, C2, C4
   std::string json;                   // write the step times here as JSON too ("" = no)
-  std::string dump_batches;  // write the batches here (safetensors) for bench/peer_split_step.py
-  int label_only = 1;        // run.label_only_logits of every party
-  int packed = 1;            // run.packed_batches of every party
+  std::string dump_batches;    // write the batches here (safetensors) for bench/peer_split_step.py
+  int label_only = 1;          // run.label_only_logits of every party
+  int packed = 1;              // run.packed_batches of every party
   std::string train = "full";  // the adapters: full, or LoRA factors (model.lora_*'s defaults)
-  int bytes = 1;             // print the bytes-per-step table (five more model pairs)
+  int64_t synthetic = 0;  // > 0: random batches of this length (rows T/2..T real) for WordNet's
+  int bytes = 1;          // print the bytes-per-step table (five more model pairs)
   std::string wordnet = "/usr/share/wordnet";
   std::string caf_policy =
       "sharing";  // as gtune runs (apps/run_client.cpp), or CAF's default stealing
@@ -96,7 +97,7 @@ struct Options {
                "       [--variants A0,A,B,C,B2,C2,C4] [--bytes 0|1] [--json FILE] [--wordnet DIR]\n"
                "       [--rounds N] [--warmup N] [--batches N] [--threads N] [--batch B]\n"
                "       [--max-len T] [--caf-policy stealing|sharing] [--label-only 0|1]\n"
-               "       [--packed 0|1] [--train full|lora]\n"
+               "       [--packed 0|1] [--train full|lora] [--synthetic T]\n"
                "       [--dump-batches FILE]\n";
   std::exit(2);
 }
@@ -120,7 +121,8 @@ Options parse(int argc, char** argv) {
         {"--rounds", &o.rounds},   {"--warmup", &o.warmup},         {"--batches", &o.batches},
         {"--threads", &o.threads}, {"--serve", &o.serve_fd},        {"--lifeline", &o.lifeline_fd},
         {"--bytes", &o.bytes},     {"--label-only", &o.label_only}, {"--packed", &o.packed}};
-    const std::map<std::string, int64_t*> longs{{"--batch", &o.batch}, {"--max-len", &o.max_len}};
+    const std::map<std::string, int64_t*> longs{
+        {"--batch", &o.batch}, {"--max-len", &o.max_len}, {"--synthetic", &o.synthetic}};
     if (!strs.count(a) && !ints.count(a) && !longs.count(a)) usage(argv[0], "unknown option " + a);
     try {
       if (strs.count(a)) *strs.at(a) = v;
@@ -222,7 +224,28 @@ std::shared_ptr<gt::SplitServer> make_server(const gt::RunConfig& cfg, const std
   return std::make_shared<gt::SplitServer>(seg, name);
 }
 
+// Random ids, row 0 of length T and the others of T/2..T real tokens (right padding), every real
+// token labelled: long sequences, which the WordNet examples are not.
+std::vector<gt::LmBatch> synthetic_batches(const Options& o, int64_t vocab) {
+  auto gen = at::detail::createCPUGenerator(0);
+  std::vector<gt::LmBatch> out;
+  const auto T = o.synthetic;
+  for (int i = 0; i < o.batches; ++i) {
+    auto ids = torch::randint(3, std::min<int64_t>(vocab, 8192), {o.batch, T}, gen, torch::kLong);
+    auto lengths = torch::randint(std::max<int64_t>(1, T / 2), T + 1, {o.batch}, gen, torch::kLong);
+    lengths[0] = T;
+    auto mask = torch::arange(T).unsqueeze(0).lt(lengths.unsqueeze(1)).to(torch::kLong);
+    out.push_back({ids, mask, ids.masked_fill(mask.eq(0), -100)});
+  }
+  return out;
+}
+
 std::vector<gt::LmBatch> make_batches(const Options& o) {
+  if (o.synthetic > 0) {
+    const auto vocab =
+        o.model == kRandomModel ? int64_t(50272) : gt::load_model_config(o.model).vocab_size;
+    return synthetic_batches(o, vocab);
+  }
   const size_t want = static_cast<size_t>(o.batch) * o.batches;
   // Extra examples in case the tokenizer drops some that do not fit max_len.
   auto ex = gt::wordnet_instructions(o.wordnet, 0.05, want + 64, 1).train;
@@ -515,7 +538,8 @@ int main(int argc, char** argv) {
     if (want[kC] || want[kC2] || want[kC4])
       child = spawn_server_process(o);  // loads its model while we load ours
     const auto batches = make_batches(o);
-    std::printf("data: WordNet instructions, %d fixed batches of %lld, max_len %lld; shapes:",
+    std::printf("data: %s, %d fixed batches of %lld, max_len %lld; shapes:",
+                o.synthetic > 0 ? "synthetic (random ids, rows T/2..T)" : "WordNet instructions",
                 o.batches, static_cast<long long>(o.batch), static_cast<long long>(o.max_len));
     for (auto& b : batches)
       std::printf(" %lldx%lld", static_cast<long long>(b.input_ids.size(0)),

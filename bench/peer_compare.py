@@ -45,6 +45,8 @@ def main(argv):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="random batches of this length (rows T/2..T real) instead of WordNet's")
     ap.add_argument("--train", default="full", choices=["full", "lora"],
                     help="the adapters both sides train: full, or LoRA on q_proj/v_proj")
     ap.add_argument("--ablate", action="store_true",
@@ -56,7 +58,7 @@ def main(argv):
     common = ["--model", args.model, "--variants", "A", "--bytes", "0", "--warmup", "1",
               "--rounds", str(args.rounds), "--batches", str(args.batches), "--batch",
               str(args.batch), "--max-len", str(args.max_len), "--threads", str(args.threads),
-              "--train", args.train]
+              "--train", args.train, "--synthetic", str(args.synthetic)]
 
     def gtune(packed=1, label_only=1, dump=False):
         out = os.path.join(tmp, "gtune.json")
