@@ -28,23 +28,23 @@ StepOutcome CentralizedTrainer::step(const LmBatch& batch, WireStats& stats,
             static_cast<int64_t>(encode(upload).bytes.size()));
 
   const auto b = to_device(batch, seg_.device());
-  auto loss = this->loss(b).mean();
+  const auto summed = loss(b);
+  const auto mean = summed.mean();
   clear_gradients(*optimizer_);
-  loss.backward();
+  mean.backward();
   if (grad_clip_ > 0) clip_gradients(*optimizer_, grad_clip_);
   optimizer_->step();
   ++step_;
   StepOutcome out;
-  out.loss = loss.item<double>();
-  out.tokens = b.labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  out.loss = mean.item<double>();
+  out.tokens = summed.tokens;
   return out;
 }
 
 std::pair<double, int64_t> CentralizedTrainer::eval_loss(const LmBatch& cpu_batch) {
   torch::NoGradGuard no_grad;
   const auto batch = to_device(cpu_batch, seg_.device());
-  const auto l = loss(batch);
-  return {l.sum.item<double>(), l.tokens};
+  return summed_lm_loss(loss(batch));
 }
 
 }  // namespace gt
