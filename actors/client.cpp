@@ -88,11 +88,14 @@ auto recover(ClientSelf self, std::string what, Next retry) {
     if (is_wire_error(err) || !st.parts.reconnector) return fail(self, what + ": " + describe(err));
     spdlog::warn("client {}: lost the server ({}: {}); reconnecting", st.plan.name, what,
                  describe(err));
+    st.reconnecting = true;
     self->request(st.parts.reconnector, caf::infinite, reconnect_atom_v)
         .then(
             [self, retry](caf::strong_actor_ptr& server) {
               auto& st = self->state;
               st.parts.server = caf::actor_cast<server_actor>(server);
+              st.server_down.reset();
+              st.reconnecting = false;
               self->monitor(st.parts.server);
               if (st.parts.metrics) st.parts.metrics->add_reconnect(st.plan.name);
               spdlog::info("client {}: reached the server again; new session", st.plan.name);
@@ -125,6 +128,10 @@ void ask_server(ClientSelf self, const Req& msg, const std::string& suffix, std:
   auto& st = self->state;
   const auto id = ++st.requests;
   st.pending[id] = PendingRequest{id, std::move(what), std::move(retry)};
+  if (st.server_down) {  // a pipelined step's further requests wait for the recovery
+    if (st.reconnecting) return void(st.pending.erase(id));
+    return take_over(self, id, *st.server_down);
+  }
   self->request(st.parts.server, kReplyTimeout, send_counted(self, msg, suffix))
       .then(
           [self, id, suffix, on_reply](Encoded<Rep>& enc) {
@@ -574,7 +581,11 @@ client_actor::behavior_type client_behavior(ClientSelf self, ClientParts parts, 
   self->monitor(st.parts.server);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (dm.source != st.parts.server.address() || st.pending.empty()) return;
+    if (dm.source != st.parts.server.address()) return;
+    if (st.pending.empty()) {
+      st.server_down = dm.reason;
+      return;
+    }
     take_over(self, st.pending.begin()->first, dm.reason);
   });
   if (st.plan.checkpoint) {

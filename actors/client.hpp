@@ -88,6 +88,10 @@ struct ClientActorState {
   // fails, all are dropped (their late replies ignored) and the step is begun again.
   std::map<uint64_t, PendingRequest> pending;
   uint64_t requests = 0;
+  // Why the server went down while nothing was in flight: the next request fails with it at
+  // once (CAF 0.17 may drop a message to a dead remote actor without a word).
+  std::optional<caf::error> server_down;
+  bool reconnecting = false;  // the reconnector is at work; the step begins again after it
   // The step in flight, to begin again after its server is lost.
   StepInput step_input;
   std::vector<torch::Tensor> step_random;

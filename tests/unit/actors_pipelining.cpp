@@ -61,6 +61,38 @@ caf::behavior mortal_proxy(caf::event_based_actor* self, gt::server_actor server
   };
 }
 
+using vanish_atom = caf::atom_constant<caf::atom("vanish")>;
+
+// A stand-in for a remote server whose node goes down while nothing is in flight: after
+// `vanish`, whatever the client sends is lost without an answer, as CAF 0.17 loses messages to
+// a dead node's actors (the client hears of the loss from a down message only).
+caf::behavior vanishing_proxy(caf::event_based_actor* self, gt::server_actor server) {
+  auto gone = std::make_shared<bool>(false);
+  auto unanswered = std::make_shared<std::vector<caf::response_promise>>();
+  auto lose = [=] {
+    unanswered->push_back(self->make_response_promise());
+    return unanswered->back();
+  };
+  return {
+      [=](vanish_atom) { *gone = true; },
+      [=](gt::Encoded<gt::SessionHello>& m) -> caf::result<gt::Encoded<gt::SessionAccept>> {
+        if (*gone) return lose();
+        return self->delegate(server, std::move(m));
+      },
+      [=](gt::Encoded<gt::ForwardRequest>& m) -> caf::result<gt::Encoded<gt::ForwardReply>> {
+        if (*gone) return lose();
+        return self->delegate(server, std::move(m));
+      },
+      [=](gt::Encoded<gt::BackwardRequest>& m) -> caf::result<gt::Encoded<gt::BackwardReply>> {
+        if (*gone) return lose();
+        return self->delegate(server, std::move(m));
+      },
+      [=](gt::Encoded<gt::SessionBye>& m) {
+        if (!*gone) self->send(server, std::move(m));
+      },
+  };
+}
+
 struct Run {
   std::vector<double> losses;  // per step, then the final held-out loss
   gt::NamedTensors adapters;
@@ -69,8 +101,10 @@ struct Run {
 
 // `steps` online steps (int8 a1, g2 as `g2`, dCor, noise) of one client actor against a server
 // actor; with die_at > 0 the client first talks to a mortal proxy and reconnects to the server.
+// With vanish_after > 0 the first server is a vanishing proxy instead, which goes down while
+// the client waits for the scheduler's answer to its report of step `vanish_after`.
 Run run(int64_t micro_batches, int steps, int die_at = 0,
-        gt::QuantScheme g2 = gt::QuantScheme::int8) {
+        gt::QuantScheme g2 = gt::QuantScheme::int8, int vanish_after = 0) {
   QuietLogs quiet;
   Config cfg;
   caf::actor_system sys{cfg};
@@ -102,8 +136,10 @@ Run run(int64_t micro_batches, int steps, int die_at = 0,
   parts.stats = std::make_shared<gt::WireStats>();
   std::vector<caf::actor> helpers;
   parts.server = server;
-  if (die_at > 0) {
-    auto proxy = sys.spawn(mortal_proxy, server, die_at);
+  caf::actor proxy;
+  if (die_at > 0 || vanish_after > 0) {
+    proxy =
+        die_at > 0 ? sys.spawn(mortal_proxy, server, die_at) : sys.spawn(vanishing_proxy, server);
     parts.server = caf::actor_cast<gt::server_actor>(proxy);
     helpers.push_back(proxy);
     // Spawn arguments rather than captures: CAF 0.17 dereferences a null argument tuple for
@@ -125,11 +161,21 @@ Run run(int64_t micro_batches, int steps, int die_at = 0,
   plan.eval_batch = 8;
   plan.seed = 1;
   auto client = sys.spawn(gt::client_behavior, parts, plan);
-  // The scheduler's part: one phase, every step report answered "go on".
+  // The scheduler's part: one phase, every step report answered "go on". The vanishing proxy
+  // goes down before the answer to step vanish_after's report, while nothing is in flight.
   auto scheduler = sys.spawn(
-      [](caf::event_based_actor* self, gt::client_actor client, int64_t steps) -> caf::behavior {
+      [](caf::event_based_actor* self, gt::client_actor client, int64_t steps, caf::actor proxy,
+         int64_t vanish_after) -> caf::behavior {
         return {
-            [](gt::StepReport&) { return std::string(); },
+            [=](gt::StepReport& report) {
+              if (vanish_after > 0 && report.step == vanish_after) {
+                self->send(proxy, vanish_atom::value);
+                self->send(
+                    caf::actor_cast<caf::actor>(client),
+                    caf::down_msg{proxy.address(), caf::exit_reason::remote_link_unreachable});
+              }
+              return std::string();
+            },
             [=](gt::run_atom) -> caf::result<std::string> {
               auto rp = self->make_response_promise<std::string>();
               self->request(client, caf::infinite, gt::PhaseOrder{0, "online", steps})
@@ -139,7 +185,7 @@ Run run(int64_t micro_batches, int steps, int die_at = 0,
             },
         };
       },
-      client, int64_t{steps});
+      client, int64_t{steps}, proxy, int64_t{vanish_after});
   helpers.push_back(scheduler);
 
   Run r;
@@ -209,4 +255,19 @@ TEST_CASE("pipelining: a server lost in the middle of a pipelined step: the step
     CHECK(torch::equal(t, lost.adapters.at(name)));
   }
   CHECK(lost.up.at("activations_up") > whole.up.at("activations_up"));  // step 2's again
+}
+
+TEST_CASE("pipelining: a server that goes down between requests is reached again at the next one") {
+  constexpr int steps = 3;
+  const auto whole = run(1, steps);
+  // Step 1's backward is answered, then the server's node is down: step 2's forward would be
+  // lost without an answer if the client sent it.
+  const auto vanished = run(1, steps, 0, gt::QuantScheme::int8, 1);
+  REQUIRE(vanished.losses.size() == whole.losses.size());
+  for (size_t i = 0; i < whole.losses.size(); ++i) CHECK(vanished.losses[i] == whole.losses[i]);
+  for (const auto& [name, t] : whole.adapters) {
+    const auto& tensor_name = name;
+    CAPTURE(tensor_name);
+    CHECK(torch::equal(t, vanished.adapters.at(name)));
+  }
 }
