@@ -233,16 +233,18 @@ void run_scheduler_node(const NodeOptions& opt) {
 
 // The client this node is: with --shard I, client I of scheduler.clients as `gtune simulate`
 // makes it (named <run.name>-I, every scheduler.clients-th training example from the I-th);
-// otherwise run.name with all its data.
+// otherwise run.name with all its data. The server runs the backbone: this process holds the
+// adapters only.
 ClientSide this_client(const RunConfig& cfg, const NodeOptions& opt) {
-  if (opt.shard < 0) return make_client_side(cfg);
+  constexpr bool hold_backbone = false;
+  if (opt.shard < 0) return make_client_side(cfg, 0, 1, hold_backbone);
   if (opt.scheduler.empty())
     throw Error("--shard: only for a client that joins a scheduler node (--scheduler HOST:PORT)");
   if (opt.shard >= cfg.scheduler.clients)
     throw Error("--shard " + std::to_string(opt.shard) + ": the run has " +
                 std::to_string(cfg.scheduler.clients) + " shard(s) (scheduler.clients), 0 to " +
                 std::to_string(cfg.scheduler.clients - 1));
-  return make_client_side(cfg, opt.shard, cfg.scheduler.clients);
+  return make_client_side(cfg, opt.shard, cfg.scheduler.clients, hold_backbone);
 }
 
 // A client that joined the scheduler node at --scheduler: its actor serves the scheduler's

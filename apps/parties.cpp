@@ -120,10 +120,13 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& 
 // on: LoRA factors (seeded, so every party starts from the same ones) or full; on
 // run.device. LoRA factors are drawn on the CPU before the move, so that parties on
 // different devices start from the same ones.
-Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model) {
+Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model, bool hold_backbone) {
   const auto device = parse_device(cfg.run.device);
   torch::manual_seed(cfg.training.seed);
-  model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype));
+  BlockRange backbone;
+  if (!hold_backbone)
+    backbone = {cfg.model.n_in, load_model_config(cfg.model.path).num_layers - cfg.model.n_out};
+  model = load_decoder(cfg.model.path, parse_dtype(cfg.model.dtype), backbone);
   auto seg = split_model(model, {cfg.model.n_in, cfg.model.n_out});
   set_trainable(*model, TrainMode::frozen);
   const auto mode = parse_train_mode(cfg.model.train);
@@ -174,11 +177,12 @@ void coarsen_client_inputs(const RunConfig& cfg, Segments& seg) {
       cluster_representatives(seg.input->embed->token_embedding(), o).to(seg.device()));
 }
 
-ClientSide make_client_side(const RunConfig& cfg, int64_t index, int64_t count) {
+ClientSide make_client_side(const RunConfig& cfg, int64_t index, int64_t count,
+                            bool hold_backbone) {
   ClientSide c;
   c.name = count == 1 ? cfg.run.name : cfg.run.name + "-" + std::to_string(index);
   c.trainer = std::make_shared<ClientModel>();
-  c.trainer->seg = load_adapter_model(cfg, c.model);
+  c.trainer->seg = load_adapter_model(cfg, c.model, hold_backbone);
   coarsen_client_inputs(cfg, c.trainer->seg);
   c.trainer->grad_clip = cfg.optimizer.grad_clip;
   auto params = unique_parameters({c.seg().input.get(), c.seg().output.get()});

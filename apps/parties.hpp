@@ -28,8 +28,11 @@ struct ClientSide {
   const Segments& seg() const { return trainer->seg; }
 };
 
-// Client `index` of `count`: its own model copy and every count-th training example.
-ClientSide make_client_side(const RunConfig& cfg, int64_t index = 0, int64_t count = 1);
+// Client `index` of `count`: its own model copy and every count-th training example. Without
+// `hold_backbone` (a client node: the server runs the backbone) the backbone's weights are
+// neither read nor held.
+ClientSide make_client_side(const RunConfig& cfg, int64_t index = 0, int64_t count = 1,
+                            bool hold_backbone = true);
 std::shared_ptr<SplitServer> make_server_side(const RunConfig& cfg, const std::string& name);
 // The server's limits from [server]; no tap, no metrics.
 ServerOptions server_options(const RunConfig& cfg);
@@ -56,8 +59,9 @@ void coarsen_client_inputs(const RunConfig& cfg, Segments& seg);
 
 torch::ScalarType parse_dtype(const std::string& name);
 // The model with the adapter structure and trainable flags every party agrees on (LoRA or
-// full, seeded), on run.device; `model` receives the whole decoder.
-Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model);
+// full, seeded), on run.device; `model` receives the whole decoder (its backbone blocks hollow
+// without hold_backbone).
+Segments load_adapter_model(const RunConfig& cfg, DecoderLM& model, bool hold_backbone = true);
 // [optimizer] over `params`; throws gt::Error when there are none.
 std::shared_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o,
                                                         std::vector<torch::Tensor> params);

@@ -163,16 +163,38 @@ gt::RunConfig run_config(const Options& o) {
 }
 
 // The checkpoint, or OPT-1.3B's shape with random weights (the same for every copy: seed 0).
-gt::DecoderLM load_model(const gt::RunConfig& cfg) {
-  if (cfg.model.path == kRandomModel)
-    return gt::make_decoder(gt::parse_model_config(kOpt13bConfig, kRandomModel), 0);
-  return gt::load_decoder(cfg.model.path);
+// Without hold_backbone, the backbone's blocks are hollow, as a client node holds them.
+gt::DecoderLM load_model(const gt::RunConfig& cfg, bool hold_backbone = true) {
+  const auto mcfg = cfg.model.path == kRandomModel
+                        ? gt::parse_model_config(kOpt13bConfig, kRandomModel)
+                        : gt::load_model_config(cfg.model.path);
+  gt::BlockRange backbone;
+  if (!hold_backbone) backbone = {cfg.model.n_in, mcfg.num_layers - cfg.model.n_out};
+  if (cfg.model.path == kRandomModel) return gt::make_decoder(mcfg, 0, backbone);
+  return gt::load_decoder(cfg.model.path, torch::kFloat, backbone);
 }
 
+// Each tensor once (the tied head is the embedding); a hollow block counts as the others do.
 int64_t parameter_count(const gt::DecoderLM& model) {
-  int64_t n = 0;
+  int64_t n = 0, per_block = 0, hollow = 0;
   for (const auto& [name, t] : gt::hf_named_parameters(gt::all_parts(*model))) n += t.numel();
-  return n;  // each tensor once (the tied head is the embedding)
+  for (const auto& b : model->blocks) {
+    if (gt::is_hollow(*b)) {
+      ++hollow;
+      continue;
+    }
+    per_block = 0;
+    for (const auto& p : b->parameters()) per_block += p.numel();
+  }
+  return n + hollow * per_block;
+}
+
+// Peak resident memory of a live process (VmHWM), in MB; 0 when unreadable.
+double peak_rss_mb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
 }
 
 // A client's copy of the model with trainable adapters, as apps/parties.cpp builds it.
@@ -182,9 +204,9 @@ struct ClientCopy {
   std::shared_ptr<torch::optim::Optimizer> optimizer;
 };
 
-ClientCopy make_client(const gt::RunConfig& cfg, double lr) {
+ClientCopy make_client(const gt::RunConfig& cfg, double lr, bool hold_backbone) {
   ClientCopy c;
-  c.model = load_model(cfg);
+  c.model = load_model(cfg, hold_backbone);
   c.seg = gt::split_model(c.model, {cfg.model.n_in, cfg.model.n_out});
   gt::set_trainable(*c.model, gt::TrainMode::frozen);
   const auto mode = gt::parse_train_mode(cfg.model.train);
@@ -470,7 +492,7 @@ void stop(Child& ch) {
 // Bytes per step of one wire configuration, on a throwaway pair (lr 0: weights never move).
 Bytes bytes_per_step(const gt::RunConfig& cfg, const gt::WireSchemes& schemes,
                      const std::vector<gt::LmBatch>& batches) {
-  auto copy = make_client(cfg, 0.0);
+  auto copy = make_client(cfg, 0.0, false);
   auto client = channel(copy, schemes);
   auto server = make_server(cfg, "bytes");
   Bytes n;
@@ -613,10 +635,11 @@ int main(int argc, char** argv) {
                              "B2 B, 2 micro-batches", "C2 C, 2 micro-batches",
                              "C4 C, 4 micro-batches"};
     const double lr = cfg.optimizer.lr;
-    // Only the copies the chosen variants need (a big model's copies take memory and time).
+    // Only the copies the chosen variants need (a big model's copies take memory and time); the
+    // split variants' clients hold no backbone, as a client node does (the server runs it).
     ClientCopy copies[kN];
     for (int v = 0; v < kN; ++v)
-      if (want[v]) copies[v] = make_client(cfg, lr);
+      if (want[v]) copies[v] = make_client(cfg, lr, /*hold_backbone=*/v == kA0);
     const int first = int(std::find(want.begin(), want.end(), true) - want.begin());
     const auto& first_copy = want[kA] ? copies[kA] : copies[first];
     const int64_t parameters = parameter_count(first_copy.model);
@@ -774,6 +797,14 @@ int main(int argc, char** argv) {
           "= %.3f\n",
           std::max(client, server) / (client + server));
     }
+    {
+      rusage self_usage{};
+      getrusage(RUSAGE_SELF, &self_usage);
+      std::printf("\npeak RSS: this process %.0f MB (the clients; A's and B's servers too)",
+                  double(self_usage.ru_maxrss) / 1024.0);
+      if (child.pid > 0) std::printf(", C's server process %.0f MB", peak_rss_mb(child.pid));
+      std::printf("\n");
+    }
     if (!o.json.empty()) {
       nlohmann::json j = {{"impl", "gtune (LibTorch " + std::string(TORCH_VERSION) + ")"},
                           {"model", o.model},
@@ -788,7 +819,9 @@ int main(int argc, char** argv) {
       j["packed_batches"] = cfg.run.packed_batches;
       rusage usage{};
       getrusage(RUSAGE_SELF, &usage);
-      j["peak_rss_mb"] = double(usage.ru_maxrss) / 1024.0;  // this process: client + server (A)
+      // This process: the clients, and the servers of A and B; C's server is the other process.
+      j["peak_rss_mb"] = double(usage.ru_maxrss) / 1024.0;
+      if (child.pid > 0) j["server_process_peak_rss_mb"] = peak_rss_mb(child.pid);
       for (auto& b : batches)
         j["shapes"].push_back(std::to_string(b.input_ids.size(0)) + "x" +
                               std::to_string(b.input_ids.size(1)));

@@ -15,6 +15,10 @@ random ones of --shapes. Models: a checkpoint directory (model.safetensors, F16/
 computed in fp32 like gtune) or opt-1.3b-random (OPT-1.3B's shape, random weights).
 Prints one line of JSON: median seconds per step and the process's peak RSS.
 
+--party client|server measures one party's memory as its own process would hold it: the client
+holds the adapters' layers only and the backbone is the identity (its a2 is its a1: the same
+client work and tensors), the server holds the backbone only and steps it on random a1 and g2.
+
   /usr/bin/python3 bench/peer_split_step.py --model models/pretrained/opt-mini-gcide \\
       --batches /tmp/batches.safetensors --rounds 10
 
@@ -131,12 +135,18 @@ class Opt(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg["num_hidden_layers"]))
         self.final_layer_norm = nn.LayerNorm(c)
 
-    def load(self, tensors):
+    def load(self, tensors, layers=None):
+        """layers: {checkpoint layer index: this model's} for a party holding some layers only."""
         own = dict(self.named_parameters())
         for name, t in tensors.items():
             key = name[len("model.decoder."):] if name.startswith("model.decoder.") else name
             if key == "lm_head.weight":
                 continue  # tied to the token embedding
+            if layers is not None and key.startswith("layers."):
+                index, rest = key[len("layers."):].split(".", 1)
+                if int(index) not in layers:
+                    continue  # another party's layer
+                key = "layers.%d.%s" % (layers[int(index)], rest)
             if key not in own or own[key].shape != t.shape:
                 raise SystemExit("peer_split_step: unexpected tensor %s %s" % (name, list(t.shape)))
             own[key].data.copy_(t)
@@ -226,6 +236,8 @@ def main(argv):
     ap.add_argument("--train", default="full", choices=["full", "lora"])
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--lora-alpha", type=float, default=16.0)
+    ap.add_argument("--party", default="both", choices=["both", "client", "server"],
+                    help="hold and step one party's layers only (its peak RSS)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -235,32 +247,53 @@ def main(argv):
     else:
         with open(args.model + "/config.json") as f:
             cfg = json.load(f)
+    L = cfg["num_hidden_layers"]
+    if args.n_in < 0 or args.n_out < 0 or args.n_in + args.n_out >= L:
+        raise SystemExit("n_in + n_out must leave the backbone at least one of %d layers" % L)
+    kept = list(range(L))  # the checkpoint's layers this process holds
+    if args.party == "client":
+        kept = kept[:args.n_in] + kept[L - args.n_out:]
+    elif args.party == "server":
+        kept = kept[args.n_in:L - args.n_out]
+    cfg = dict(cfg, num_hidden_layers=len(kept))
     model = Opt(cfg)
     if args.model == RANDOM_MODEL:
         for p in model.parameters():
             if p.dim() > 1:  # HF's init: N(0, 0.02) weights
                 nn.init.normal_(p, 0.0, 0.02)
     else:
-        model.load(read_safetensors(args.model + "/model.safetensors"))
-    L = len(model.layers)
-    if args.n_in < 0 or args.n_out < 0 or args.n_in + args.n_out >= L:
-        raise SystemExit("n_in + n_out must leave the backbone at least one of %d layers" % L)
+        model.load(read_safetensors(args.model + "/model.safetensors"),
+                   {k: i for i, k in enumerate(kept)})
+    n_in, n_out = args.n_in, args.n_out
+    if args.party == "server":
+        n_in, n_out = 0, 0  # every layer it holds is the backbone
     for p in model.parameters():
         p.requires_grad_(False)
     lora = (args.lora_rank, args.lora_alpha) if args.train == "lora" else None
-    adapters = model.adapter_parameters(args.n_in, args.n_out, lora)
+    adapters = [] if args.party == "server" else model.adapter_parameters(n_in, n_out, lora)
     for p in adapters:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(adapters, lr=args.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(adapters, lr=args.lr, weight_decay=0.0) if adapters else None
     batches = load_batches(args, cfg["vocab_size"])
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def server_step(ids, mask, labels):
+        """The server's part: backbone forward on a1, backward of g2 to g1 (random a1, g2)."""
+        B, T = ids.shape
+        a1 = torch.randn(B, T, cfg["hidden_size"], generator=gen).requires_grad_(True)
+        a2 = model.backbone(a1, mask_bias(mask), 0, 0)
+        a2.backward(torch.randn(a2.shape, generator=gen))
+        return 0.0
 
     def step(ids, mask, labels):
+        if args.party == "server":
+            return server_step(ids, mask, labels)
         bias_client = mask_bias(mask)
-        a1 = model.input_adapter(ids, mask, bias_client, args.n_in)
+        a1 = model.input_adapter(ids, mask, bias_client, n_in)
         a1_server = a1.detach().requires_grad_(True)
-        a2 = model.backbone(a1_server, mask_bias(mask), args.n_in, args.n_out)
+        a2 = model.backbone(a1_server, mask_bias(mask), n_in, n_out)  # the identity for --party client
         a2_client = a2.detach().requires_grad_(True)
-        loss = lm_loss(model.output_adapter(a2_client, bias_client, args.n_out), labels)
+        loss = lm_loss(model.output_adapter(a2_client, bias_client, n_out), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         a2.backward(a2_client.grad)
@@ -286,6 +319,7 @@ def main(argv):
         "labelled_tokens": int(sum(int(b[2][:, 1:].ne(-100).sum()) for b in batches)),
         "threads": torch.get_num_threads(),
         "train": args.train,
+        "party": args.party,
         "trainable_parameters": sum(p.numel() for p in adapters),
         "rounds": args.rounds,
         "median_s_per_step": statistics.median(times),

@@ -1,6 +1,8 @@
 // DecoderLM assembly, loading and the causal LM loss.
 #include "models/decoder.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <set>
 
 #include "common/error.hpp"
@@ -11,22 +13,41 @@
 
 namespace gt {
 
-DecoderLMImpl::DecoderLMImpl(const ModelConfig& c) : cfg(c) {
-  if (cfg.family == Family::opt) {
-    auto e = std::make_shared<OptEmbeddingsImpl>(cfg);
-    embed = register_module("embed", e);
-    for (int64_t i = 0; i < cfg.num_layers; ++i)
-      blocks.push_back(
-          register_module("block" + std::to_string(i), std::make_shared<OptBlockImpl>(cfg, i)));
-    head = register_module("head", std::make_shared<OptHeadImpl>(cfg, e->token_embedding()));
-  } else {
-    auto e = std::make_shared<LlamaEmbeddingsImpl>(cfg);
-    embed = register_module("embed", e);
-    for (int64_t i = 0; i < cfg.num_layers; ++i)
-      blocks.push_back(
-          register_module("block" + std::to_string(i), std::make_shared<LlamaBlockImpl>(cfg, i)));
-    head = register_module("head", std::make_shared<LlamaHeadImpl>(cfg, e->token_embedding()));
+namespace {
+
+void let_go_of_weights(torch::nn::Module& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.parameters()) p.set_data(torch::empty({0}, p.options()));
+}
+
+}  // namespace
+
+bool is_hollow(const torch::nn::Module& m) {
+  const auto params = m.parameters();
+  return !params.empty() && params.front().numel() == 0;
+}
+
+DecoderLMImpl::DecoderLMImpl(const ModelConfig& c, BlockRange hollow) : cfg(c) {
+  const bool opt = cfg.family == Family::opt;
+  std::shared_ptr<EmbeddingsImpl> e;
+  if (opt)
+    e = std::make_shared<OptEmbeddingsImpl>(cfg);
+  else
+    e = std::make_shared<LlamaEmbeddingsImpl>(cfg);
+  embed = register_module("embed", e);
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    std::shared_ptr<BlockImpl> b;
+    if (opt)
+      b = std::make_shared<OptBlockImpl>(cfg, i);
+    else
+      b = std::make_shared<LlamaBlockImpl>(cfg, i);
+    if (hollow.contains(i)) let_go_of_weights(*b);
+    blocks.push_back(register_module("block" + std::to_string(i), b));
   }
+  if (opt)
+    head = register_module("head", std::make_shared<OptHeadImpl>(cfg, e->token_embedding()));
+  else
+    head = register_module("head", std::make_shared<LlamaHeadImpl>(cfg, e->token_embedding()));
 }
 
 AttentionContext DecoderLMImpl::context(const torch::Tensor& attention_mask) const {
@@ -70,15 +91,20 @@ std::vector<std::pair<std::string, torch::Tensor>> hf_named_parameters(
   return out;
 }
 
-DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed) {
+DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed, BlockRange hollow) {
   torch::manual_seed(seed);
-  DecoderLM model(cfg);
+  DecoderLM model(cfg, hollow);
   torch::NoGradGuard no_grad;
+  // Each tensor from a generator of its own (seed, position): the same values whichever blocks
+  // are hollow, so a client's copy and a server's agree.
+  uint64_t position = 0;
   for (auto& p : model->named_parameters()) {
     const auto& name = p.key();
     auto t = p.value();
+    auto gen = at::detail::createCPUGenerator(seed * 1000003 + position++);
+    if (t.numel() == 0) continue;  // a hollow block's
     if (t.dim() >= 2)
-      t.normal_(0.0, 0.02);
+      t.normal_(0.0, 0.02, gen);
     else if (name.find("norm") != std::string::npos && name.size() > 7 &&
              name.compare(name.size() - 7, 7, ".weight") == 0)
       t.fill_(1.0);  // norm scales; norm biases (OPT's LayerNorm) start at 0 like other biases
@@ -88,13 +114,14 @@ DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed) {
   return model;
 }
 
-DecoderLM load_decoder(const std::string& dir, torch::ScalarType dtype) {
+DecoderLM load_decoder(const std::string& dir, torch::ScalarType dtype, BlockRange hollow) {
   auto cfg = load_model_config(dir);
   CheckpointReader ckpt(dir);
-  DecoderLM model(cfg);
+  DecoderLM model(cfg, hollow);
   model->dtype = dtype;
   torch::NoGradGuard no_grad;
   for (auto& [name, param] : hf_named_parameters(all_parts(*model))) {
+    if (param.numel() == 0) continue;  // a hollow block's
     // Some OPT checkpoints (e.g. facebook/opt-*) name tensors without the "model." prefix.
     auto stored = name;
     if (!ckpt.contains(stored) && stored.rfind("model.", 0) == 0 && ckpt.contains(stored.substr(6)))

@@ -12,8 +12,17 @@
 
 namespace gt {
 
+// Blocks [first, last): those a party never runs.
+struct BlockRange {
+  int64_t first = 0, last = 0;
+  bool contains(int64_t i) const { return i >= first && i < last; }
+};
+
 struct DecoderLMImpl : torch::nn::Module {
-  explicit DecoderLMImpl(const ModelConfig& cfg);
+  // Blocks in `hollow` are made without weights (every tensor empty, one block at a time, so
+  // they never all exist): a client node, whose backbone the server runs, holds only its
+  // adapters. Running a hollow block is an error (BackboneImpl::forward says so).
+  explicit DecoderLMImpl(const ModelConfig& cfg, BlockRange hollow = {});
 
   // (B, T) ids and 0/1 mask -> (B, T, V) logits.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
@@ -37,10 +46,15 @@ std::vector<std::pair<std::string, torch::Tensor>> hf_named_parameters(
     const std::vector<const PartImpl*>& parts);
 std::vector<const PartImpl*> all_parts(const DecoderLMImpl& model);
 
-// Builds the architecture of `cfg` with random weights (N(0, 0.02), as HF's init).
-DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed = 0);
-// Reads dir/config.json and the weights (single or sharded safetensors), converted to `dtype`.
-DecoderLM load_decoder(const std::string& dir, torch::ScalarType dtype = torch::kFloat);
+// Builds the architecture of `cfg` with random weights (N(0, 0.02), as HF's init), each tensor
+// the same whichever blocks are `hollow`.
+DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed = 0, BlockRange hollow = {});
+// Reads dir/config.json and the weights (single or sharded safetensors), converted to `dtype`;
+// the blocks in `hollow` are neither read nor held.
+DecoderLM load_decoder(const std::string& dir, torch::ScalarType dtype = torch::kFloat,
+                       BlockRange hollow = {});
+// Whether the module's weights were let go (a hollow block).
+bool is_hollow(const torch::nn::Module& m);
 
 // Writes every weight under its HuggingFace name (tied weights once), so that
 // `dir` with a copy of the source config.json loads back with load_decoder.

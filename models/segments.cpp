@@ -57,6 +57,10 @@ BackboneImpl::BackboneImpl(std::vector<std::shared_ptr<BlockImpl>> bs) : blocks(
 }
 
 torch::Tensor BackboneImpl::forward(const torch::Tensor& a1, const AttentionContext& ctx) {
+  if (!blocks.empty() && is_hollow(*blocks.front()))
+    throw Error(
+        "backbone: this party holds no backbone weights (a client node: the server runs "
+        "the backbone)");
   return run_blocks(blocks, a1, ctx, packed);
 }
 

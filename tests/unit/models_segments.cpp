@@ -174,3 +174,35 @@ TEST_CASE(
   const auto lunique = gt::unique_parameters({lseg.input.get(), lseg.output.get()});
   CHECK(lunique.size() == lseg.input->parameters().size() + lseg.output->parameters().size());
 }
+
+TEST_CASE("segments: a client that holds no backbone (hollow blocks) computes its adapters alike") {
+  for (const std::string name : kFixtures) {
+    INFO(name);
+    auto model = gt::load_decoder(fixture_dir(name));
+    auto client = gt::load_decoder(fixture_dir(name), torch::kFloat, gt::BlockRange{1, 3});
+    const auto b = reference_batch(name);
+    torch::NoGradGuard no_grad;
+    for (int64_t i = 0; i < 4; ++i) {
+      INFO("block " << i);
+      CHECK(gt::is_hollow(*client->blocks[size_t(i)]) == (i == 1 || i == 2));
+      if (i == 1 || i == 2) {
+        for (const auto& p : client->blocks[size_t(i)]->parameters()) CHECK(p.numel() == 0);
+        continue;
+      }
+      const auto want = model->blocks[size_t(i)]->parameters();
+      const auto got = client->blocks[size_t(i)]->parameters();
+      REQUIRE(got.size() == want.size());
+      for (size_t k = 0; k < got.size(); ++k) CHECK(torch::equal(got[k], want[k]));
+    }
+    auto full = gt::split_model(model, {1, 1});
+    auto mine = gt::split_model(client, {1, 1});
+    auto ctx = gt::make_attention_context(full.cfg, b.mask, torch::kFloat);
+    const auto a1 = full.input->forward(b.ids, b.mask, ctx);
+    CHECK(torch::equal(mine.input->forward(b.ids, b.mask, ctx), a1));
+    const auto a2 = full.backbone->forward(a1, ctx);
+    CHECK(torch::equal(mine.output->forward(a2, ctx), full.output->forward(a2, ctx)));
+    // Running what it does not hold is a clear error, not a shape mismatch deep in a matmul.
+    CHECK_THROWS_WITH_AS(mine.backbone->forward(a1, ctx),
+                         doctest::Contains("holds no backbone weights"), gt::Error);
+  }
+}
