@@ -7,6 +7,9 @@ each, on the batches bench_split_step makes from WordNet (dumped once, read by t
 prints each side's median seconds per step, the ratio peer / gtune per pair and its median, and
 each process's peak RSS. --ablate adds gtune with run.packed_batches and/or
 run.label_only_logits off, to show what each buys on its own (both off: the peer's computation).
+--parties adds each party's peak RSS as its own process: gtune's variant C (the client in
+bench_split_step's process, holding its adapters only, the server in a child process) and the
+peer's --party client / --party server.
 
   /usr/bin/python3 bench/peer_compare.py --pairs 5 --rounds 5 --ablate
   /usr/bin/python3 bench/peer_compare.py --model opt-1.3b-random --train lora --batch 4 \\
@@ -51,28 +54,30 @@ def main(argv):
                     help="the adapters both sides train: full, or LoRA on q_proj/v_proj")
     ap.add_argument("--ablate", action="store_true",
                     help="also gtune with packing and/or label-only logits off")
+    ap.add_argument("--parties", action="store_true",
+                    help="also each party's peak RSS in a process of its own, both sides")
     args = ap.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="peer_compare.")
     batches = os.path.join(tmp, "batches.safetensors")
-    common = ["--model", args.model, "--variants", "A", "--bytes", "0", "--warmup", "1",
+    common = ["--model", args.model, "--bytes", "0", "--warmup", "1",
               "--rounds", str(args.rounds), "--batches", str(args.batches), "--batch",
               str(args.batch), "--max-len", str(args.max_len), "--threads", str(args.threads),
               "--train", args.train, "--synthetic", str(args.synthetic)]
 
-    def gtune(packed=1, label_only=1, dump=False):
+    def gtune(packed=1, label_only=1, dump=False, variant="A"):
         out = os.path.join(tmp, "gtune.json")
         cmd = [args.bench] + common + ["--packed", str(packed), "--label-only", str(label_only),
-                                       "--json", out]
+                                       "--json", out, "--variants", variant]
         text = run(cmd + (["--dump-batches", batches] if dump else []))
         j = json.load(open(out))
         j["shapes_line"] = next((l for l in text.splitlines() if l.startswith("data:")), "")
         return j
 
-    def peer():
+    def peer(party="both"):
         cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench/peer_split_step.py"), "--model",
                args.model, "--batches", batches, "--warmup", "1", "--rounds", str(args.rounds),
-               "--threads", str(args.threads), "--train", args.train]
+               "--threads", str(args.threads), "--train", args.train, "--party", party]
         return json.loads(run(cmd).strip().splitlines()[-1])
 
     first = gtune(dump=True)  # also makes the batches; counted as the first pair's gtune run
@@ -113,6 +118,16 @@ def main(argv):
         statistics.median(ratios), min(ratios), max(ratios)))
     for name in ablations:
         print("%s / gtune: %.3f" % (name, summary[name] / summary["gtune"]))
+    if args.parties:
+        c = gtune(variant="C")
+        g_client, g_server = c["peak_rss_mb"], c["server_process_peak_rss_mb"]
+        p_client, p_server = peer("client")["peak_rss_mb"], peer("server")["peak_rss_mb"]
+        p_both = max(j["peak_rss_mb"] for j in sides["peer"])
+        print("peak RSS per party, each its own process: gtune client %.0f MB, server %.0f MB; "
+              "peer client %.0f MB, server %.0f MB (both in one process %.0f MB)" % (
+                  g_client, g_server, p_client, p_server, p_both))
+        print("client peak RSS gtune / peer: %.3f (against the peer holding both: %.3f)" % (
+            g_client / p_client, g_client / p_both))
     return 0
 
 

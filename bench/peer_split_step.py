@@ -258,9 +258,17 @@ def main(argv):
     cfg = dict(cfg, num_hidden_layers=len(kept))
     model = Opt(cfg)
     if args.model == RANDOM_MODEL:
-        for p in model.parameters():
-            if p.dim() > 1:  # HF's init: N(0, 0.02) weights
-                nn.init.normal_(p, 0.0, 0.02)
+        # HF's init, N(0, 0.02) weights, each tensor from a generator of its own as gtune's
+        # make_decoder draws them (same order of tensors): both sides start from the same model.
+        for position, (name, p) in enumerate(model.named_parameters()):
+            gen = torch.Generator().manual_seed(args.seed * 1000003 + position)
+            with torch.no_grad():
+                if p.dim() > 1:
+                    p.normal_(0.0, 0.02, generator=gen)
+                elif name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                else:
+                    p.zero_()
     else:
         model.load(read_safetensors(args.model + "/model.safetensors"),
                    {k: i for i, k in enumerate(kept)})

@@ -2,6 +2,7 @@
 #include "models/decoder.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <malloc.h>
 
 #include <set>
 
@@ -18,6 +19,9 @@ namespace {
 void let_go_of_weights(torch::nn::Module& m) {
   torch::NoGradGuard no_grad;
   for (auto& p : m.parameters()) p.set_data(torch::empty({0}, p.options()));
+  // glibc keeps freed tensors of this size in its heap (its mmap threshold grows with the first
+  // free), and a model's worth of hollow blocks would stay resident: hand them back now.
+  malloc_trim(0);
 }
 
 }  // namespace
@@ -95,12 +99,15 @@ DecoderLM make_decoder(const ModelConfig& cfg, uint64_t seed, BlockRange hollow)
   torch::manual_seed(seed);
   DecoderLM model(cfg, hollow);
   torch::NoGradGuard no_grad;
-  // Each tensor from a generator of its own (seed, position): the same values whichever blocks
-  // are hollow, so a client's copy and a server's agree.
+  // Each tensor from a generator of its own (seed, position; a tied one once): the same values
+  // whichever blocks are hollow, so a client's copy and a server's agree (and
+  // bench/peer_split_step.py's random OPT, which draws alike).
   uint64_t position = 0;
+  std::set<const void*> seen;
   for (auto& p : model->named_parameters()) {
     const auto& name = p.key();
     auto t = p.value();
+    if (!seen.insert(t.unsafeGetTensorImpl()).second) continue;
     auto gen = at::detail::createCPUGenerator(seed * 1000003 + position++);
     if (t.numel() == 0) continue;  // a hollow block's
     if (t.dim() >= 2)
