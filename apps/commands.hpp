@@ -17,5 +17,6 @@ void add_node(CLI::App& app);
 void add_ctl(CLI::App& app);
 void add_experiment(CLI::App& app);
 void add_audit(CLI::App& app);
+void add_generate(CLI::App& app);
 
 }  // namespace gt::cli

@@ -2,6 +2,9 @@
 #include "models/llama.hpp"
 
 #include <cmath>
+#include <tuple>
+
+#include "models/kv_cache.hpp"
 
 namespace gt {
 namespace {
@@ -38,8 +41,11 @@ torch::Tensor LlamaEmbeddingsImpl::forward(const torch::Tensor& input_ids, const
   return embed_tokens(input_ids);  // (B, T, C); positions enter through RoPE
 }
 
-LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& cfg)
-    : num_heads(cfg.num_heads), num_kv_heads(cfg.num_kv_heads), head_dim(cfg.head_dim) {
+LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& cfg, int64_t index_)
+    : index(index_),
+      num_heads(cfg.num_heads),
+      num_kv_heads(cfg.num_kv_heads),
+      head_dim(cfg.head_dim) {
   const auto C = cfg.hidden_size;
   const bool b = cfg.attention_bias;
   q_proj = register_module("q_proj", LoraLinear(C, num_heads * head_dim, b));
@@ -61,18 +67,19 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Attentio
       laid_out(v_proj(x)).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, K, T, D)
   q = apply_rope(q, ctx);
   k = apply_rope(k, ctx);
+  if (ctx.cache) std::tie(k, v) = ctx.cache->extend(index, k, v);  // (B, K, S, D)
   // Grouped-query attention: query head h reads kv head h / (H / K).
-  const auto group = num_heads / num_kv_heads;
+  const auto group = num_heads / num_kv_heads, S = k.size(2);
   if (group > 1) {
     k = k.unsqueeze(2)
-            .expand({B, num_kv_heads, group, T, head_dim})
-            .reshape({B, num_heads, T, head_dim});
+            .expand({B, num_kv_heads, group, S, head_dim})
+            .reshape({B, num_heads, S, head_dim});
     v = v.unsqueeze(2)
-            .expand({B, num_kv_heads, group, T, head_dim})
-            .reshape({B, num_heads, T, head_dim});
+            .expand({B, num_kv_heads, group, S, head_dim})
+            .reshape({B, num_heads, S, head_dim});
   }
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
-  auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
+  auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, S)
   auto y = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, num_heads * head_dim});
   return o_proj(packed ? pack_rows(y, ctx) : y);  // (B, T, C) or (N, C)
 }
@@ -89,7 +96,7 @@ torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
 
 LlamaBlockImpl::LlamaBlockImpl(const ModelConfig& cfg, int64_t index_) : index(index_) {
   input_layernorm = register_module("input_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
-  self_attn = register_module("self_attn", LlamaAttention(cfg));
+  self_attn = register_module("self_attn", LlamaAttention(cfg, index));
   post_attention_layernorm =
       register_module("post_attention_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
   mlp = register_module("mlp", LlamaMlp(cfg));

@@ -26,10 +26,10 @@ struct LlamaEmbeddingsImpl : EmbeddingsImpl {
 };
 
 struct LlamaAttentionImpl : torch::nn::Module {
-  explicit LlamaAttentionImpl(const ModelConfig& cfg);
+  LlamaAttentionImpl(const ModelConfig& cfg, int64_t index);
   torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx);
 
-  int64_t num_heads, num_kv_heads, head_dim;
+  int64_t index, num_heads, num_kv_heads, head_dim;  // index: the block's (its KvCache entry)
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 };
 TORCH_MODULE(LlamaAttention);

@@ -2,6 +2,9 @@
 #include "models/opt.hpp"
 
 #include <cmath>
+#include <tuple>
+
+#include "models/kv_cache.hpp"
 
 namespace gt {
 namespace {
@@ -38,13 +41,15 @@ torch::Tensor OptEmbeddingsImpl::forward(const torch::Tensor& input_ids,
   if (project_in) x = project_in(x);  // (B, T, C)
   // Positions count real tokens only: left padding does not shift them. They are made from the
   // mask on the ids' device (a no-op when the caller put both there).
+  // A generation step passes the mask of the whole sequence so far: its ids are the last T.
   auto mask = attention_mask.to(input_ids.device(), torch::kLong);
-  auto positions = torch::cumsum(mask, 1) * mask - 1;  // (B, T), -1 at padding
+  auto positions = torch::cumsum(mask, 1) * mask - 1;                     // (B, S), -1 at padding
+  positions = positions.slice(1, positions.size(1) - input_ids.size(1));  // (B, T)
   return x + embed_positions(positions + kOptPositionOffset);
 }
 
-OptAttentionImpl::OptAttentionImpl(const ModelConfig& cfg)
-    : num_heads(cfg.num_heads), head_dim(cfg.head_dim) {
+OptAttentionImpl::OptAttentionImpl(const ModelConfig& cfg, int64_t index_)
+    : index(index_), num_heads(cfg.num_heads), head_dim(cfg.head_dim) {
   const auto C = cfg.hidden_size;
   q_proj = register_module("q_proj", LoraLinear(C, C, cfg.enable_bias));
   k_proj = register_module("k_proj", LoraLinear(C, C, cfg.enable_bias));
@@ -62,15 +67,16 @@ torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x, const AttentionC
     return (packed ? unpack_rows(t, ctx) : t).view({B, T, num_heads, head_dim}).transpose(1, 2);
   };
   auto q = heads(q_proj(x)), k = heads(k_proj(x)), v = heads(v_proj(x));  // (B, H, T, D)
+  if (ctx.cache) std::tie(k, v) = ctx.cache->extend(index, k, v);         // (B, H, S, D)
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim)) + ctx.mask_bias;
-  auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
+  auto attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, S)
   auto y = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, C});         // (B, T, C)
   return out_proj(packed ? pack_rows(y, ctx) : y);
 }
 
 OptBlockImpl::OptBlockImpl(const ModelConfig& cfg, int64_t index_)
     : index(index_), pre_ln(cfg.do_layer_norm_before), activation(cfg.activation) {
-  self_attn = register_module("self_attn", OptAttention(cfg));
+  self_attn = register_module("self_attn", OptAttention(cfg, index));
   self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(cfg));
   fc1 = register_module("fc1", LoraLinear(cfg.hidden_size, cfg.ffn_dim, cfg.enable_bias));
   fc2 = register_module("fc2", LoraLinear(cfg.ffn_dim, cfg.hidden_size, cfg.enable_bias));

@@ -19,10 +19,10 @@ struct OptEmbeddingsImpl : EmbeddingsImpl {
 };
 
 struct OptAttentionImpl : torch::nn::Module {
-  explicit OptAttentionImpl(const ModelConfig& cfg);
+  OptAttentionImpl(const ModelConfig& cfg, int64_t index);
   torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx);
 
-  int64_t num_heads, head_dim;
+  int64_t index, num_heads, head_dim;  // index: the block's (its entry in a KvCache)
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 };
 TORCH_MODULE(OptAttention);

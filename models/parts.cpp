@@ -4,38 +4,16 @@
 #include <cmath>
 #include <limits>
 
+#include "models/kv_cache.hpp"
+
 namespace gt {
 
 AttentionContext make_attention_context(const ModelConfig& cfg, const torch::Tensor& attention_mask,
                                         torch::ScalarType dtype) {
-  const auto T = attention_mask.size(1);
-  auto opts = torch::TensorOptions().device(attention_mask.device());
-  AttentionContext ctx;
-  // allowed[b, 0, i, j] = j <= i and mask[b, j] == 1. A fully masked row (a
-  // left-pad query) stays finite: uniform attention, as in transformers.
-  auto causal = torch::ones({T, T}, opts.dtype(torch::kBool)).tril();
-  auto keys = attention_mask.to(torch::kBool).view({-1, 1, 1, T});
-  auto allowed = causal.view({1, 1, T, T}).logical_and(keys);
-  auto zero = torch::zeros({}, opts.dtype(dtype));
-  auto min =
-      torch::full({}, std::numeric_limits<float>::lowest(), opts.dtype(torch::kFloat)).to(dtype);
-  ctx.mask_bias = torch::where(allowed, zero, min);
-  ctx.real_index = attention_mask.reshape({-1}).nonzero().reshape({-1});
-  ctx.batch = attention_mask.size(0);
-  ctx.time = T;
-
-  if (cfg.family == Family::llama) {
-    // RoPE (rotate-half layout), positions 0..T-1 whatever the mask, as transformers' Llama.
-    const auto D = cfg.head_dim;
-    auto fopts = opts.dtype(torch::kFloat);
-    auto inv_freq =
-        1.0 / torch::pow(cfg.rope_theta, torch::arange(0, D, 2, fopts) / double(D));  // (D/2)
-    auto pos = torch::arange(T, fopts) / cfg.rope_linear_factor;                      // (T)
-    auto freqs = torch::outer(pos, inv_freq);                                         // (T, D/2)
-    auto emb = torch::cat({freqs, freqs}, -1);                                        // (T, D)
-    ctx.rope_cos = emb.cos().to(dtype);
-    ctx.rope_sin = emb.sin().to(dtype);
-  }
+  // The whole sequence as one step of a generation that has seen nothing yet.
+  KvCache none;
+  auto ctx = step_context(cfg, none, attention_mask, dtype);
+  ctx.cache = nullptr;
   return ctx;
 }
 

@@ -16,6 +16,8 @@ struct BlockImpl;
 
 // What every block needs besides the hidden states; built once per batch from
 // the attention mask, by whichever party runs the blocks (client or server).
+struct KvCache;
+
 struct AttentionContext {
   torch::Tensor
       mask_bias;  // (B, 1, T, T) additive: 0 where attending is allowed, dtype-min elsewhere
@@ -26,6 +28,9 @@ struct AttentionContext {
   // alone lays them out as (B, T) again, where the mask keeps each sequence to itself.
   torch::Tensor real_index;  // (N) int64
   int64_t batch = 0, time = 0;
+  // A generation step (kv_cache.hpp): the positions fed attend to the cached ones too, and
+  // each block appends its keys and values here. mask_bias is then (B, 1, T, seen + T).
+  KvCache* cache = nullptr;
 };
 
 // attention_mask: (B, T) of 0/1. Causal + padding, as transformers builds it.

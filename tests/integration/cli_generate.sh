@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# gtune generate as a user runs it (issue 18): a short run's adapters plugged in, prompts from
+# the command line and from a JSON-lines file, greedy output repeatable, sampling repeatable from
+# its seed, and bad input refused with a clear error.
+set -uo pipefail
+gtune="$1" src="$2"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+cfg="$src/tests/integration/online-plain.toml"
+
+"$gtune" simulate --config "$cfg" --set training.steps=4 --set training.eval_every=0 \
+  --out "$tmp/run" --quiet --metrics 0 >"$tmp/sim.out" 2>&1 || fail "simulate: $(tail -3 "$tmp/sim.out")"
+[ -f "$tmp/run/adapters.safetensors" ] || fail "the run wrote no adapters"
+
+gen() { "$gtune" generate --config "$cfg" --adapters "$tmp/run/adapters.safetensors" "$@"; }
+
+# Streamed text: the prompt, what follows it, then why it stopped.
+out=$(gen --prompt "The meaning of a word" --max-tokens 8 2>&1) || fail "generate exited $?: $out"
+grep -q "^The meaning of a word" <<<"$out" || fail "no prompt echoed: $out"
+grep -Eq "^\[(stop|length), [0-9]+ tokens\]$" <<<"$out" || fail "no finish line: $out"
+
+# JSON lines, one per prompt, from --prompt and --prompts together.
+printf '%s\n' '{"prompt": "A cat is"}' '' '{"prompt": "Which word means: a dwelling?\nAnswer:"}' >"$tmp/p.jsonl"
+gen --prompt "One" --prompts "$tmp/p.jsonl" --max-tokens 6 --json >"$tmp/a.jsonl" 2>"$tmp/a.err" ||
+  fail "generate --json: $(tail -3 "$tmp/a.err")"
+python3 - "$tmp/a.jsonl" <<'PY' || fail "JSON output (above)"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["prompt"] for r in rows] == ["One", "A cat is", "Which word means: a dwelling?\nAnswer:"], rows
+for r in rows:
+    assert r["finish_reason"] in ("stop", "length"), r
+    assert 0 <= r["tokens"] <= 6 and isinstance(r["text"], str), r
+    assert r["finish_reason"] == "stop" or r["tokens"] == 6, r
+PY
+gen --prompt "One" --prompts "$tmp/p.jsonl" --max-tokens 6 --json >"$tmp/b.jsonl" 2>/dev/null
+cmp -s "$tmp/a.jsonl" "$tmp/b.jsonl" || fail "greedy generation is not repeatable"
+s1=$(gen --prompt "A cat is" --max-tokens 8 --temperature 1 --top-p 0.9 --seed 5 --json 2>/dev/null)
+s2=$(gen --prompt "A cat is" --max-tokens 8 --temperature 1 --top-p 0.9 --seed 5 --json 2>/dev/null)
+[ -n "$s1" ] && [ "$s1" = "$s2" ] || fail "sampling with one seed differs: $s1 / $s2"
+
+# Bad input: a clear error, exit status not 0.
+expect_error() {  # expect_error <pattern> <args...>
+  local pattern="$1"
+  shift
+  if gen "$@" >"$tmp/e.out" 2>&1; then fail "accepted: $*"; fi
+  grep -q "$pattern" "$tmp/e.out" || fail "no clear error for $* (want '$pattern'): $(tail -2 "$tmp/e.out")"
+}
+expect_error "give --prompt" --max-tokens 4
+printf '%s\n' '{"prompt": "fine"}' 'not json' >"$tmp/bad.jsonl"
+expect_error "bad.jsonl:2: not JSON" --prompts "$tmp/bad.jsonl"
+printf '%s\n' '{"text": "no prompt key"}' >"$tmp/bad2.jsonl"
+expect_error 'bad2.jsonl:1: expected an object with a "prompt" string' --prompts "$tmp/bad2.jsonl"
+expect_error "max-tokens" --prompt "x" --max-tokens 0
+if "$gtune" generate --config "$cfg" --adapters "$src/tests/fixtures/hf-reference/llama-tiny-s1/model.safetensors" \
+  --prompt "x" >"$tmp/e.out" 2>&1; then fail "adapters of another model were plugged in"; fi
+grep -qi "adapter\|shape\|lack" "$tmp/e.out" || fail "no clear error for foreign adapters: $(tail -2 "$tmp/e.out")"
+echo "cli_generate: ok"
