@@ -122,7 +122,8 @@ void sweep(ServerSelf self) {
   self->delayed_send(self, std::max(timeout / 4, std::chrono::seconds(1)), sweep_atom_v);
 }
 
-void check_batch(ServerSelf self, const ForwardRequest& req) {
+template <class Request>
+void check_batch(ServerSelf self, const Request& req) {
   const auto& shape = req.activations.shape;
   const int64_t tokens = shape.size() >= 2 ? shape[0] * shape[1] : 0;
   const auto limit = self->state.options.limits.max_batch_tokens;
@@ -152,6 +153,7 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
   self->state.server = std::move(server);
   self->state.stats = std::move(stats);
   self->state.options = std::move(options);
+  self->state.server->set_cache_limit(self->state.options.limits.max_cache_bytes);
   sweep(self);
   // A client that goes away (crash, kill, lost connection) ends its session.
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -209,6 +211,12 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
         const auto& tap = self->state.options.tap;
         if (tap && out.flag == caf::rt_value) self->send(tap, tap_atom_v, msg);
         return out;
+      },
+      [self](Encoded<GenerateRequest>& msg) -> caf::result<Encoded<GenerateReply>> {
+        return serve<GenerateRequest, GenerateReply>(self, msg, [&](GenerateRequest& req) {
+          check_batch(self, req);
+          return self->state.server->generate(std::move(req));
+        });
       },
       [self](Encoded<AdapterUpload>& msg) -> caf::result<Encoded<AdapterAck>> {
         return serve<AdapterUpload, AdapterAck>(self, msg, [&](const AdapterUpload& up) {

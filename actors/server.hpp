@@ -20,6 +20,7 @@ struct ServerLimits {
   std::chrono::seconds session_timeout{600};  // idle sessions are dropped after this
   int64_t max_batch_tokens = 65536;           // rows x tokens of one forward request
   int64_t max_message_bytes = int64_t(256) << 20;
+  int64_t max_cache_bytes = int64_t(1) << 30;  // KV caches of every generation, all sessions
 };
 
 struct ServerOptions {

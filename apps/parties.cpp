@@ -223,6 +223,7 @@ ServerOptions server_options(const RunConfig& cfg) {
   o.limits.session_timeout = std::chrono::seconds(cfg.server.session_timeout);
   o.limits.max_batch_tokens = cfg.server.max_batch_tokens;
   o.limits.max_message_bytes = cfg.server.max_message_mb << 20;
+  o.limits.max_cache_bytes = cfg.server.max_cache_mb << 20;
   return o;
 }
 

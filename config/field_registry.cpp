@@ -553,6 +553,10 @@ std::vector<Field> make_fields() {
       server("max_message_mb", &ServerSection::max_message_mb,
              "larger messages are refused before they are decoded")
           .at_least(1),
+      server("max_cache_mb", &ServerSection::max_cache_mb,
+             "KV caches the server keeps for the generations of every session; a step that "
+             "would pass it is refused")
+          .at_least(1),
       network("reconnect_seconds", &NetworkSection::reconnect_seconds,
               "how long a client node retries a lost server (exponential backoff) before giving "
               "up; 0 = fail at once")

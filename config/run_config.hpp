@@ -180,6 +180,7 @@ struct ServerSection {
   int64_t session_timeout = 600;     // seconds without a message before a session is dropped
   int64_t max_batch_tokens = 65536;  // batch x tokens per request: bounds a session's memory
   int64_t max_message_mb = 256;      // larger messages are refused before they are decoded
+  int64_t max_cache_mb = 1024;       // KV caches of the generations of every session
 };
 
 // How parties on different machines reach each other.

@@ -106,6 +106,23 @@ std::vector<T> examples() {
     m.transfer_id = "emulator-3f2a";
     m.offset = 32, m.length = 32;
     out.push_back(m);
+  } else if constexpr (std::is_same_v<T, gt::GenerateRequest>) {
+    const auto mask = torch::tensor({{1, 1, 0}, {0, 1, 1}}, torch::kLong);  // a prompt step
+    m.activations = gt::to_wire(values({2, 3, 4}), gt::QuantScheme::int8, mask);
+    m.attention_mask = gt::to_wire(mask);
+    out.push_back(m);
+    m.generation = 7;  // a new token of generation 7, then its end
+    m.activations = gt::to_wire(values({2, 1, 4}));
+    m.attention_mask = gt::to_wire(torch::ones({2, 1}, torch::kLong));
+    out.push_back(m);
+    m.last = true;
+    m.activations = gt::to_wire(torch::zeros({0, 0, 0}));
+    m.attention_mask = gt::to_wire(torch::zeros({0, 0}, torch::kLong));
+    out.push_back(m);
+  } else if constexpr (std::is_same_v<T, gt::GenerateReply>) {
+    m.generation = 7;
+    m.activations = gt::to_wire(values({2, 1, 4}));
+    out.push_back(m);
   } else if constexpr (std::is_same_v<T, gt::ChunkReply>) {
     m.transfer_id = "emulator-3f2a";
     m.offset = 32;

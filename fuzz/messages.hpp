@@ -15,9 +15,10 @@ struct TypeList {
   static constexpr size_t size = sizeof...(T);
 };
 
-using AllMessages = TypeList<SessionHello, SessionAccept, ForwardRequest, ForwardReply,
-                             BackwardRequest, BackwardReply, SessionBye, DataUpload, AdapterUpload,
-                             AdapterAck, EmulatorRequest, TransferOffer, ChunkRequest, ChunkReply>;
+using AllMessages =
+    TypeList<SessionHello, SessionAccept, ForwardRequest, ForwardReply, BackwardRequest,
+             BackwardReply, SessionBye, DataUpload, AdapterUpload, AdapterAck, EmulatorRequest,
+             TransferOffer, ChunkRequest, ChunkReply, GenerateRequest, GenerateReply>;
 
 // Calls f(T{}) for every message type, in AllMessages order.
 template <class F, class... T>

@@ -19,9 +19,11 @@ namespace {
 void let_go_of_weights(torch::nn::Module& m) {
   torch::NoGradGuard no_grad;
   for (auto& p : m.parameters()) p.set_data(torch::empty({0}, p.options()));
-  // glibc keeps freed tensors of this size in its heap (its mmap threshold grows with the first
-  // free), and a model's worth of hollow blocks would stay resident: hand them back now.
+    // glibc keeps freed tensors of this size in its heap (its mmap threshold grows with the first
+    // free), and a model's worth of hollow blocks would stay resident: hand them back now.
+#if defined(__GLIBC__)
   malloc_trim(0);
+#endif
 }
 
 }  // namespace

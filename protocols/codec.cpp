@@ -180,6 +180,18 @@ void body(IO& io, BackwardReply& m) {
   tensor_fields(io, m.gradient);
 }
 template <class IO>
+void body(IO& io, GenerateRequest& m) {
+  io.scalar(m.generation);
+  tensor_fields(io, m.activations);
+  tensor_fields(io, m.attention_mask);
+  io.scalar(m.last);
+}
+template <class IO>
+void body(IO& io, GenerateReply& m) {
+  io.scalar(m.generation);
+  tensor_fields(io, m.activations);
+}
+template <class IO>
 void body(IO&, SessionBye&) {}
 template <class IO>
 void body(IO& io, DataUpload& m) {
@@ -334,6 +346,8 @@ GT_CODEC_INSTANTIATE(EmulatorRequest)
 GT_CODEC_INSTANTIATE(TransferOffer)
 GT_CODEC_INSTANTIATE(ChunkRequest)
 GT_CODEC_INSTANTIATE(ChunkReply)
+GT_CODEC_INSTANTIATE(GenerateRequest)
+GT_CODEC_INSTANTIATE(GenerateReply)
 #undef GT_CODEC_INSTANTIATE
 
 void WireStats::add(const std::string& link, const std::string& direction, const std::string& kind,

@@ -24,6 +24,8 @@ CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::EmulatorRequest>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::TransferOffer>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ChunkRequest>))
 CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::ChunkReply>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::GenerateRequest>))
+CAF_ADD_TYPE_ID(gtune, (gt::Encoded<gt::GenerateReply>))
 CAF_ADD_TYPE_ID(gtune, (gt::PhaseOrder))
 CAF_ADD_TYPE_ID(gtune, (gt::StepReport))
 CAF_ADD_TYPE_ID(gtune, (gt::AuditTruth))
@@ -75,7 +77,8 @@ typename Inspector::result_type inspect(Inspector& f, AuditTruth& x) {
 }
 
 // The server (model owner): serves forward and backward passes per client
-// session, and plugs adapters tuned offline into the full model. A hello that
+// session, runs the backbone's steps of a generation with the tuned model (a KV cache per
+// generation), and plugs adapters tuned offline into the full model. A hello that
 // names an open session of the same client updates that session's terms.
 // `sweep` is its own timer: it drops sessions idle past the timeout.
 using server_actor =
@@ -83,6 +86,7 @@ using server_actor =
                      caf::replies_to<Encoded<ForwardRequest>>::with<Encoded<ForwardReply>>,
                      caf::replies_to<Encoded<BackwardRequest>>::with<Encoded<BackwardReply>>,
                      caf::replies_to<Encoded<AdapterUpload>>::with<Encoded<AdapterAck>>,
+                     caf::replies_to<Encoded<GenerateRequest>>::with<Encoded<GenerateReply>>,
                      caf::reacts_to<Encoded<SessionBye>>, caf::reacts_to<sweep_atom>>;
 
 // The emulator builder (model owner): builds an emulator of the backbone for

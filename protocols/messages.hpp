@@ -133,6 +133,24 @@ struct ChunkReply {
   std::vector<uint8_t> data;
 };
 
+// client -> server: one step of a generation with the tuned model (issue 18): a1 of the
+// positions fed now (the prompt, then one new token a row). The server runs its backbone over
+// them with the generation's KV cache and answers a2.
+struct GenerateRequest {
+  Header header;
+  uint64_t generation = 0;    // 0: a new generation, whose prompt this is; else the one to go on
+  WireTensor activations;     // a1 (B, T_new, C)
+  WireTensor attention_mask;  // (B, T_new) int64
+  bool last = false;          // the generation ends with this step: its cache is dropped
+};
+
+// server -> client: a2 of the positions fed, and the generation they belong to.
+struct GenerateReply {
+  Header header;
+  uint64_t generation = 0;
+  WireTensor activations;  // a2 (B, T_new, C)
+};
+
 // Names used in byte accounting ("kind" label) and in errors.
 template <class T>
 constexpr const char* message_kind();
@@ -191,6 +209,14 @@ constexpr const char* message_kind<ChunkRequest>() {
 template <>
 constexpr const char* message_kind<ChunkReply>() {
   return "chunk_down";
+}
+template <>
+constexpr const char* message_kind<GenerateRequest>() {
+  return "generate_up";
+}
+template <>
+constexpr const char* message_kind<GenerateReply>() {
+  return "generate_down";
 }
 
 }  // namespace gt

@@ -68,24 +68,33 @@ ServerSession& SplitServer::session(const Header& h) {
   return it->second;
 }
 
-ForwardReply SplitServer::forward(ForwardRequest req) {
-  auto& s = session(req.header);
+// a1 and its mask as received, checked in host memory (a (B, T) mask of 0/1, a finite
+// (B, T, C) a1, `seen + T` within OPT's positions), then moved to the backbone's device.
+std::pair<torch::Tensor, torch::Tensor> SplitServer::received_a1(WireTensor activations,
+                                                                 WireTensor attention_mask,
+                                                                 int64_t seen) const {
   const auto C = seg_.cfg.hidden_size;
-  auto mask = from_wire(std::move(req.attention_mask), "attention_mask", {-1, -1});
+  auto mask = from_wire(std::move(attention_mask), "attention_mask", {-1, -1});
   if (mask.scalar_type() != torch::kLong) throw ProtocolError("attention_mask: must be int64");
   const auto B = mask.size(0), T = mask.size(1);
   if (B == 0 || T == 0) throw ProtocolError("attention_mask: empty batch");
   if (mask.lt(0).logical_or(mask.gt(1)).any().item<bool>())
     throw ProtocolError("attention_mask: values must be 0 or 1");
-  if (T > seg_.cfg.max_positions && seg_.cfg.family == Family::opt)
-    throw ProtocolError("sequence of " + std::to_string(T) + " tokens exceeds the model's " +
+  if (seen + T > seg_.cfg.max_positions && seg_.cfg.family == Family::opt)
+    throw ProtocolError("sequence of " + std::to_string(seen + T) + " tokens exceeds the model's " +
                         std::to_string(seg_.cfg.max_positions) + " positions");
-  auto a1 = from_wire(std::move(req.activations), "a1", {B, T, C}).to(seg_.dtype);
+  auto a1 = from_wire(std::move(activations), "a1", {B, T, C}).to(seg_.dtype);
   if (!torch::isfinite(a1).all().item<bool>()) throw ProtocolError("a1: contains NaN or infinity");
-  // Checked in host memory as received; computed on the backbone's device.
   const auto device = seg_.device();
-  a1 = a1.to(device);
-  auto ctx = make_attention_context(seg_.cfg, mask.to(device), seg_.dtype);
+  return {a1.to(device), mask.to(device)};
+}
+
+ForwardReply SplitServer::forward(ForwardRequest req) {
+  auto& s = session(req.header);
+  auto [a1, device_mask] =
+      received_a1(std::move(req.activations), std::move(req.attention_mask), 0);
+  const auto mask = device_mask.cpu();
+  auto ctx = make_attention_context(seg_.cfg, device_mask, seg_.dtype);
   if (req.keep_graph && !s.backward)
     throw ProtocolError("session " + std::to_string(req.header.session) + " (" + s.strategy +
                         ") sends no gradients; a forward cannot keep a graph");
@@ -108,6 +117,58 @@ ForwardReply SplitServer::forward(ForwardRequest req) {
     reply.activations = to_wire(seg_.backbone->forward(a1, ctx), s.a2_scheme, mask);
   }
   s.last_step = req.header.step;
+  return reply;
+}
+
+int64_t SplitServer::cache_bytes() const {
+  int64_t n = 0;
+  for (const auto& [id, s] : sessions_)
+    for (const auto& [g, cache] : s.generations) n += cache.bytes();
+  return n;
+}
+
+GenerateReply SplitServer::generate(GenerateRequest req) {
+  auto& s = session(req.header);
+  const auto found = s.generations.find(req.generation);
+  if (req.generation != 0 && found == s.generations.end())
+    throw ProtocolError("generation " + std::to_string(req.generation) + " of session " +
+                        std::to_string(req.header.session) + " is unknown (ended or dropped)");
+  const auto& shape = req.attention_mask.shape;
+  if (req.last && req.generation != 0 && shape.size() == 2 && shape[0] * shape[1] == 0) {
+    s.generations.erase(found);  // the end of a generation, with no positions to run
+    GenerateReply reply;
+    reply.header = req.header;
+    reply.generation = req.generation;
+    reply.activations = to_wire(torch::zeros({0, 0, 0}));
+    return reply;
+  }
+  const int64_t seen = found != s.generations.end() ? found->second.seen() : 0;
+  auto [a1, mask] = received_a1(std::move(req.activations), std::move(req.attention_mask), seen);
+  const auto B = mask.size(0), T = mask.size(1);
+  if (seen > 0 && found->second.attention_mask.size(0) != B)
+    throw ProtocolError("generation " + std::to_string(req.generation) + " has " +
+                        std::to_string(found->second.attention_mask.size(0)) +
+                        " rows; this step sends " + std::to_string(B));
+  // What this step adds to the caches, checked before anything is kept: keys and values of
+  // every backbone block.
+  const auto& c = seg_.cfg;
+  const int64_t added = B * T * 2 * c.num_kv_heads * c.head_dim *
+                        int64_t(seg_.backbone->blocks.size()) * int64_t(a1.element_size());
+  if (cache_bytes() + added > cache_limit_)
+    throw ProtocolError("generation caches would hold " +
+                        std::to_string((cache_bytes() + added) >> 20) + " MB, over the limit of " +
+                        std::to_string(cache_limit_ >> 20) + " MB (server.max_cache_mb)");
+  const auto id = req.generation != 0 ? req.generation : s.next_generation++;
+  auto& cache = s.generations[id];
+  GenerateReply reply;
+  reply.header = req.header;
+  reply.generation = id;
+  {
+    torch::NoGradGuard no_grad;
+    auto ctx = step_context(c, cache, mask, seg_.dtype);
+    reply.activations = to_wire(seg_.backbone->forward(a1, ctx), s.a2_scheme, mask.cpu());
+  }
+  if (req.last) s.generations.erase(id);
   return reply;
 }
 

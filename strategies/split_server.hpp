@@ -7,6 +7,7 @@
 #include <string>
 
 #include "data/batch_source.hpp"
+#include "models/kv_cache.hpp"
 #include "models/segments.hpp"
 #include "privacy/quantization.hpp"
 #include "protocols/compression.hpp"
@@ -31,6 +32,9 @@ struct ServerSession {
   std::map<uint32_t, Graph> graphs;
   int64_t pending_step = -1;  // -1: no graph kept
   uint32_t pending_micros = 1;
+  // Generations with the tuned model: the backbone's KV cache of each, by id.
+  std::map<uint64_t, KvCache> generations;
+  uint64_t next_generation = 1;
 };
 
 class SplitServer {
@@ -48,6 +52,12 @@ class SplitServer {
   // training forward of another step (or another micro-batch count) drops the graphs kept.
   ForwardReply forward(ForwardRequest request);
   BackwardReply backward(BackwardRequest request);
+  // One step of a generation: the backbone over the positions fed, with the generation's KV
+  // cache (a new one when the request names none). Refused when the caches of every session
+  // would pass the cache limit.
+  GenerateReply generate(GenerateRequest request);
+  void set_cache_limit(int64_t bytes) { cache_limit_ = bytes; }
+  int64_t cache_bytes() const;
   // Plugs a client's tuned adapters into the full model (kept per client).
   AdapterAck plug(const AdapterUpload& upload);
   void close(uint64_t session);
@@ -63,6 +73,9 @@ class SplitServer {
 
  private:
   ServerSession& session(const Header& h);
+  std::pair<torch::Tensor, torch::Tensor> received_a1(WireTensor activations,
+                                                      WireTensor attention_mask,
+                                                      int64_t seen) const;
 
   Segments seg_;
   NamedTensors pretrained_;  // the adapters as loaded: what deltas are relative to
@@ -70,6 +83,7 @@ class SplitServer {
   std::string name_;
   uint64_t next_session_ = 1;
   std::map<uint64_t, ServerSession> sessions_;
+  int64_t cache_limit_ = int64_t(1) << 30;
 };
 
 }  // namespace gt
