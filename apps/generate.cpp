@@ -1,25 +1,35 @@
 // gtune generate: text from the tuned model (issue 18). Loads the run's model with its adapter
 // structure (LoRA or full), plugs in the adapters a run wrote (--adapters; without it, the
 // pretrained model) and generates after each prompt with KV caches, printing the text as it
-// comes. Everything runs in this process; the split form against a server node (--connect) is
-// still to come.
+// comes. With --connect the backbone is a server node's: this process holds the adapters only,
+// sends a1 (quantized as in training) and keeps its adapters' cache; the server keeps the
+// backbone's.
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "apps/commands.hpp"
+#include "apps/network_options.hpp"
 #include "apps/parties.hpp"
 #include "apps/run_options.hpp"
+#include "apps/run_plan.hpp"
 #include "common/error.hpp"
+#include "control/address.hpp"
 #include "models/adapter_io.hpp"
 #include "models/generation.hpp"
 #include "models/tokenizer.hpp"
+#include "strategies/generation_client.hpp"
 
 namespace gt::cli {
 namespace {
 
 struct GenerateOptions {
   RunOptions run;
+  NetworkOptions network;
+  std::string connect;  // a server node's HOST:PORT; "" = the backbone in this process
   std::string adapters;
   std::vector<std::string> prompts;
   std::string prompts_file;
@@ -51,6 +61,66 @@ std::vector<std::string> read_prompts(const std::string& path) {
   return out;
 }
 
+// A session with a server node for generations: hello, then each step a request answered
+// with a2, and a goodbye at the end.
+class RemoteBackbone {
+ public:
+  RemoteBackbone(const GenerateOptions& opt, const RunConfig& cfg, const Segments& seg)
+      : acfg_(configured(opt.network)), sys_(acfg_), self_(sys_) {
+    const auto where = parse_host_port(opt.connect, "--connect");
+    opt.network.check(where.host, "--connect");
+    auto found = connect_server(sys_, opt.network, where.host, where.port);
+    if (!found)
+      throw Error("cannot reach the server at " + opt.connect + ": " +
+                  connect_error_text(found.error()));
+    server_ = *found;
+    SessionHello h;
+    h.client_name = cfg.run.name;
+    h.strategy = "generate";
+    h.model_type = seg.cfg.model_type;
+    h.num_layers = seg.cfg.num_layers;
+    h.hidden_size = seg.cfg.hidden_size;
+    h.n_in = seg.split.n_in, h.n_out = seg.split.n_out;
+    h.backward = false;
+    h.quant_a2 = static_cast<uint8_t>(parse_quant_scheme(cfg.strategy.quantize_a2));
+    session_ = decode(ask<SessionAccept>(encode(h))).header.session;
+    a1_scheme_ = parse_quant_scheme(cfg.strategy.quantize_a1);
+  }
+  ~RemoteBackbone() {
+    SessionBye bye;
+    bye.header = Header{kProtocolVersion, session_, 0};
+    self_->send(server_, encode(bye));
+  }
+  // A generation's backbone steps; end() it when the generation is done.
+  GenerationClient generation() {
+    return GenerationClient(session_, a1_scheme_, [this](GenerateRequest r) {
+      return decode(ask<GenerateReply>(encode(r)));
+    });
+  }
+
+ private:
+  static ActorConfig configured(const NetworkOptions& net) {
+    ActorConfig c;
+    net.configure(c);
+    return c;
+  }
+  template <class Rep, class Req>
+  Encoded<Rep> ask(const Encoded<Req>& msg) {
+    Encoded<Rep> out;
+    self_->request(server_, std::chrono::minutes(10), msg)
+        .receive([&](Encoded<Rep>& rep) { out = std::move(rep); },
+                 [&](caf::error& e) { throw Error("the server refused: " + describe(e)); });
+    return out;
+  }
+
+  ActorConfig acfg_;
+  caf::actor_system sys_;
+  caf::scoped_actor self_;
+  server_actor server_;
+  uint64_t session_ = 0;
+  QuantScheme a1_scheme_ = QuantScheme::none;
+};
+
 void run_generate(const GenerateOptions& opt) {
   auto prompts = opt.prompts;
   if (!opt.prompts_file.empty()) {
@@ -60,7 +130,10 @@ void run_generate(const GenerateOptions& opt) {
   if (prompts.empty()) throw Error("generate: give --prompt TEXT or --prompts FILE.jsonl");
   const auto cfg = opt.run.load();
   DecoderLM model{nullptr};
-  auto seg = load_adapter_model(cfg, model);
+  const bool remote = !opt.connect.empty();
+  auto seg = load_adapter_model(cfg, model, /*hold_backbone=*/!remote);
+  std::unique_ptr<RemoteBackbone> server;
+  if (remote) server = std::make_unique<RemoteBackbone>(opt, cfg, seg);
   coarsen_client_inputs(cfg, seg);  // as the client computed (privacy.token_clusters)
   if (!opt.adapters.empty()) load_adapters(opt.adapters, seg);
   const auto tokenizer = Tokenizer::from_dir(cfg.model.path);
@@ -80,7 +153,15 @@ void run_generate(const GenerateOptions& opt) {
     std::vector<int64_t> made;
     std::string shown;
     if (!opt.json) std::printf("%s", prompt.c_str());
-    const auto g = generate(seg, input, torch::ones_like(input), sampling, [&](int64_t, int64_t t) {
+    std::optional<GenerationClient> on_server;
+    BackboneStep backbone;
+    if (remote) {
+      on_server.emplace(server->generation());
+      backbone = [&](const torch::Tensor& a1, const torch::Tensor& m) {
+        return on_server->step(a1, m);
+      };
+    }
+    const auto show = [&](int64_t, int64_t t) {
       if (opt.json) return;
       made.push_back(t);
       // Byte-level BPE: print what the tokens so far add to the text.
@@ -90,7 +171,11 @@ void run_generate(const GenerateOptions& opt) {
         std::fflush(stdout);
         shown = now;
       }
-    });
+    };
+    const auto mask = torch::ones_like(input);
+    const auto g = remote ? generate(seg, backbone, input, mask, sampling, show)
+                          : generate(seg, input, mask, sampling, show);
+    if (on_server) on_server->end();
     if (opt.json) {
       nlohmann::json j = {{"prompt", prompt},
                           {"text", tokenizer.decode(g.tokens[0])},
@@ -111,6 +196,10 @@ void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "generate", "Generate text with a run's model and its tuned adapters (KV-cached decoding)");
   opt->run.add_to(*cmd);
+  opt->network.add_to(*cmd);
+  cmd->add_option("--connect", opt->connect,
+                  "a server node's HOST:PORT: the backbone runs there (this process holds the "
+                  "adapters only)");
   cmd->add_option("--adapters", opt->adapters,
                   "adapters.safetensors a run wrote (without it: the pretrained model)")
       ->check(CLI::ExistingFile);

@@ -39,6 +39,23 @@ s1=$(gen --prompt "A cat is" --max-tokens 8 --temperature 1 --top-p 0.9 --seed 5
 s2=$(gen --prompt "A cat is" --max-tokens 8 --temperature 1 --top-p 0.9 --seed 5 --json 2>/dev/null)
 [ -n "$s1" ] && [ "$s1" = "$s2" ] || fail "sampling with one seed differs: $s1 / $s2"
 
+# Split: the backbone on a server node, this process holding the adapters only; with fp32 a1
+# the same tokens as generating here.
+"$gtune" node --role server --listen 127.0.0.1:0 --port-file "$tmp/server.port" --config "$cfg" \
+  --metrics 0 >"$tmp/server.out" 2>"$tmp/server.err" &
+server=$!
+trap 'kill "$server" 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 600); do [ -s "$tmp/server.port" ] && break; sleep 0.2; done
+[ -s "$tmp/server.port" ] || fail "the server node did not listen: $(tail -3 "$tmp/server.err")"
+fp32=(--set strategy.quantize_a1=none --prompt "One" --prompts "$tmp/p.jsonl" --max-tokens 6 --json)
+gen "${fp32[@]}" >"$tmp/here.jsonl" 2>/dev/null || fail "generate here"
+gen "${fp32[@]}" --connect "127.0.0.1:$(cat "$tmp/server.port")" >"$tmp/split.jsonl" 2>"$tmp/split.err" ||
+  fail "generate --connect: $(tail -3 "$tmp/split.err")"
+cmp -s "$tmp/here.jsonl" "$tmp/split.jsonl" || fail "split generation differs: $(diff "$tmp/here.jsonl" "$tmp/split.jsonl")"
+grep -q "(generate)" "$tmp/server.err" || fail "the server saw no generation session"
+if gen --prompt "x" --connect "127.0.0.1:1" >"$tmp/e.out" 2>&1; then fail "reached a server that is not there"; fi
+grep -q "cannot reach the server at 127.0.0.1:1" "$tmp/e.out" || fail "no clear error: $(tail -2 "$tmp/e.out")"
+
 # Bad input: a clear error, exit status not 0.
 expect_error() {  # expect_error <pattern> <args...>
   local pattern="$1"
