@@ -102,7 +102,11 @@ void end_session(ServerSelf self, uint64_t session, const std::string& why) {
       st.session_of.erase(it);
       break;
     }
-  if (st.options.metrics) st.options.metrics->set_sessions(int64_t(st.server->num_sessions()));
+  if (st.options.metrics) {
+    st.options.metrics->set_sessions(int64_t(st.server->num_sessions()));
+    st.options.metrics->set_generation_cache(st.server->cache_bytes(),
+                                             st.server->num_generations());
+  }
   release_freed_memory();
 }
 
@@ -215,7 +219,15 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
       [self](Encoded<GenerateRequest>& msg) -> caf::result<Encoded<GenerateReply>> {
         return serve<GenerateRequest, GenerateReply>(self, msg, [&](GenerateRequest& req) {
           check_batch(self, req);
-          return self->state.server->generate(std::move(req));
+          const auto& shape = req.attention_mask.shape;
+          const int64_t positions = shape.size() == 2 ? shape[0] * shape[1] : 0;
+          auto reply = self->state.server->generate(std::move(req));
+          if (const auto& m = self->state.options.metrics) {
+            m->add_generation_positions(positions);
+            m->set_generation_cache(self->state.server->cache_bytes(),
+                                    self->state.server->num_generations());
+          }
+          return reply;
         });
       },
       [self](Encoded<AdapterUpload>& msg) -> caf::result<Encoded<AdapterAck>> {

@@ -62,6 +62,20 @@ Metrics::Metrics()
                     .Name("gtune_sessions")
                     .Help("Sessions the server has open")
                     .Register(*registry_)),
+      generation_cache_bytes_(prometheus::BuildGauge()
+                                  .Name("gtune_generation_cache_bytes")
+                                  .Help("KV-cache bytes the server holds for open generations "
+                                        "(bounded by server.max_cache_mb)")
+                                  .Register(*registry_)),
+      generations_(prometheus::BuildGauge()
+                       .Name("gtune_generations")
+                       .Help("Generations the server has open")
+                       .Register(*registry_)),
+      generation_positions_(prometheus::BuildCounter()
+                                .Name("gtune_generation_positions_total")
+                                .Help("Positions (prompt tokens and new tokens) the server's "
+                                      "backbone ran for generations")
+                                .Register(*registry_)),
       session_timeouts_(prometheus::BuildCounter()
                             .Name("gtune_session_timeouts_total")
                             .Help("Sessions the server dropped after server.session_timeout idle")
@@ -81,6 +95,15 @@ void Metrics::add_refused(const std::string& kind, const std::string& reason) {
 
 void Metrics::set_sessions(int64_t open) {
   sessions_.Add({}).Set(double(open));
+}
+
+void Metrics::set_generation_cache(int64_t bytes, int64_t generations) {
+  generation_cache_bytes_.Add({}).Set(double(bytes));
+  generations_.Add({}).Set(double(generations));
+}
+
+void Metrics::add_generation_positions(int64_t positions) {
+  generation_positions_.Add({}).Increment(double(positions));
 }
 
 void Metrics::add_session_timeout() {

@@ -38,6 +38,9 @@ class Metrics {
   // "not_owner", "invalid"); sessions open now; sessions dropped after the idle timeout.
   void add_refused(const std::string& kind, const std::string& reason);
   void set_sessions(int64_t open);
+  // The server's generations (issue 18): KV-cache bytes of every open one, and positions run.
+  void set_generation_cache(int64_t bytes, int64_t generations);
+  void add_generation_positions(int64_t positions);
   void add_session_timeout();
   // Client: a reconnection to a lost server; a run resumed from a checkpoint at `step`.
   void add_reconnect(const std::string& client);
@@ -61,6 +64,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& transfer_total_;
   prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Family<prometheus::Gauge>& sessions_;
+  prometheus::Family<prometheus::Gauge>& generation_cache_bytes_;
+  prometheus::Family<prometheus::Gauge>& generations_;
+  prometheus::Family<prometheus::Counter>& generation_positions_;
   prometheus::Family<prometheus::Counter>& session_timeouts_;
   prometheus::Family<prometheus::Counter>& reconnects_;
   prometheus::Family<prometheus::Gauge>& resumed_from_;

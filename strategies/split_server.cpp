@@ -127,6 +127,12 @@ int64_t SplitServer::cache_bytes() const {
   return n;
 }
 
+int64_t SplitServer::num_generations() const {
+  int64_t n = 0;
+  for (const auto& [id, s] : sessions_) n += int64_t(s.generations.size());
+  return n;
+}
+
 GenerateReply SplitServer::generate(GenerateRequest req) {
   auto& s = session(req.header);
   const auto found = s.generations.find(req.generation);

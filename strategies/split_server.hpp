@@ -58,6 +58,7 @@ class SplitServer {
   GenerateReply generate(GenerateRequest request);
   void set_cache_limit(int64_t bytes) { cache_limit_ = bytes; }
   int64_t cache_bytes() const;
+  int64_t num_generations() const;
   // Plugs a client's tuned adapters into the full model (kept per client).
   AdapterAck plug(const AdapterUpload& upload);
   void close(uint64_t session);

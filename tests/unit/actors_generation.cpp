@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "models/decoder.hpp"
 #include "models/generation.hpp"
+#include "monitoring/metrics.hpp"
 #include "protocols/interfaces.hpp"
 #include "strategies/generation_client.hpp"
 #include "tests/actor_test_support.hpp"
@@ -115,7 +116,9 @@ TEST_CASE("split generation: through the server actor, requests from the session
   auto split = std::make_shared<gt::SplitServer>(
       gt::split_model(gt::load_decoder(fixture_dir("opt-tiny-s1")), {1, 1}), "server");
   auto stats = std::make_shared<gt::WireStats>();
-  auto server = sys.spawn(gt::configured_server_behavior, split, stats, gt::ServerOptions{});
+  gt::ServerOptions options;
+  options.metrics = std::make_shared<gt::Metrics>();
+  auto server = sys.spawn(gt::configured_server_behavior, split, stats, options);
   caf::scoped_actor self{sys};
   constexpr auto kTimeout = std::chrono::seconds(60);
   uint64_t session = 0;
@@ -138,8 +141,15 @@ TEST_CASE("split generation: through the server actor, requests from the session
       client, [&](const torch::Tensor& a1, const torch::Tensor& m) { return remote.step(a1, m); },
       b.ids, b.mask, o);
   CHECK(remote_run.tokens == here.tokens);
+  const auto during = options.metrics->text();
+  CHECK(during.find("\ngtune_generations 1\n") != std::string::npos);
   remote.end();
   CHECK(split->cache_bytes() == 0);
+  // The prompt's 3 x 10 positions, then 4 steps of one new token a row (5 tokens, no stop).
+  const auto after = options.metrics->text();
+  CHECK(after.find("\ngtune_generation_positions_total 42\n") != std::string::npos);
+  CHECK(after.find("\ngtune_generations 0\n") != std::string::npos);
+  CHECK(after.find("\ngtune_generation_cache_bytes 0\n") != std::string::npos);
   // Counted as generation traffic: the prompt and one message per new token each way.
   int64_t up = 0, down = 0;
   for (const auto& [key, count] : stats->snapshot()) {
