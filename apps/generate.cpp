@@ -74,15 +74,8 @@ class RemoteBackbone {
       throw Error("cannot reach the server at " + opt.connect + ": " +
                   connect_error_text(found.error()));
     server_ = *found;
-    SessionHello h;
-    h.client_name = cfg.run.name;
-    h.strategy = "generate";
-    h.model_type = seg.cfg.model_type;
-    h.num_layers = seg.cfg.num_layers;
-    h.hidden_size = seg.cfg.hidden_size;
-    h.n_in = seg.split.n_in, h.n_out = seg.split.n_out;
-    h.backward = false;
-    h.quant_a2 = static_cast<uint8_t>(parse_quant_scheme(cfg.strategy.quantize_a2));
+    const auto h =
+        generation_hello(seg, cfg.run.name, parse_quant_scheme(cfg.strategy.quantize_a2));
     session_ = decode(ask<SessionAccept>(encode(h))).header.session;
     a1_scheme_ = parse_quant_scheme(cfg.strategy.quantize_a1);
   }

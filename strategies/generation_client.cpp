@@ -5,6 +5,20 @@
 
 namespace gt {
 
+SessionHello generation_hello(const Segments& seg, const std::string& client_name,
+                              QuantScheme a2_scheme) {
+  SessionHello h;
+  h.client_name = client_name;
+  h.strategy = "generate";
+  h.model_type = seg.cfg.model_type;
+  h.num_layers = seg.cfg.num_layers;
+  h.hidden_size = seg.cfg.hidden_size;
+  h.n_in = seg.split.n_in, h.n_out = seg.split.n_out;
+  h.backward = false;
+  h.quant_a2 = static_cast<uint8_t>(a2_scheme);
+  return h;
+}
+
 GenerationClient::GenerationClient(uint64_t session, QuantScheme a1_scheme, Send send)
     : session_(session), a1_scheme_(a1_scheme), send_(std::move(send)) {}
 

@@ -5,10 +5,16 @@
 
 #include <functional>
 
+#include "models/segments.hpp"
 #include "privacy/quantization.hpp"
 #include "protocols/messages.hpp"
 
 namespace gt {
+
+// The hello of a session for generations: the client's model and cut, no gradients, a2 coming
+// back as `a2_scheme`.
+SessionHello generation_hello(const Segments& seg, const std::string& client_name,
+                              QuantScheme a2_scheme = QuantScheme::none);
 
 class GenerationClient {
  public:

@@ -22,15 +22,7 @@ using gt::test::fixture_dir;
 using gt::test::reference_batch;
 
 gt::SessionHello hello_for(const gt::Segments& seg) {
-  gt::SessionHello h;
-  h.client_name = "c";
-  h.strategy = "generate";
-  h.model_type = seg.cfg.model_type;
-  h.num_layers = seg.cfg.num_layers;
-  h.hidden_size = seg.cfg.hidden_size;
-  h.n_in = seg.split.n_in, h.n_out = seg.split.n_out;
-  h.backward = false;
-  return h;
+  return gt::generation_hello(seg, "c");
 }
 
 // The server's answer to `req`, each message encoded and decoded as on the wire.
