@@ -69,7 +69,10 @@ Generation generate(Segments& seg, const BackboneStep& backbone, const torch::Te
         continue;
       }
       out.tokens[size_t(b)].push_back(t);
-      if (on_token) on_token(b, t);
+      if (on_token && !on_token(b, t)) {
+        done[size_t(b)] = true;
+        out.finish[size_t(b)] = "stop";
+      }
     }
     if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
     // The next step feeds each row its new token; a finished row feeds padding.

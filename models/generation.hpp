@@ -38,8 +38,9 @@ using BackboneStep =
 torch::Tensor next_tokens(const torch::Tensor& logits, const SamplingOptions& o,
                           at::Generator& generator);
 
-// Called with (row, token) as each token is generated (stop tokens excluded), to show progress.
-using TokenCallback = std::function<void(int64_t row, int64_t token)>;
+// Called with (row, token) as each token is generated (stop tokens excluded), to show progress;
+// false ends that row there with finish "stop" (e.g. a stop string, models/text_stream.hpp).
+using TokenCallback = std::function<bool(int64_t row, int64_t token)>;
 
 // Generates after `prompt_ids` (B, T) with their 0/1 mask (left or right padding): the new
 // tokens go after the last column. The client's adapters run here, the backbone through
