@@ -4,24 +4,16 @@
 // comes. With --connect the backbone is a server node's: this process holds the adapters only,
 // sends a1 (quantized as in training) and keeps its adapters' cache; the server keeps the
 // backbone's.
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <optional>
 
 #include "apps/commands.hpp"
 #include "apps/network_options.hpp"
-#include "apps/parties.hpp"
 #include "apps/run_options.hpp"
-#include "apps/run_plan.hpp"
+#include "apps/text_generator.hpp"
 #include "common/error.hpp"
-#include "control/address.hpp"
-#include "models/adapter_io.hpp"
-#include "models/generation.hpp"
-#include "models/tokenizer.hpp"
-#include "strategies/generation_client.hpp"
 
 namespace gt::cli {
 namespace {
@@ -34,6 +26,7 @@ struct GenerateOptions {
   std::vector<std::string> prompts;
   std::string prompts_file;
   SamplingOptions sampling;
+  std::vector<std::string> stops;
   bool json = false;
 };
 
@@ -61,59 +54,6 @@ std::vector<std::string> read_prompts(const std::string& path) {
   return out;
 }
 
-// A session with a server node for generations: hello, then each step a request answered
-// with a2, and a goodbye at the end.
-class RemoteBackbone {
- public:
-  RemoteBackbone(const GenerateOptions& opt, const RunConfig& cfg, const Segments& seg)
-      : acfg_(configured(opt.network)), sys_(acfg_), self_(sys_) {
-    const auto where = parse_host_port(opt.connect, "--connect");
-    opt.network.check(where.host, "--connect");
-    auto found = connect_server(sys_, opt.network, where.host, where.port);
-    if (!found)
-      throw Error("cannot reach the server at " + opt.connect + ": " +
-                  connect_error_text(found.error()));
-    server_ = *found;
-    const auto h =
-        generation_hello(seg, cfg.run.name, parse_quant_scheme(cfg.strategy.quantize_a2));
-    session_ = decode(ask<SessionAccept>(encode(h))).header.session;
-    a1_scheme_ = parse_quant_scheme(cfg.strategy.quantize_a1);
-  }
-  ~RemoteBackbone() {
-    SessionBye bye;
-    bye.header = Header{kProtocolVersion, session_, 0};
-    self_->send(server_, encode(bye));
-  }
-  // A generation's backbone steps; end() it when the generation is done.
-  GenerationClient generation() {
-    return GenerationClient(session_, a1_scheme_, [this](GenerateRequest r) {
-      return decode(ask<GenerateReply>(encode(r)));
-    });
-  }
-
- private:
-  static ActorConfig configured(const NetworkOptions& net) {
-    ActorConfig c;
-    net.configure(c);
-    return c;
-  }
-  template <class Rep, class Req>
-  Encoded<Rep> ask(const Encoded<Req>& msg) {
-    Encoded<Rep> out;
-    self_->request(server_, std::chrono::minutes(10), msg)
-        .receive([&](Encoded<Rep>& rep) { out = std::move(rep); },
-                 [&](caf::error& e) { throw Error("the server refused: " + describe(e)); });
-    return out;
-  }
-
-  ActorConfig acfg_;
-  caf::actor_system sys_;
-  caf::scoped_actor self_;
-  server_actor server_;
-  uint64_t session_ = 0;
-  QuantScheme a1_scheme_ = QuantScheme::none;
-};
-
 void run_generate(const GenerateOptions& opt) {
   auto prompts = opt.prompts;
   if (!opt.prompts_file.empty()) {
@@ -121,62 +61,30 @@ void run_generate(const GenerateOptions& opt) {
     prompts.insert(prompts.end(), more.begin(), more.end());
   }
   if (prompts.empty()) throw Error("generate: give --prompt TEXT or --prompts FILE.jsonl");
-  const auto cfg = opt.run.load();
-  DecoderLM model{nullptr};
-  const bool remote = !opt.connect.empty();
-  auto seg = load_adapter_model(cfg, model, /*hold_backbone=*/!remote);
-  std::unique_ptr<RemoteBackbone> server;
-  if (remote) server = std::make_unique<RemoteBackbone>(opt, cfg, seg);
-  coarsen_client_inputs(cfg, seg);  // as the client computed (privacy.token_clusters)
-  if (!opt.adapters.empty()) load_adapters(opt.adapters, seg);
-  const auto tokenizer = Tokenizer::from_dir(cfg.model.path);
-  auto sampling = opt.sampling;
-  if (tokenizer.special().eos >= 0) sampling.stop_tokens.push_back(tokenizer.special().eos);
+  TextGenerator generator(opt.run.load(), opt.adapters, opt.connect, opt.network);
   for (const auto& prompt : prompts) {
-    std::vector<int64_t> ids;
-    if (tokenizer.special().bos >= 0) ids.push_back(tokenizer.special().bos);
-    const auto text = tokenizer.encode(prompt);
-    ids.insert(ids.end(), text.begin(), text.end());
-    const auto n = static_cast<int64_t>(ids.size());
-    if (n + sampling.max_tokens > seg.cfg.max_positions)
-      throw Error("generate: the prompt (" + std::to_string(n) + " tokens) and --max-tokens " +
-                  std::to_string(sampling.max_tokens) + " pass the model's " +
-                  std::to_string(seg.cfg.max_positions) + " positions");
-    auto input = torch::tensor(ids).view({1, n});
-    std::vector<int64_t> made;
-    std::string shown;
     if (!opt.json) std::printf("%s", prompt.c_str());
-    std::optional<GenerationClient> on_server;
-    BackboneStep backbone;
-    if (remote) {
-      on_server.emplace(server->generation());
-      backbone = [&](const torch::Tensor& a1, const torch::Tensor& m) {
-        return on_server->step(a1, m);
-      };
-    }
-    const auto show = [&](int64_t, int64_t t) {
-      if (opt.json) return;
-      made.push_back(t);
-      // Byte-level BPE: print what the tokens so far add to the text.
-      const auto now = tokenizer.decode(made);
-      if (now.size() > shown.size() && now.compare(0, shown.size(), shown) == 0) {
-        std::fwrite(now.data() + shown.size(), 1, now.size() - shown.size(), stdout);
-        std::fflush(stdout);
-        shown = now;
-      }
+    const auto show = [&](const std::string& piece) {
+      if (opt.json) return true;
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
     };
-    const auto mask = torch::ones_like(input);
-    const auto g = remote ? generate(seg, backbone, input, mask, sampling, show)
-                          : generate(seg, input, mask, sampling, show);
-    if (on_server) on_server->end();
+    Completion c;
+    try {
+      c = generator.complete(prompt, opt.sampling, opt.stops, show);
+    } catch (const BadPrompt& e) {
+      throw Error(std::string("generate: ") + e.what());
+    }
     if (opt.json) {
       nlohmann::json j = {{"prompt", prompt},
-                          {"text", tokenizer.decode(g.tokens[0])},
-                          {"tokens", g.tokens[0].size()},
-                          {"finish_reason", g.finish[0]}};
-      std::printf("%s\n", j.dump().c_str());
+                          {"text", c.text},
+                          {"tokens", c.completion_tokens},
+                          {"finish_reason", c.finish_reason}};
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
-      std::printf("\n[%s, %zu tokens]\n", g.finish[0].c_str(), g.tokens[0].size());
+      std::printf("\n[%s, %lld tokens]\n", c.finish_reason.c_str(),
+                  static_cast<long long>(c.completion_tokens));
     }
     std::fflush(stdout);
   }
@@ -210,6 +118,8 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-p", opt->sampling.top_p, "sample from the nucleus of this mass")
       ->capture_default_str()
       ->check(CLI::Range(1e-9, 1.0));
+  cmd->add_option("--stop", opt->stops,
+                  "end the text before this string (repeat for several; not part of the output)");
   cmd->add_option("--seed", opt->sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_flag("--json", opt->json, "one JSON line per prompt instead of streamed text");
   cmd->callback([opt] { run_generate(*opt); });

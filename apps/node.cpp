@@ -3,14 +3,11 @@
 // with its scheduler beside it or joining a scheduler node that drives several.
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "actors/attacker.hpp"
 #include "actors/emulator_builder.hpp"
@@ -24,15 +21,11 @@
 #include "apps/run_options.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
+#include "apps/service_lifetime.hpp"
 #include "common/error.hpp"
 
 namespace gt::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) {
-  g_stop = true;
-}
 
 struct NodeOptions {
   RunOptions run;
@@ -57,18 +50,6 @@ std::pair<std::string, uint16_t> host_port(const std::string& s, const char* opt
   const auto port = std::stoul(digits);
   if (port > 65535) throw bad();
   return {s.substr(0, colon), static_cast<uint16_t>(port)};
-}
-
-void write_port_file(const std::string& path, uint16_t port) {
-  if (path.empty()) return;
-  std::ofstream(path + ".tmp") << port << "\n";
-  std::rename((path + ".tmp").c_str(), path.c_str());
-}
-
-void wait_for_signal() {
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
 // The attacker node at --attacker, for a server (its tap) or a client (an audit: its truths).

@@ -1,0 +1,16 @@
+// What a long-running gtune process (a node, the serve endpoint) does around its work: tell a
+// waiting script its port, and run until SIGINT or SIGTERM.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gt::cli {
+
+// Writes `port` to `path` atomically (nothing when path is empty), so a script can wait for it.
+void write_port_file(const std::string& path, uint16_t port);
+
+// Blocks until SIGINT or SIGTERM.
+void wait_for_signal();
+
+}  // namespace gt::cli
