@@ -2,6 +2,8 @@
 #include "control/http_server.hpp"
 
 #include <array>
+#include <atomic>
+#include <future>
 #include <optional>
 #include <thread>
 
@@ -9,6 +11,16 @@
 #include "control/beast.hpp"
 
 namespace gt {
+
+// What every connection shares: the handler, its threads (none: the I/O thread) and whether
+// the server is stopping.
+struct HttpServerShared {
+  Handler handler;
+  std::chrono::milliseconds timeout;
+  std::unique_ptr<boost::asio::thread_pool> workers;
+  std::atomic<bool> stopping{false};
+};
+
 namespace {
 
 using namespace beast_io;
@@ -52,8 +64,8 @@ std::optional<HttpAnswer> read_failure_answer(const beast::error_code& ec) {
 // One connection: read one request, answer it, close.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const Handler& handler, std::chrono::milliseconds timeout)
-      : stream_(std::move(socket)), handler_(handler), timeout_(timeout) {
+  Session(tcp::socket socket, const HttpServerShared& shared)
+      : stream_(std::move(socket)), shared_(shared), timeout_(shared.timeout) {
     parser_.body_limit(kMaxRequestBody);
   }
 
@@ -67,20 +79,39 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void on_read(const beast::error_code& ec) {
     if (ec) {
-      if (auto answer = read_failure_answer(ec)) return send(*answer, 11);
+      if (auto answer = read_failure_answer(ec)) return send(*answer);
       return close();
     }
     const auto& req = parser_.get();
-    const HttpRequest request{std::string(req.method_string()), std::string(req.target()),
-                              req.body()};
-    send(call_handler(handler_, request), req.version());
+    HttpRequest request{std::string(req.method_string()), std::string(req.target()), req.body(),
+                        std::string(req[http::field::authorization])};
+    version_ = req.version();
+    if (!shared_.workers) return answer(call_handler(shared_.handler, request));
+    net::post(*shared_.workers, [self = shared_from_this(), request = std::move(request)] {
+      auto answer = call_handler(self->shared_.handler, request);
+      if (answer.stream) return self->stream(answer);
+      net::post(self->stream_.get_executor(),
+                [self, answer = std::move(answer)] { self->answer(answer); });
+    });
   }
 
-  void send(const HttpAnswer& answer, unsigned version) {
-    response_.version(version);
-    response_.result(static_cast<unsigned>(answer.status));
-    response_.set(http::field::server, "gtune");
-    response_.keep_alive(false);
+  void answer(const HttpAnswer& answer) {
+    if (answer.stream)
+      return send(error_answer(500, "a streamed answer needs the server's handler threads"));
+    send(answer);
+  }
+
+  template <class Message>
+  void set_head(Message& m, const HttpAnswer& answer) {
+    m.version(version_);
+    m.result(static_cast<unsigned>(answer.status));
+    m.set(http::field::server, "gtune");
+    m.keep_alive(false);
+    for (const auto& [name, value] : answer.headers) m.set(name, value);
+  }
+
+  void send(const HttpAnswer& answer) {
+    set_head(response_, answer);
     if (answer.content_type.empty()) {
       response_.set(http::field::content_type, "application/json");
       response_.body() =
@@ -94,6 +125,49 @@ class Session : public std::enable_shared_from_this<Session> {
     http::async_write(
         stream_, response_,
         [self = shared_from_this()](beast::error_code, std::size_t) { self->linger(); });
+  }
+
+  // On a handler thread: the head, then each piece the producer writes as one chunk, then the
+  // last chunk. Each write happens on the I/O thread while this thread waits for it.
+  void stream(const HttpAnswer& answer) {
+    http::response<http::empty_body> head;
+    set_head(head, answer);
+    head.set(http::field::content_type, answer.content_type);
+    head.set(http::field::cache_control, "no-cache");
+    head.chunked(true);
+    http::response_serializer<http::empty_body> serializer{head};
+    bool open =
+        write_and_wait([&](auto done) { http::async_write_header(stream_, serializer, done); });
+    const BodyWriter writer = [&](const std::string& piece) {
+      if (shared_.stopping) open = false;
+      if (!open || piece.empty()) return open;
+      open = write_and_wait([&](auto done) {
+        net::async_write(stream_, http::make_chunk(net::buffer(piece)), done);
+      });
+      return open;
+    };
+    try {
+      answer.stream(writer);
+    } catch (...) {
+      // The status is out already: ending the body early is all that is left to say.
+    }
+    if (open)
+      write_and_wait([&](auto done) { net::async_write(stream_, http::make_chunk_last(), done); });
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->linger(); });
+  }
+
+  // Starts `write(done)` on the I/O thread and waits until it is done (the stream's timeout
+  // bounds that, and the server's destructor keeps the I/O thread until the handlers are
+  // done); false when it failed.
+  template <class Write>
+  bool write_and_wait(Write write) {
+    auto result = std::make_shared<std::promise<bool>>();
+    auto finished = result->get_future();
+    net::post(stream_.get_executor(), [this, self = shared_from_this(), result, &write] {
+      stream_.expires_after(timeout_);
+      write([result](beast::error_code ec, std::size_t) { result->set_value(!ec); });
+    });
+    return finished.get();
   }
 
   // Half-close, then read what the client still sends: closing with unread
@@ -121,8 +195,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   beast::tcp_stream stream_;
-  const Handler& handler_;
+  const HttpServerShared& shared_;
   std::chrono::milliseconds timeout_;
+  unsigned version_ = 11;
   beast::flat_buffer buffer_;
   http::request_parser<http::string_body> parser_;
   http::response<http::string_body> response_;
@@ -133,8 +208,7 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct HttpServer::Impl {
-  Handler handler;
-  std::chrono::milliseconds read_timeout;
+  HttpServerShared shared;
   net::io_context io{1};
   tcp::acceptor acceptor{io};
   net::steady_timer retry{io};
@@ -162,7 +236,7 @@ struct HttpServer::Impl {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == net::error::operation_aborted) return;
       if (!ec) {
-        std::make_shared<Session>(std::move(socket), handler, read_timeout)->start();
+        std::make_shared<Session>(std::move(socket), shared)->start();
         return accept();
       }
       // E.g. out of file descriptors: back off instead of spinning.
@@ -186,16 +260,25 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(const std::string& address, uint16_t port, Handler handler,
-                       std::chrono::milliseconds read_timeout)
+                       std::chrono::milliseconds read_timeout, int handler_threads)
     : impl_(std::make_unique<Impl>()) {
-  impl_->handler = std::move(handler);
-  impl_->read_timeout = read_timeout;
+  impl_->shared.handler = std::move(handler);
+  impl_->shared.timeout = read_timeout;
+  if (handler_threads > 0)
+    impl_->shared.workers = std::make_unique<net::thread_pool>(std::size_t(handler_threads));
   impl_->listen(address, port);
   impl_->accept();
   impl_->thread = std::thread([impl = impl_.get()] { impl->serve(); });
 }
 
 HttpServer::~HttpServer() {
+  impl_->shared.stopping = true;
+  // Handlers first: a stream's writes need the I/O thread. No new connection meanwhile.
+  net::post(impl_->io, [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+  if (impl_->shared.workers) impl_->shared.workers->join();
   impl_->io.stop();
   impl_->thread.join();
 }
