@@ -18,5 +18,6 @@ void add_ctl(CLI::App& app);
 void add_experiment(CLI::App& app);
 void add_audit(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_serve(CLI::App& app);
 
 }  // namespace gt::cli

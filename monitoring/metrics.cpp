@@ -10,6 +10,10 @@ prometheus::Histogram::BucketBoundaries step_buckets() {
   return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 }
 
+prometheus::Histogram::BucketBoundaries rate_buckets() {
+  return {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+}
+
 }  // namespace
 
 Metrics::Metrics()
@@ -80,6 +84,22 @@ Metrics::Metrics()
                             .Name("gtune_session_timeouts_total")
                             .Help("Sessions the server dropped after server.session_timeout idle")
                             .Register(*registry_)),
+      completions_(prometheus::BuildCounter()
+                       .Name("gtune_completions_total")
+                       .Help("Completions gtune serve answered, by finish reason")
+                       .Register(*registry_)),
+      completion_tokens_(prometheus::BuildCounter()
+                             .Name("gtune_completion_tokens_total")
+                             .Help("Tokens gtune serve generated")
+                             .Register(*registry_)),
+      first_token_seconds_(prometheus::BuildHistogram()
+                               .Name("gtune_time_to_first_token_seconds")
+                               .Help("Seconds from a completion's start to its first token")
+                               .Register(*registry_)),
+      tokens_per_second_(prometheus::BuildHistogram()
+                             .Name("gtune_completion_tokens_per_second")
+                             .Help("A completion's tokens per second after its first")
+                             .Register(*registry_)),
       reconnects_(prometheus::BuildCounter()
                       .Name("gtune_reconnects_total")
                       .Help("Times a client reached its server again after losing it")
@@ -108,6 +128,14 @@ void Metrics::add_generation_positions(int64_t positions) {
 
 void Metrics::add_session_timeout() {
   session_timeouts_.Add({}).Increment();
+}
+
+void Metrics::add_completion(const std::string& finish_reason, int64_t tokens,
+                             double seconds_to_first_token, double tokens_per_second) {
+  completions_.Add({{"finish_reason", finish_reason}}).Increment();
+  completion_tokens_.Add({}).Increment(double(tokens));
+  first_token_seconds_.Add({}, step_buckets()).Observe(seconds_to_first_token);
+  if (tokens > 1) tokens_per_second_.Add({}, rate_buckets()).Observe(tokens_per_second);
 }
 
 void Metrics::add_reconnect(const std::string& client) {

@@ -42,6 +42,10 @@ class Metrics {
   void set_generation_cache(int64_t bytes, int64_t generations);
   void add_generation_positions(int64_t positions);
   void add_session_timeout();
+  // gtune serve: one completion done ("stop", "length" or "cancelled": the reader went away),
+  // its new tokens, seconds to its first token and its tokens per second after that.
+  void add_completion(const std::string& finish_reason, int64_t tokens,
+                      double seconds_to_first_token, double tokens_per_second);
   // Client: a reconnection to a lost server; a run resumed from a checkpoint at `step`.
   void add_reconnect(const std::string& client);
   void set_resumed_from(const std::string& client, int64_t step);
@@ -68,6 +72,10 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& generations_;
   prometheus::Family<prometheus::Counter>& generation_positions_;
   prometheus::Family<prometheus::Counter>& session_timeouts_;
+  prometheus::Family<prometheus::Counter>& completions_;
+  prometheus::Family<prometheus::Counter>& completion_tokens_;
+  prometheus::Family<prometheus::Histogram>& first_token_seconds_;
+  prometheus::Family<prometheus::Histogram>& tokens_per_second_;
   prometheus::Family<prometheus::Counter>& reconnects_;
   prometheus::Family<prometheus::Gauge>& resumed_from_;
   mutable std::mutex mutex_;  // strategy_info's label sets
