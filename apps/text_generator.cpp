@@ -48,8 +48,8 @@ int64_t TextGenerator::prompt_length(const std::string& prompt) const {
 Completion TextGenerator::complete(const std::string& prompt, SamplingOptions sampling,
                                    const std::vector<std::string>& stops,
                                    const TextCallback& on_text, bool ignore_eos) {
+  const auto t0 = Clock::now();  // before the wait for the model: clients feel that wait too
   std::lock_guard<std::mutex> lock(busy_);
-  const auto t0 = Clock::now();
   const auto ids = prompt_ids(prompt);
   const auto n = static_cast<int64_t>(ids.size());
   if (n + sampling.max_tokens > max_positions())

@@ -34,7 +34,8 @@ struct Completion {
   // "stop" (EOS or a stop string), "length" (max_tokens) or "cancelled" (the reader went away)
   std::string finish_reason;
   int64_t prompt_tokens = 0, completion_tokens = 0;
-  double seconds_to_first_token = 0, seconds = 0;
+  double seconds_to_first_token = 0,
+         seconds = 0;  // both from the call, its wait for the model included
 };
 
 // Called with each piece of final text as it is generated; false stops the generation (the
