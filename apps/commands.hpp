@@ -19,5 +19,6 @@ void add_experiment(CLI::App& app);
 void add_audit(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace gt::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   gt::cli::add_audit(app);
   gt::cli::add_generate(app);
   gt::cli::add_serve(app);
+  gt::cli::add_export(app);
   gt::cli::add_node(app);
   gt::cli::add_verify(app);
   gt::cli::add_eval_ppl(app);

@@ -40,8 +40,12 @@ void load_adapters(const std::string& path, const Segments& seg) {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (parameter, value)
   for (const auto& name : file.names()) {
     auto it = params.find(name);
-    if (it == params.end())
-      throw error_at(path, "tensor '" + name + "' is not a parameter of these adapters");
+    if (it == params.end()) {
+      const bool lora = name.find(".lora_") != std::string::npos;
+      throw error_at(path,
+                     "tensor '" + name + "' is not a parameter of these adapters" +
+                         (lora ? " (LoRA factors: was the run's model.train \"lora\"?)" : ""));
+    }
     auto value = file.tensor(name, it->second.scalar_type());
     if (value.sizes() != it->second.sizes())
       throw error_at(path, "tensor '" + name + "' has shape " + c10::str(value.sizes()) +
