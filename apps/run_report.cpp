@@ -91,6 +91,28 @@ void print_summary(const std::string& results_json) {
                   t["tuned"][0]["acc_norm"].get<double>(),
                   static_cast<long long>(t["zero_shot"]["items"].get<int64_t>()));
     }
+  if (j.contains("generation")) {
+    const auto& g = j["generation"];
+    std::string tuned;
+    for (const auto& c : g["tuned"]) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%s%.3f [%.3f, %.3f]", tuned.empty() ? "" : ", ",
+                    c["rouge_l"].get<double>(), c["ci95"][0].get<double>(),
+                    c["ci95"][1].get<double>());
+      tuned += buf;
+    }
+    std::printf("%-34s ROUGE-L %.3f pretrained -> %s tuned, %lld held-out words\n",
+                "generated definitions", g["pretrained"]["rouge_l"].get<double>(), tuned.c_str(),
+                static_cast<long long>(g["examples"].get<int64_t>()));
+    const auto& pre = g["pretrained"]["samples"];
+    const auto& post = g["tuned"][0]["samples"];
+    for (size_t i = 0; i < std::min<size_t>(2, post.size()); ++i)
+      std::printf("  %s\n    WordNet:   %s\n    pretrained:%s\n    tuned:     %s\n",
+                  post[i]["prompt"].get<std::string>().c_str(),
+                  (" " + post[i]["reference"].get<std::string>()).c_str(),
+                  pre[i]["text"].get<std::string>().c_str(),
+                  post[i]["text"].get<std::string>().c_str());
+  }
   if (j.contains("attacks"))
     for (const auto& a : j["attacks"]["scores"])
       std::printf(

@@ -20,6 +20,7 @@
 #include "apps/attacker_side.hpp"
 #include "apps/child_process.hpp"
 #include "apps/commands.hpp"
+#include "apps/generation_eval.hpp"
 #include "apps/metrics_options.hpp"
 #include "apps/run_audit.hpp"
 #include "apps/run_options.hpp"
@@ -275,6 +276,7 @@ nlohmann::json simulate_in_process(const RunConfig& cfg, const std::string& out,
                                    : run_in_process(cfg, clients, out, progress, metrics);
   auto j = nlohmann::json::parse(results);
   if (auto tasks = evaluate_tasks(cfg, clients, progress); !tasks.is_null()) j["tasks"] = tasks;
+  if (auto g = evaluate_generation(cfg, clients, progress); !g.is_null()) j["generation"] = g;
   int64_t emulator_bytes = 0;  // the largest emulator the client held
   for (const auto& e : j.value("emulators", nlohmann::json::array()))
     emulator_bytes = std::max(emulator_bytes, e["memory_bytes"].get<int64_t>());

@@ -468,6 +468,11 @@ std::vector<Field> make_fields() {
           .one_of({"definition_to_word", "word_to_hypernym", "adjective_antonym", "example_cloze"})
           .check_with(distinct_items, "no duplicates"),
       evaluation("items", &EvaluationSection::items, "test items per task").above(0),
+      evaluation("generation_examples", &EvaluationSection::generation_examples,
+                 "held-out WordNet words whose definition the pretrained and the tuned model "
+                 "generate after the run (greedy), scored by ROUGE-L against WordNet's; 0 = none")
+          .at_least(0)
+          .at_most(100000),
       optimizer("name", &OptimizerSection::name, "optimizer of the adapters")
           .one_of({"adamw", "sgd"}),
       optimizer("lr", &OptimizerSection::lr, "learning rate").above(0),

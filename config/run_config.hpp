@@ -111,6 +111,9 @@ struct AttackerSection {
 struct EvaluationSection {
   std::vector<std::string> tasks;  // WordNet task names; empty = no task evaluation
   int64_t items = 200;             // test items per task
+  // Held-out WordNet words whose definitions the pretrained and the tuned model generate,
+  // scored by ROUGE-L against WordNet's; 0 = none.
+  int64_t generation_examples = 0;
 };
 
 // One phase of a plan: [[phase]] tables, run in order.

@@ -42,6 +42,9 @@ DesignSummary summarize(const std::vector<ExperimentRow>& rows, const std::strin
   }
   s.auc = mean(values(mine, [](const auto& r) { return r.membership_auc; }));
   s.eval_loss = mean(values(mine, [](const auto& r) { return r.eval_loss; }));
+  s.generation = mean(values(mine, [](const auto& r) { return r.generation_rouge_l; }));
+  s.pretrained_generation =
+      mean(values(mine, [](const auto& r) { return r.pretrained_generation_rouge_l; }));
   s.up = mean(values(mine, [](const auto& r) { return r.bytes_up_per_step; }));
   s.down = mean(values(mine, [](const auto& r) { return r.bytes_down_per_step; }));
   s.total = mean(values(mine, [](const auto& r) { return double(r.bytes_total); }));

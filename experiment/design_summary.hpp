@@ -18,7 +18,9 @@ struct DesignSummary {
   double worst = kNoValue, adaptive = kNoValue, learned_a1 = kNoValue;
   std::string worst_attack;     // the attack that scored `worst`
   double eval_loss = kNoValue;  // held-out loss after training, mean
-  ItemOutcomes items;           // task -> seed -> per-item outcomes, for intervals
+  // Generated definitions' ROUGE-L against WordNet's, means: tuned and pretrained.
+  double generation = kNoValue, pretrained_generation = kNoValue;
+  ItemOutcomes items;  // task -> seed -> per-item outcomes, for intervals
   double up = kNoValue, down = kNoValue, total = kNoValue, steps = kNoValue, client_mb = kNoValue,
          rss = kNoValue, train_s = kNoValue, run_s = kNoValue;
   bool ran = false;

@@ -85,6 +85,11 @@ std::vector<ExperimentRow> experiment_rows(const ExperimentCell& cell,
     if (kind.size() < 5 || kind.compare(kind.size() - 5, 5, ".eval") != 0)
       base.bytes_total += b.at("bytes").get<int64_t>();
   }
+  if (results.contains("generation")) {
+    const auto& g = results["generation"];
+    base.generation_rouge_l = g.at("tuned").at(0).at("rouge_l").get<double>();
+    base.pretrained_generation_rouge_l = g.at("pretrained").at("rouge_l").get<double>();
+  }
   if (results.contains("client_memory"))
     base.client_mb = double(results["client_memory"].at("total_bytes").get<int64_t>()) / 1e6;
   if (base.strategy == "centralized") {
@@ -169,7 +174,8 @@ std::string results_csv(const std::vector<ExperimentRow>& rows) {
          "delta_vs_baseline_points,best_attack,best_attack_rouge_l,a1_attack_rouge_l,"
          "learned_a1_rouge_l,worst_step,worst_step_attack,worst_step_rouge_l,adaptive_rouge_l,"
          "membership_auc,steps,bytes_up_per_step,bytes_down_per_step,bytes_total,client_memory_mb,"
-         "peak_rss_mb,train_seconds,run_seconds,eval_loss,status\n";
+         "peak_rss_mb,train_seconds,run_seconds,eval_loss,generation_rouge_l,"
+         "pretrained_generation_rouge_l,status\n";
   for (const auto& r : rows)
     out << csv_field(r.design) << ',' << csv_field(r.train_task) << ',' << csv_field(r.task) << ','
         << r.seed << ',' << csv_field(r.strategy) << ',' << fmt("%.4f", r.acc) << ','
@@ -184,7 +190,8 @@ std::string results_csv(const std::vector<ExperimentRow>& rows) {
         << ',' << r.bytes_total << ',' << fmt("%.1f", r.client_mb) << ','
         << fmt("%.0f", r.peak_rss_mb) << ',' << fmt("%.1f", r.train_seconds) << ','
         << fmt("%.1f", r.run_seconds) << ',' << fmt("%.4f", r.eval_loss) << ','
-        << csv_field(r.status) << '\n';
+        << fmt("%.4f", r.generation_rouge_l) << ',' << fmt("%.4f", r.pretrained_generation_rouge_l)
+        << ',' << csv_field(r.status) << '\n';
   return out.str();
 }
 
@@ -271,6 +278,19 @@ std::string report_markdown(const std::vector<ExperimentRow>& rows, const Report
         << fmt("%.0f", s.up) << " | " << fmt("%.0f", s.down) << " | " << mb(s.total) << " | "
         << fmt("%.1f", s.client_mb) << " | " << fmt("%.0f", s.rss) << " | "
         << fmt("%.1f", s.train_s) << " | " << fmt("%.1f", s.run_s) << " |\n";
+  }
+
+  if (std::any_of(summaries.begin(), summaries.end(),
+                  [](const auto& s) { return has(s.generation); })) {
+    out << "\n## Generated definitions (mean over seeds)\n\n"
+           "Greedy definitions of held-out WordNet words (\"abandon (verb):\"), ROUGE-L F1 "
+           "against WordNet's (evaluation.generation_examples).\n\n"
+           "| design | pretrained | tuned | Δ |\n|---|---|---|---|\n";
+    for (const auto& s : summaries)
+      if (s.ran && has(s.generation))
+        out << "| " << s.design << " | " << fmt("%.3f", s.pretrained_generation) << " | "
+            << fmt("%.3f", s.generation) << " | "
+            << fmt("%+.3f", s.generation - s.pretrained_generation) << " |\n";
   }
 
   std::vector<std::string> tasks;

@@ -47,6 +47,9 @@ struct ExperimentRow {
   double client_mb = 0;     // parameters, gradients, optimizer state, emulator held by the client
   double peak_rss_mb = 0, train_seconds = 0, run_seconds = 0;
   double eval_loss = kNoValue;
+  // Definitions generated for held-out WordNet words (evaluation.generation_examples), ROUGE-L
+  // against WordNet's: the tuned model (first client) and the pretrained one.
+  double generation_rouge_l = kNoValue, pretrained_generation_rouge_l = kNoValue;
   std::string correct;        // per test item of `task`: '1' right, '0' wrong (first client)
   std::string status = "ok";  // or the failure
 };

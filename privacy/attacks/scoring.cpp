@@ -34,16 +34,6 @@ std::string decode_known(const std::vector<int64_t>& ids, const Tokenizer& token
   return out;
 }
 
-std::vector<std::string> lowercase_words(const std::string& text) {
-  std::istringstream in(text);
-  std::vector<std::string> words;
-  for (std::string w; in >> w;) {
-    for (auto& c : w) c = char(std::tolower(static_cast<unsigned char>(c)));
-    words.push_back(std::move(w));
-  }
-  return words;
-}
-
 double token_accuracy(const std::vector<int64_t>& guess, const std::vector<int64_t>& truth) {
   const size_t n = std::max(guess.size(), truth.size());
   if (n == 0) return 0;
@@ -70,6 +60,16 @@ double percentile(const std::vector<double>& sorted, double q) {
 }
 
 }  // namespace
+
+std::vector<std::string> lowercase_words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) {
+    for (auto& c : w) c = char(std::tolower(static_cast<unsigned char>(c)));
+    words.push_back(std::move(w));
+  }
+  return words;
+}
 
 Reconstruction true_tokens(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
   if (input_ids.dim() != 2 || input_ids.sizes() != attention_mask.sizes())

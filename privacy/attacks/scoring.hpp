@@ -19,6 +19,8 @@ Reconstruction true_tokens(const torch::Tensor& input_ids, const torch::Tensor& 
 // ROUGE-L F1 (longest common subsequence; P = LCS/|guess|, R = LCS/|truth|, F1 = 2PR/(P+R);
 // 0 when either is empty).
 double rouge_l_f1(const std::vector<std::string>& guess, const std::vector<std::string>& truth);
+// The lowercased whitespace-separated words ROUGE-L compares.
+std::vector<std::string> lowercase_words(const std::string& text);
 
 struct AttackScore {
   std::string attack;

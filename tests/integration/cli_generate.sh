@@ -10,8 +10,22 @@ fail() { echo "FAIL: $*"; exit 1; }
 cfg="$src/tests/integration/online-plain.toml"
 
 "$gtune" simulate --config "$cfg" --set training.steps=4 --set training.eval_every=0 \
+  --set evaluation.generation_examples=16 \
   --out "$tmp/run" --quiet --metrics 0 >"$tmp/sim.out" 2>&1 || fail "simulate: $(tail -3 "$tmp/sim.out")"
 [ -f "$tmp/run/adapters.safetensors" ] || fail "the run wrote no adapters"
+
+# The run's generated definitions of held-out words, scored against WordNet's.
+grep -q "^generated definitions .*ROUGE-L .* pretrained -> .* tuned, 16 held-out words" "$tmp/sim.out" ||
+  fail "no generation summary: $(grep -i generat "$tmp/sim.out")"
+python3 - "$tmp/run/results.json" <<'PY' || fail "results.json generation (above)"
+import json, sys
+g = json.load(open(sys.argv[1]))["generation"]
+assert g["examples"] == 16, g
+for s in [g["pretrained"]] + g["tuned"]:
+    assert 0 <= s["ci95"][0] <= s["rouge_l"] <= s["ci95"][1] <= 1, s
+    assert len(s["samples"]) == 3 and all(x["prompt"].endswith("):") for x in s["samples"]), s
+    assert all(x["reference"] and "\n" not in x["text"] for x in s["samples"]), s
+PY
 
 gen() { "$gtune" generate --config "$cfg" --adapters "$tmp/run/adapters.safetensors" "$@"; }
 

@@ -255,6 +255,7 @@ TEST_CASE("experiment report: rows, deltas, CSV, Markdown and plot points") {
         std::string::npos);
   CHECK(md.find("**not met**") != std::string::npos);
   CHECK(md.find("## Failed runs") != std::string::npos);
+  CHECK(md.find("## Generated definitions") == std::string::npos);  // no run generated
   const auto points = gt::plot_points(rows, ctx.designs);
   CHECK(points.find("\"split\" 0.6200 0.9500 4000") != std::string::npos);  // the worst step
   CHECK(gt::plot_script("points.dat", ".").find("accuracy_vs_bytes.png") != std::string::npos);
@@ -320,4 +321,24 @@ values = [0, 1, 2]
   ctx.sweeps.clear();
   CHECK(gt::frontier_markdown(rows, ctx).empty());
   CHECK(gt::frontier_plot_script("frontier.dat", ".", ctx).empty());
+}
+
+TEST_CASE("experiment report: generated definitions' ROUGE-L per design") {
+  const auto cfg = parse(kGrid);
+  const auto cells = gt::experiment_cells(cfg, false);
+  gt::CellMeasurement m{true, "", 30.0, 512.0};
+  auto j = results("split", 0.62, 0.8, 0.9);
+  j["generation"] = {{"examples", 64},
+                     {"pretrained", {{"rouge_l", 0.07}}},
+                     {"tuned", nlohmann::json::array({{{"client", "c0"}, {"rouge_l", 0.25}}})}};
+  auto rows = gt::experiment_rows(cells[4], j, m);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].generation_rouge_l == doctest::Approx(0.25));
+  CHECK(rows[0].pretrained_generation_rouge_l == doctest::Approx(0.07));
+  CHECK(gt::results_csv(rows).find(",0.2500,0.0700,ok") != std::string::npos);
+  gt::ReportContext ctx{"t", "gtune experiment", "cpu", "today", "", "", {rows[0].design}, {}};
+  const auto md = gt::report_markdown(rows, ctx);
+  INFO(md);
+  CHECK(md.find("## Generated definitions") != std::string::npos);
+  CHECK(md.find("| " + rows[0].design + " | 0.070 | 0.250 | +0.180 |") != std::string::npos);
 }
