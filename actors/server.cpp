@@ -4,6 +4,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
+#include <filesystem>
+
+#include "models/safetensors.hpp"
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -87,6 +92,27 @@ void release_freed_memory() {
 #if defined(__GLIBC__)
   malloc_trim(0);
 #endif
+}
+
+// Writes a client's plugged adapters (atomically) for the model owner's later use. A failure
+// is logged, not refused: the adapters are plugged and the client goes on.
+void keep_plugged(ServerSelf self, uint64_t session) {
+  const auto& server = *self->state.server;
+  std::string file = server.client_of(session);
+  for (auto& c : file)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  const auto path =
+      std::filesystem::path(self->state.options.plugged_dir) / (file + ".adapters.safetensors");
+  try {
+    std::filesystem::create_directories(path.parent_path());
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& [name, t] : server.plugged(server.client_of(session)))
+      tensors.emplace_back(name, t.to(torch::kCPU));
+    save_safetensors(path.string(), tensors, {{"format", "pt"}});
+    spdlog::info("server: wrote the plugged adapters to {}", path.string());
+  } catch (const std::exception& e) {
+    spdlog::error("server: cannot write the plugged adapters to {}: {}", path.string(), e.what());
+  }
 }
 
 void end_session(ServerSelf self, uint64_t session, const std::string& why) {
@@ -236,6 +262,7 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
           spdlog::info("server: plugged {} adapter tensors ({} parameters{}) of session {}",
                        ack.tensors, ack.parameters, up.delta ? ", as deltas" : "",
                        up.header.session);
+          if (!self->state.options.plugged_dir.empty()) keep_plugged(self, up.header.session);
           return ack;
         });
       },

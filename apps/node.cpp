@@ -74,6 +74,8 @@ void run_server(const NodeOptions& opt) {
   caf::actor_system sys{acfg};
   auto options = server_options(cfg);
   options.metrics = metrics;
+  if (const auto out = !opt.out.empty() ? opt.out : cfg.run.out; !out.empty())
+    options.plugged_dir = (std::filesystem::path(out) / "plugged").string();
   options.tap = reach_attacker(sys, opt);  // a curious model owner copies what it receives
   if (options.tap)
     spdlog::info("server: every message received is copied to the attacker at {}", opt.attacker);
@@ -410,7 +412,8 @@ void add_node(CLI::App& app) {
   cmd->add_option("--out", opt->out,
                   "client: directory for results.json and adapters.safetensors; scheduler: "
                   "results.json of all clients; builder: its emulators go to "
-                  "<out>/transfers/builder (or emulator.work_dir); attacker: attacks.json");
+                  "<out>/transfers/builder (or emulator.work_dir); attacker: attacks.json; server: "
+                  "each client's plugged adapters (offline designs) in <out>/plugged");
   opt->metrics.add_to(*cmd);
   opt->network.add_to(*cmd);
   cmd->callback([opt] {

@@ -216,6 +216,12 @@ AdapterAck SplitServer::plug(const AdapterUpload& upload) {
   return ack;
 }
 
+const std::string& SplitServer::client_of(uint64_t session) const {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) throw ProtocolError("unknown session " + std::to_string(session));
+  return it->second.client_name;
+}
+
 NamedTensors SplitServer::plugged(const std::string& client_name) const {
   auto it = plugged_.find(client_name);
   return it == plugged_.end() ? NamedTensors{} : it->second;

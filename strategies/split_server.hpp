@@ -69,6 +69,8 @@ class SplitServer {
   Compression compression(uint64_t session) const;
   // The adapters last plugged for a client (empty when none).
   NamedTensors plugged(const std::string& client_name) const;
+  // The client name a session's hello gave; throws ProtocolError for an unknown session.
+  const std::string& client_of(uint64_t session) const;
   // Summed loss and counted tokens of the full model with a client's plugged adapters.
   std::pair<double, int64_t> evaluate_plugged(const std::string& client_name, const LmBatch& batch);
 

@@ -27,7 +27,7 @@ start() {  # start <role> <extra args...>: a node listening on a free port; its 
   wait_for 120 "the $role node" test -s "$tmp/$role.port"
   port=$(cat "$tmp/$role.port")
 }
-start server
+start server --out "$tmp/server"
 server_port=$port
 start builder --out "$tmp/builder"
 builder_port=$port
@@ -54,4 +54,13 @@ grep -q "resuming at [1-9][0-9]* bytes" "$tmp/client.err" || fail "the download 
 ! compgen -G "$tmp/client/transfers/*/*.part" >/dev/null || fail "a .part file is left"
 cmp "$tmp/ref/adapters.safetensors" "$tmp/client/adapters.safetensors" ||
   fail "the nodes' adapters differ from gtune simulate's"
+# The model owner keeps what it plugged: the client's adapters, generating the same text.
+plugged=$(compgen -G "$tmp/server/plugged/*.adapters.safetensors" | head -1)
+[ -n "$plugged" ] || fail "the server wrote no plugged adapters: $(ls -R "$tmp/server" 2>&1)"
+gen=(generate --config "$cfg" --prompt "A cat is" --max-tokens 8 --json)
+"$gtune" "${gen[@]}" --adapters "$tmp/client/adapters.safetensors" >"$tmp/client.gen" 2>/dev/null ||
+  fail "generate with the client's adapters"
+"$gtune" "${gen[@]}" --adapters "$plugged" >"$tmp/server.gen" 2>"$tmp/gen.err" ||
+  fail "generate with the plugged adapters: $(tail -2 "$tmp/gen.err")"
+cmp -s "$tmp/client.gen" "$tmp/server.gen" || fail "the plugged adapters generate otherwise"
 echo "node_offline: ok (download cut at $had bytes, resumed)"
