@@ -1,149 +1,19 @@
 // See client.hpp. Everything runs as chains of request/then continuations,
-// so the actor never blocks and operator messages arrive between steps.
+// so the actor never blocks and operator messages arrive between steps. Requests and their
+// recovery are in client_requests.*, file transfers in client_transfers.*.
 #include "actors/client.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <cmath>
 
+#include "actors/client_requests.hpp"
+#include "actors/client_transfers.hpp"
 #include "common/error.hpp"
 #include "data/lm_dataset.hpp"
-#include "models/emulator.hpp"
-#include "protocols/file_transfer.hpp"
 
 namespace gt {
-namespace {
-
-using ClientSelf = client_actor::stateful_pointer<ClientActorState>;
-using Next = std::function<void()>;
-constexpr auto kReplyTimeout = std::chrono::minutes(10);
-constexpr int kChunkAttempts = 5;
-
-std::string link(ClientSelf self, const char* peer = "server") {
-  return self->state.plan.name + "-" + peer;
-}
-
-template <class T>
-Encoded<T> send_counted(ClientSelf self, const T& msg, const std::string& suffix = "",
-                        const char* peer = "server") {
-  const auto& channel = self->state.channel;
-  auto enc = encode(
-      msg, channel && std::string(peer) == "server" ? channel->compression() : Compression::none);
-  self->state.parts.stats->add(link(self, peer), "up", message_kind<T>() + suffix,
-                               static_cast<int64_t>(enc.bytes.size()));
-  return enc;
-}
-
-template <class T>
-T receive_counted(ClientSelf self, const Encoded<T>& enc, const std::string& suffix = "",
-                  const char* peer = "server") {
-  self->state.parts.stats->add(link(self, peer), "down", message_kind<T>() + suffix,
-                               static_cast<int64_t>(enc.bytes.size()));
-  return decode(enc);
-}
-
-void fail(ClientSelf self, const std::string& what) {
-  spdlog::error("client {}: {}", self->state.plan.name, what);
-  if (self->state.phase_done.pending())
-    self->state.phase_done.deliver(make_wire_error(wire_errc::internal, what));
-  self->quit(caf::exit_reason::user_shutdown);
-}
-
-// Runs `fn`, turning exceptions into a failed phase (an actor must not throw).
-template <class F>
-void guarded(ClientSelf self, F&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    fail(self, e.what());
-  }
-}
-
-auto on_error(ClientSelf self, std::string what) {
-  return [self, what](caf::error& err) { fail(self, what + ": " + describe(err)); };
-}
-
-void hello(ClientSelf self, Next next);
-
-// The server no longer knows our session (it timed out while we were paused, or the server
-// restarted): a new one is opened.
-bool session_lost(const caf::error& err) {
-  const auto text = describe(err);
-  return is_wire_error(err) && (text.find("is not yours") != std::string::npos ||
-                                text.find("unknown session") != std::string::npos);
-}
-
-// An error from the server: a lost session is opened again and a lost connection
-// reached again (with a reconnector), then `retry` redoes what failed; anything else
-// (the server refused the request) ends the run.
-auto recover(ClientSelf self, std::string what, Next retry) {
-  return [self, what, retry](caf::error& err) {
-    auto& st = self->state;
-    if (!st.channel) return fail(self, what + ": " + describe(err));
-    if (session_lost(err)) {
-      spdlog::warn("client {}: {} ({}); opening a new session", st.plan.name, what, describe(err));
-      st.channel->set_session(0);
-      return hello(self, retry);
-    }
-    if (is_wire_error(err) || !st.parts.reconnector) return fail(self, what + ": " + describe(err));
-    spdlog::warn("client {}: lost the server ({}: {}); reconnecting", st.plan.name, what,
-                 describe(err));
-    st.reconnecting = true;
-    self->request(st.parts.reconnector, caf::infinite, reconnect_atom_v)
-        .then(
-            [self, retry](caf::strong_actor_ptr& server) {
-              auto& st = self->state;
-              st.parts.server = caf::actor_cast<server_actor>(server);
-              st.server_down.reset();
-              st.reconnecting = false;
-              self->monitor(st.parts.server);
-              if (st.parts.metrics) st.parts.metrics->add_reconnect(st.plan.name);
-              spdlog::info("client {}: reached the server again; new session", st.plan.name);
-              st.channel->set_session(0);
-              hello(self, retry);
-            },
-            [self, what](caf::error& e) {
-              fail(self, what + ": the server was lost and not reached again: " + describe(e));
-            });
-  };
-}
-
-// Drops every request in flight (their late answers are then ignored) and recovers with the
-// one that failed: all of them belong to one step or exchange, which `retry` redoes.
-void take_over(ClientSelf self, uint64_t failed, const caf::error& err) {
-  auto& st = self->state;
-  auto p = std::move(st.pending.at(failed));
-  st.pending.clear();
-  auto e = err;
-  recover(self, p.what, p.retry)(e);
-}
-
-// Asks the server; `on_reply` gets the decoded reply, an error goes to recover(what, retry).
-// One request is outstanding at a time, or a pipelined step's several (the server answers them
-// in order): when the server's node goes down, the down handler takes them over at once (CAF
-// would only time them out), and their late answers are ignored.
-template <class Rep, class Req, class OnReply>
-void ask_server(ClientSelf self, const Req& msg, const std::string& suffix, std::string what,
-                Next retry, OnReply on_reply) {
-  auto& st = self->state;
-  const auto id = ++st.requests;
-  st.pending[id] = PendingRequest{id, std::move(what), std::move(retry)};
-  if (st.server_down) {  // a pipelined step's further requests wait for the recovery
-    if (st.reconnecting) return void(st.pending.erase(id));
-    return take_over(self, id, *st.server_down);
-  }
-  self->request(st.parts.server, kReplyTimeout, send_counted(self, msg, suffix))
-      .then(
-          [self, id, suffix, on_reply](Encoded<Rep>& enc) {
-            auto& st = self->state;
-            if (!st.pending.erase(id)) return;  // taken over after a loss
-            guarded(self, [&] { on_reply(receive_counted(self, enc, suffix)); });
-          },
-          [self, id](caf::error& err) {
-            if (!self->state.pending.count(id)) return;
-            take_over(self, id, err);
-          });
-}
+namespace client_detail {
 
 // ---- checkpoints --------------------------------------------------------------
 
@@ -226,107 +96,7 @@ void evaluate(ClientSelf self, size_t start, double loss_sum, int64_t tokens, Ne
       });
 }
 
-// ---- sessions and strategies ------------------------------------------------
-
-void hello(ClientSelf self, Next next) {
-  auto& st = self->state;
-  ask_server<SessionAccept>(self, st.channel->hello(st.plan.name), "", "session refused: server",
-                            next, [self, next](const SessionAccept& accept) {
-                              auto& st = self->state;
-                              if (st.channel->session() == 0)
-                                spdlog::info("client {}: session {} with server '{}'", st.plan.name,
-                                             accept.header.session, accept.server_name);
-                              st.channel->set_session(accept.header.session);
-                              next();
-                            });
-}
-
-void fetch_chunks(ClientSelf self, std::shared_ptr<FileSink> sink, int failures,
-                  std::function<void(const std::string&)> done) {
-  auto& st = self->state;
-  if (sink->done()) return done(sink->path());
-  auto req = sink->next_request();
-  self->request(st.parts.builder, kReplyTimeout, send_counted(self, req, "", "builder"))
-      .then(
-          [self, sink, done](Encoded<ChunkReply>& enc) {
-            guarded(self, [&] {
-              sink->accept(receive_counted(self, enc, "", "builder"));
-              auto& st = self->state;
-              if (st.parts.metrics)
-                st.parts.metrics->set_transfer(st.plan.name, st.fetching, sink->received(),
-                                               sink->total());
-              fetch_chunks(self, sink, 0, done);
-            });
-          },
-          [self, sink, failures, done](caf::error& err) {
-            // A lost chunk is asked for again; the bytes already on disk stay.
-            if (failures + 1 >= kChunkAttempts)
-              return fail(self, "emulator transfer: builder " + describe(err) + " (" +
-                                    std::to_string(kChunkAttempts) + " attempts)");
-            spdlog::warn("client {}: emulator chunk at {} failed ({}); retrying",
-                         self->state.plan.name, sink->received(), describe(err));
-            fetch_chunks(self, sink, failures + 1, done);
-          });
-}
-
-// Asks the builder for the emulator of `strategy` and downloads it (resuming a
-// partial download); calls `done` with the loaded emulator.
-void fetch_emulator(ClientSelf self, const std::string& strategy,
-                    std::function<void(Backbone)> done) {
-  auto& st = self->state;
-  if (!st.parts.builder) return fail(self, strategy + ": no emulator builder in this run");
-  st.fetching = strategy;
-  const auto& seg = st.parts.model->seg;
-  EmulatorRequest req;
-  req.strategy = strategy;
-  req.model_type = seg.cfg.model_type;
-  req.num_layers = seg.cfg.num_layers;
-  req.hidden_size = seg.cfg.hidden_size;
-  req.n_in = seg.split.n_in;
-  req.n_out = seg.split.n_out;
-  self->request(st.parts.builder, kReplyTimeout, send_counted(self, req, "", "builder"))
-      .then(
-          [self, done](Encoded<TransferOffer>& enc) {
-            guarded(self, [&] {
-              auto& st = self->state;
-              auto offer = receive_counted(self, enc, "", "builder");
-              auto sink = std::make_shared<FileSink>(offer, st.plan.work_dir);
-              spdlog::info("client {}: emulator {} ({}, {:.2f} MB){}", st.plan.name,
-                           offer.transfer_id, offer.description, offer.total_bytes / 1e6,
-                           sink->resumed_from() > 0
-                               ? " resuming at " + std::to_string(sink->resumed_from()) + " bytes"
-                               : "");
-              fetch_chunks(self, sink, 0, [self, done](const std::string& path) {
-                guarded(self, [&] {
-                  auto& st = self->state;
-                  done(load_emulator(path, st.parts.model->seg.cfg, st.plan.dtype).backbone);
-                });
-              });
-            });
-          },
-          on_error(self, "emulator request: builder"));
-}
-
-// Sends the adapters tuned offline to the server and adopts exactly the values
-// the server plugs in, so both sides hold the same adapters afterwards.
-void upload_adapters(ClientSelf self, Next next) {
-  auto& st = self->state;
-  const auto fmt = st.parts.settings.uploads.at(st.strategy);
-  auto up = make_adapter_upload(st.parts.model->seg, *st.parts.pretrained, fmt.delta, fmt.scheme);
-  up.header = Header{kProtocolVersion, st.channel->session(), st.channel->steps_done()};
-  auto values =
-      reconstruct_upload(up, *st.parts.pretrained, trainable_adapters(st.parts.model->seg));
-  ask_server<AdapterAck>(
-      self, up, "", "adapter upload: server", [self, next] { upload_adapters(self, next); },
-      [self, next, values](const AdapterAck& ack) {
-        auto& st = self->state;
-        assign_adapters(trainable_adapters(st.parts.model->seg), values);
-        st.steps_since_upload = false;
-        spdlog::info("client {}: {} adapter tensors ({} parameters) plugged into the full model",
-                     st.plan.name, ack.tensors, ack.parameters);
-        next();
-      });
-}
+// ---- strategies -------------------------------------------------------------
 
 // Leaves the installed strategy (uploading adapters if it tunes offline).
 void leave_strategy(ClientSelf self, Next next) {
@@ -569,9 +339,11 @@ std::string finish_json(ClientSelf self) {
   return j.dump();
 }
 
-}  // namespace
+}  // namespace client_detail
 
-client_actor::behavior_type client_behavior(ClientSelf self, ClientParts parts, ClientPlan plan) {
+client_actor::behavior_type client_behavior(client_detail::ClientSelf self, ClientParts parts,
+                                            ClientPlan plan) {
+  using namespace client_detail;
   auto& st = self->state;
   st.parts = std::move(parts);
   st.plan = std::move(plan);

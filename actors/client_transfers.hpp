@@ -1,0 +1,21 @@
+// The client actor's file transfers (internal to actors/client*.cpp): the emulator from the
+// builder, in chunks that resume after a cut, and the adapters tuned offline up to the server.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "actors/client_requests.hpp"
+
+namespace gt::client_detail {
+
+// Asks the builder for the emulator of `strategy` and downloads it (resuming a partial
+// download); calls `done` with the loaded emulator.
+void fetch_emulator(ClientSelf self, const std::string& strategy,
+                    std::function<void(Backbone)> done);
+
+// Sends the adapters tuned offline to the server and adopts exactly the values the server
+// plugs in, so both sides hold the same adapters afterwards.
+void upload_adapters(ClientSelf self, Next next);
+
+}  // namespace gt::client_detail
