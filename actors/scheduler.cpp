@@ -1,19 +1,16 @@
-// See scheduler.hpp.
+// See scheduler.hpp. The run's phases here; its membership in scheduler_membership.cpp.
 #include "actors/scheduler.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cctype>
 
+#include "actors/scheduler_detail.hpp"
 #include "protocols/codec.hpp"
 #include "strategies/adapter_upload.hpp"
 
 namespace gt {
-namespace {
-
-using SchedulerSelf = scheduler_actor::stateful_pointer<SchedulerState>;
-using json = nlohmann::json;
+namespace scheduler_detail {
 
 void fail_run(SchedulerSelf self, const std::string& what) {
   auto& st = self->state;
@@ -214,142 +211,13 @@ json status_json(SchedulerSelf self) {
           {"switches", st.switches}};
 }
 
-// ---- clients joining, lost and joining again ---------------------------------
+}  // namespace scheduler_detail
 
-// Names in natural order ("c-2" before "c-10"): clients named <run.name>-<shard> run in the
-// order `gtune simulate` gives its clients, so FedAvg adds their adapters in the same order.
-bool natural_less(const std::string& a, const std::string& b) {
-  const auto digit = [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; };
-  size_t i = 0, j = 0;
-  while (i < a.size() && j < b.size()) {
-    if (!digit(a[i]) || !digit(b[j])) {
-      if (a[i] != b[j]) return a[i] < b[j];
-      ++i, ++j;
-      continue;
-    }
-    size_t ei = i, ej = j;
-    while (ei < a.size() && digit(a[ei])) ++ei;
-    while (ej < b.size() && digit(b[ej])) ++ej;
-    while (i + 1 < ei && a[i] == '0') ++i;  // leading zeros do not count
-    while (j + 1 < ej && b[j] == '0') ++j;
-    if (ei - i != ej - j) return ei - i < ej - j;
-    if (const int c = a.compare(i, ei - i, b, j, ej - j); c != 0) return c < 0;
-    i = ei, j = ej;
-  }
-  return a.size() - i < b.size() - j;
-}
-
-void start_run(SchedulerSelf self) {
-  auto& st = self->state;
-  if (st.order_by_name)
-    std::stable_sort(st.clients.begin(), st.clients.end(),
-                     [](const auto& a, const auto& b) { return natural_less(a.name, b.name); });
-  if (st.plan.phases.empty() && st.plan.make_phases && !st.clients.empty())
-    st.plan.phases = st.plan.make_phases(static_cast<int64_t>(st.clients.front().weight));
-  st.state = "running";
-  st.start = std::chrono::steady_clock::now();
-  if (st.order_by_name) {
-    std::string names;
-    for (const auto& c : st.clients) names += (names.empty() ? "" : ", ") + c.name;
-    spdlog::info("scheduler: all {} client(s) joined ({}); running the plan", st.clients.size(),
-                 names);
-  }
-  int64_t total = 0;
-  for (const auto& p : st.plan.phases) total += p.steps * int64_t(st.clients.size());
-  if (st.plan.show_progress) st.progress = std::make_unique<Progress>("plan", total);
-  run_phase(self, 0);
-}
-
-// Monitored: a lost client is noticed at once.
-void add_client(SchedulerSelf self, const std::string& name, client_actor actor, double weight) {
-  auto& st = self->state;
-  self->monitor(actor);
-  SchedulerClient c;
-  c.name = name;
-  c.actor = std::move(actor);
-  c.weight = weight;
-  st.clients.push_back(std::move(c));
-  st.status[name].last.client = name;
-}
-
-// A lost client back (restarted with the same command, it resumes from its checkpoint): it
-// takes its old place and gets the request in flight again.
-std::string rejoin(SchedulerSelf self, SchedulerClient& c, client_actor actor, double weight) {
-  auto& st = self->state;
-  if (weight != c.weight)
-    return "client " + c.name + " joins again with " + std::to_string(int64_t(weight)) +
-           " training samples, not its " + std::to_string(int64_t(c.weight)) + " (other data?)";
-  self->monitor(actor);
-  c.actor = std::move(actor);
-  c.lost = false;
-  c.lost_reason.clear();
-  ++c.generation;
-  const auto i = static_cast<size_t>(&c - st.clients.data());
-  const bool in_flight = st.round && i < st.round->ask.size() && st.round->ask[i];
-  spdlog::info("scheduler: client {} joined again{}", c.name,
-               in_flight ? "; it gets the request in flight again" : "");
-  if (in_flight) st.round->ask[i]();
-  return "";
-}
-
-std::string join(SchedulerSelf self, client_actor actor, const std::string& name, double weight) {
-  auto& st = self->state;
-  if (!actor) return "no client actor to join";
-  if (name.empty()) return "a client needs a name (run.name)";
-  if (!(weight > 0)) return "client " + name + ": no training samples to weigh its adapters by";
-  if (st.state == "done" || st.state == "failed") return "the run is over (" + st.state + ")";
-  if (auto* c = find_client(self, name))
-    return c->lost ? rejoin(self, *c, std::move(actor), weight)
-                   : "a client named " + name +
-                         " has already joined (each client needs its own run.name, or --shard)";
-  const auto n = std::to_string(st.plan.clients);
-  if (st.state == "running") return "the plan is already running with its " + n + " client(s)";
-  if (st.clients.size() >= st.plan.clients)
-    return "the run has all its clients (scheduler.clients = " + n + ")";
-  add_client(self, name, std::move(actor), weight);
-  st.order_by_name = true;
-  spdlog::info("scheduler: client {} joined ({}/{})", name, st.clients.size(), n);
-  if (st.state == "waiting" && st.clients.size() == st.plan.clients) start_run(self);
-  return "";
-}
-
-void on_down(SchedulerSelf self, const caf::down_msg& dm) {
-  auto& st = self->state;
-  auto it = std::find_if(st.clients.begin(), st.clients.end(), [&](const SchedulerClient& c) {
-    return !c.lost && c.actor && c.actor.address() == dm.source;
-  });
-  if (it == st.clients.end()) return;
-  const auto why = describe_exit(dm.reason);
-  if (st.state == "idle" || st.state == "waiting") {  // not started: its place is free again
-    spdlog::warn("scheduler: client {} left before the run ({}); {}/{} joined", it->name, why,
-                 st.clients.size() - 1, st.plan.clients);
-    st.status.erase(it->name);
-    st.clients.erase(it);
-    return;
-  }
-  if (st.state != "running") return;
-  it->lost = true;
-  it->lost_reason = why;
-  const auto i = static_cast<size_t>(it - st.clients.begin());
-  if (st.finishing && st.round && !st.round->ask[i]) {  // it has given its results: no loss
-    spdlog::info("scheduler: client {} left after giving its results", it->name);
-    return;
-  }
-  if (st.plan.rejoin_patience.count() <= 0)
-    return fail_run(self, "client " + it->name + " was lost (" + why + ")" +
-                              (st.plan.no_rejoin.empty() ? "" : "; " + st.plan.no_rejoin));
-  spdlog::warn(
-      "scheduler: client {} was lost ({}); waiting up to {} s for it to join again "
-      "(network.reconnect_seconds)",
-      it->name, why, st.plan.rejoin_patience.count());
-  self->delayed_send(self, st.plan.rejoin_patience, deadline_atom_v, it->name, it->generation);
-}
-
-}  // namespace
-
-scheduler_actor::behavior_type scheduler_behavior(SchedulerSelf self, SchedulerPlan plan,
+scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSelf self,
+                                                  SchedulerPlan plan,
                                                   std::vector<client_actor> clients,
                                                   std::vector<std::string> client_names) {
+  using namespace scheduler_detail;
   auto& st = self->state;
   st.plan = std::move(plan);
   for (size_t i = 0; i < clients.size(); ++i) {
@@ -451,6 +319,10 @@ scheduler_actor::behavior_type scheduler_behavior(SchedulerSelf self, SchedulerP
       },
   };
 }
+
+namespace {
+using json = nlohmann::json;
+}  // namespace
 
 json combine_results(const std::string& config_toml, const std::vector<json>& clients,
                      const std::vector<json>& switches, double wall_seconds) {
