@@ -81,6 +81,7 @@ void run_generate(const GenerateOptions& opt) {
                           {"text", c.text},
                           {"tokens", c.completion_tokens},
                           {"finish_reason", c.finish_reason}};
+      if (c.wire_bytes > 0) j["wire_bytes"] = c.wire_bytes;
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::printf("\n[%s, %lld tokens]\n", c.finish_reason.c_str(),

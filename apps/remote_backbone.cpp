@@ -44,6 +44,7 @@ GenerationClient RemoteBackbone::generation() {
   return GenerationClient(session_, a1_scheme_, [this](GenerateRequest r) {
     const auto up = encode(r);
     const auto down = ask<GenerateReply>(up);
+    *wire_bytes_ += int64_t(up.bytes.size() + down.bytes.size());
     if (metrics_) {
       metrics_->add_wire("server", "up", "generate_up", "generate", int64_t(up.bytes.size()));
       metrics_->add_wire("server", "down", "generate_down", "generate", int64_t(down.bytes.size()));

@@ -29,6 +29,8 @@ class RemoteBackbone {
 
   // A generation's backbone steps; end() it when the generation is done. One at a time.
   GenerationClient generation();
+  // Encoded bytes of every generation message so far, both ways.
+  int64_t wire_bytes() const { return *wire_bytes_; }
 
  private:
   template <class Rep, class Req>
@@ -39,6 +41,7 @@ class RemoteBackbone {
   caf::scoped_actor self_;
   server_actor server_;
   std::shared_ptr<Metrics> metrics_;
+  std::shared_ptr<int64_t> wire_bytes_ = std::make_shared<int64_t>(0);
   uint64_t session_ = 0;
   QuantScheme a1_scheme_ = QuantScheme::none;
 };

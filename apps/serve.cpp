@@ -79,6 +79,9 @@ TextBackend backend_of(TextGenerator& generator, const std::string& model,
     const auto decoding = c.seconds - c.seconds_to_first_token;
     metrics->add_completion(c.finish_reason, c.completion_tokens, c.seconds_to_first_token,
                             decoding > 0 ? double(c.completion_tokens - 1) / decoding : 0);
+    if (c.wire_bytes > 0 && c.completion_tokens > 0)
+      metrics->add_completion_wire_bytes_per_token(double(c.wire_bytes) /
+                                                   double(c.completion_tokens));
     return TextResult{c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens};
   };
   return b;

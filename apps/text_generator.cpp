@@ -74,6 +74,7 @@ Completion TextGenerator::complete(const std::string& prompt, SamplingOptions sa
   const auto mask = torch::ones_like(input);
   Generation g;
   if (server_) {
+    const auto bytes_before = server_->wire_bytes();
     auto remote = server_->generation();
     const BackboneStep backbone = [&](const torch::Tensor& a1, const torch::Tensor& m) {
       return remote.step(a1, m);
@@ -88,6 +89,7 @@ Completion TextGenerator::complete(const std::string& prompt, SamplingOptions sa
       throw;
     }
     remote.end();
+    out.wire_bytes = server_->wire_bytes() - bytes_before;
   } else {
     g = generate(seg_, input, mask, sampling, on_token);
   }

@@ -34,6 +34,7 @@ struct Completion {
   // "stop" (EOS or a stop string), "length" (max_tokens) or "cancelled" (the reader went away)
   std::string finish_reason;
   int64_t prompt_tokens = 0, completion_tokens = 0;
+  int64_t wire_bytes = 0;  // generation messages to and from the server node, both ways
   double seconds_to_first_token = 0,
          seconds = 0;  // both from the call, its wait for the model included
 };

@@ -100,6 +100,11 @@ Metrics::Metrics()
                              .Name("gtune_completion_tokens_per_second")
                              .Help("A completion's tokens per second after its first")
                              .Register(*registry_)),
+      wire_bytes_per_token_(
+          prometheus::BuildHistogram()
+              .Name("gtune_completion_wire_bytes_per_token")
+              .Help("A split completion's generation bytes (both ways, prompt included) per token")
+              .Register(*registry_)),
       reconnects_(prometheus::BuildCounter()
                       .Name("gtune_reconnects_total")
                       .Help("Times a client reached its server again after losing it")
@@ -136,6 +141,13 @@ void Metrics::add_completion(const std::string& finish_reason, int64_t tokens,
   completion_tokens_.Add({}).Increment(double(tokens));
   first_token_seconds_.Add({}, step_buckets()).Observe(seconds_to_first_token);
   if (tokens > 1) tokens_per_second_.Add({}, rate_buckets()).Observe(tokens_per_second);
+}
+
+void Metrics::add_completion_wire_bytes_per_token(double bytes) {
+  wire_bytes_per_token_
+      .Add({}, prometheus::Histogram::BucketBoundaries{1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
+                                                       1e6})
+      .Observe(bytes);
 }
 
 void Metrics::add_reconnect(const std::string& client) {

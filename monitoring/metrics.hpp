@@ -46,6 +46,8 @@ class Metrics {
   // its new tokens, seconds to its first token and its tokens per second after that.
   void add_completion(const std::string& finish_reason, int64_t tokens,
                       double seconds_to_first_token, double tokens_per_second);
+  // A split completion's generation messages (both ways, the prompt's included) per new token.
+  void add_completion_wire_bytes_per_token(double bytes);
   // Client: a reconnection to a lost server; a run resumed from a checkpoint at `step`.
   void add_reconnect(const std::string& client);
   void set_resumed_from(const std::string& client, int64_t step);
@@ -76,6 +78,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& completion_tokens_;
   prometheus::Family<prometheus::Histogram>& first_token_seconds_;
   prometheus::Family<prometheus::Histogram>& tokens_per_second_;
+  prometheus::Family<prometheus::Histogram>& wire_bytes_per_token_;
   prometheus::Family<prometheus::Counter>& reconnects_;
   prometheus::Family<prometheus::Gauge>& resumed_from_;
   mutable std::mutex mutex_;  // strategy_info's label sets

@@ -65,7 +65,17 @@ fp32=(--set strategy.quantize_a1=none --prompt "One" --prompts "$tmp/p.jsonl" --
 gen "${fp32[@]}" >"$tmp/here.jsonl" 2>/dev/null || fail "generate here"
 gen "${fp32[@]}" --connect "127.0.0.1:$(cat "$tmp/server.port")" >"$tmp/split.jsonl" 2>"$tmp/split.err" ||
   fail "generate --connect: $(tail -3 "$tmp/split.err")"
-cmp -s "$tmp/here.jsonl" "$tmp/split.jsonl" || fail "split generation differs: $(diff "$tmp/here.jsonl" "$tmp/split.jsonl")"
+python3 - "$tmp/here.jsonl" "$tmp/split.jsonl" <<'PY' || fail "split generation differs (above)"
+import json, sys
+here = [json.loads(l) for l in open(sys.argv[1])]
+split = [json.loads(l) for l in open(sys.argv[2])]
+# The split rows say what crossed the wire (a1 up, a2 down, at least 3 kB a token in fp32).
+assert all(r["wire_bytes"] >= 3000 * max(r["tokens"], 1) for r in split), split
+assert all("wire_bytes" not in r for r in here), here
+for r in split:
+    del r["wire_bytes"]
+assert here == split, (here, split)
+PY
 grep -q "(generate)" "$tmp/server.err" || fail "the server saw no generation session"
 if gen --prompt "x" --connect "127.0.0.1:1" >"$tmp/e.out" 2>&1; then fail "reached a server that is not there"; fi
 grep -q "cannot reach the server at 127.0.0.1:1" "$tmp/e.out" || fail "no clear error: $(tail -2 "$tmp/e.out")"

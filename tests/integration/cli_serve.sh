@@ -90,10 +90,17 @@ python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["choices"][0]["
   --metrics 0 >"$tmp/server.out" 2>"$tmp/server.err" &
 pids+=($!)
 wait_port "$tmp/server.port" "$tmp/server.err" $!
-serve split --metrics 0 --connect "127.0.0.1:$(cat "$tmp/server.port")"
+serve split --metrics 127.0.0.1:0 --connect "127.0.0.1:$(cat "$tmp/server.port")"
 split="http://127.0.0.1:$(cat "$tmp/split.port")"
 node "$client/check.mjs" "$split/v1" online-example sekrit "$expected" || fail "openai client, backbone on a server node"
 grep -q "(generate)" "$tmp/server.err" || fail "the server node saw no generation session"
+# What each token cost on the wire, as the data owner's metrics show it.
+split_metrics=$(sed -n 's/^metrics *//p' "$tmp/split.out")
+curl -s "$split_metrics" >"$tmp/split-metrics.txt"
+grep -Eq '^gtune_completion_wire_bytes_per_token_count [1-9]' "$tmp/split-metrics.txt" ||
+  fail "no bytes-per-token metric: $(grep wire_bytes_per "$tmp/split-metrics.txt")"
+grep -Eq '^gtune_wire_bytes_total\{.*kind="generate_up".*\} [1-9]' "$tmp/split-metrics.txt" ||
+  fail "no generate_up bytes: $(grep generate_ "$tmp/split-metrics.txt")"
 
 # SIGTERM ends serve promptly with status 0.
 kill -TERM "${pids[0]}"
