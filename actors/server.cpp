@@ -102,7 +102,7 @@ void keep_plugged(ServerSelf self, uint64_t session) {
   for (auto& c : file)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   const auto path =
-      std::filesystem::path(self->state.options.plugged_dir) / (file + ".adapters.safetensors");
+      std::filesystem::path(self->state.options.plugged_dir) / ("plugged-" + file + ".safetensors");
   try {
     std::filesystem::create_directories(path.parent_path());
     std::vector<std::pair<std::string, torch::Tensor>> tensors;

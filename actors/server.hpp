@@ -27,8 +27,9 @@ struct ServerOptions {
   attacker_actor tap;                // gets a copy of what this server receives; may be null
   std::shared_ptr<Metrics> metrics;  // Prometheus metrics of this process; may be null
   ServerLimits limits;
-  // Where each client's plugged adapters are written (<dir>/<client>.adapters.safetensors, on
-  // every plug), so that the model owner can generate and export with them; "" = memory only.
+  // Where each client's plugged adapters are written (<dir>/plugged-<client>.safetensors, as
+  // gtune simulate names them, on every plug), so that the model owner can generate and export
+  // with them; "" = memory only.
   std::string plugged_dir;
 };
 

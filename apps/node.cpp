@@ -75,7 +75,7 @@ void run_server(const NodeOptions& opt) {
   auto options = server_options(cfg);
   options.metrics = metrics;
   if (const auto out = !opt.out.empty() ? opt.out : cfg.run.out; !out.empty())
-    options.plugged_dir = (std::filesystem::path(out) / "plugged").string();
+    options.plugged_dir = out;
   options.tap = reach_attacker(sys, opt);  // a curious model owner copies what it receives
   if (options.tap)
     spdlog::info("server: every message received is copied to the attacker at {}", opt.attacker);
@@ -89,6 +89,7 @@ void run_server(const NodeOptions& opt) {
   wait_for_signal();
   spdlog::info("server: shutting down");
   caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+  exit_if_shutdown_hangs("server");
 }
 
 // The curious model owner's attacker: fits its attacks, then attacks what the server's tap
@@ -119,6 +120,7 @@ void run_attacker(const NodeOptions& opt) {
     spdlog::info("attacker: wrote {}/attacks.json", out);
   }
   std::printf("%s\n", report.c_str());
+  exit_if_shutdown_hangs("attacker");
 }
 
 // The model owner's emulator builder: builds each offline design's emulator on the first
@@ -142,6 +144,7 @@ void run_builder(const NodeOptions& opt) {
   wait_for_signal();
   spdlog::info("builder: shutting down");
   caf::anon_send_exit(builder, caf::exit_reason::user_shutdown);
+  exit_if_shutdown_hangs("builder");
 }
 
 // results.json, whole or not at all.
@@ -409,11 +412,12 @@ void add_node(CLI::App& app) {
                   "server: copy every message received to the attacker at HOST:PORT (a curious "
                   "model owner); client: send it the true tokens to score (an audit); "
                   "scheduler: take its scores (scheduler.attack_threshold)");
-  cmd->add_option("--out", opt->out,
-                  "client: directory for results.json and adapters.safetensors; scheduler: "
-                  "results.json of all clients; builder: its emulators go to "
-                  "<out>/transfers/builder (or emulator.work_dir); attacker: attacks.json; server: "
-                  "each client's plugged adapters (offline designs) in <out>/plugged");
+  cmd->add_option(
+      "--out", opt->out,
+      "client: directory for results.json and adapters.safetensors; scheduler: "
+      "results.json of all clients; builder: its emulators go to "
+      "<out>/transfers/builder (or emulator.work_dir); attacker: attacks.json; server: "
+      "each client's plugged adapters (offline designs), <out>/plugged-<client>.safetensors");
   opt->metrics.add_to(*cmd);
   opt->network.add_to(*cmd);
   cmd->callback([opt] {

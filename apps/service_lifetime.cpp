@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -22,6 +23,17 @@ void write_port_file(const std::string& path, uint16_t port) {
   if (path.empty()) return;
   std::ofstream(path + ".tmp") << port << "\n";
   std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+void exit_if_shutdown_hangs(const std::string& who, double grace_seconds) {
+  std::fflush(stdout);
+  std::thread([who, grace_seconds] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(grace_seconds));
+    std::fprintf(stderr, "%s: shutdown did not finish in %.0f s; exiting (work and outputs done)\n",
+                 who.c_str(), grace_seconds);
+    std::fflush(stderr);
+    std::_Exit(0);
+  }).detach();
 }
 
 void wait_for_signal() {

@@ -13,4 +13,9 @@ void write_port_file(const std::string& path, uint16_t port);
 // Blocks until SIGINT or SIGTERM.
 void wait_for_signal();
 
+// Once a node's work and outputs are done: if tearing down its actor system takes longer than
+// `grace` (CAF 0.17 can wait forever on a detached actor a peer still references), the process
+// says so and exits with status 0 then.
+void exit_if_shutdown_hangs(const std::string& who, double grace_seconds = 10);
+
 }  // namespace gt::cli

@@ -55,7 +55,7 @@ grep -q "resuming at [1-9][0-9]* bytes" "$tmp/client.err" || fail "the download 
 cmp "$tmp/ref/adapters.safetensors" "$tmp/client/adapters.safetensors" ||
   fail "the nodes' adapters differ from gtune simulate's"
 # The model owner keeps what it plugged: the client's adapters, generating the same text.
-plugged=$(compgen -G "$tmp/server/plugged/*.adapters.safetensors" | head -1)
+plugged=$(compgen -G "$tmp/server/plugged-*.safetensors" | head -1)
 [ -n "$plugged" ] || fail "the server wrote no plugged adapters: $(ls -R "$tmp/server" 2>&1)"
 gen=(generate --config "$cfg" --prompt "A cat is" --max-tokens 8 --json)
 "$gtune" "${gen[@]}" --adapters "$tmp/client/adapters.safetensors" >"$tmp/client.gen" 2>/dev/null ||

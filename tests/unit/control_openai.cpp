@@ -311,7 +311,7 @@ TEST_CASE("openai api: with a key, only requests bearing it are served") {
   CHECK(status_of(api.call("GET", "/v1/models", "", "Authorization: Bearer s3cret\r\n")) == 200);
 }
 
-TEST_CASE("openai api: a reader that hangs up mid-stream stops the generation; others go on") {
+TEST_CASE("openai api: a reader that hangs up mid-stream stops the generation, others go on") {
   Api api;
   api.model.pause_ms = 150;
   const std::string body = R"({"model": "tuned", "prompt": "p", "stream": true})";
