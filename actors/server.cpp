@@ -4,11 +4,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cctype>
-#include <filesystem>
-
-#include "models/safetensors.hpp"
-
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -94,27 +89,6 @@ void release_freed_memory() {
 #endif
 }
 
-// Writes a client's plugged adapters (atomically) for the model owner's later use. A failure
-// is logged, not refused: the adapters are plugged and the client goes on.
-void keep_plugged(ServerSelf self, uint64_t session) {
-  const auto& server = *self->state.server;
-  std::string file = server.client_of(session);
-  for (auto& c : file)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
-  const auto path =
-      std::filesystem::path(self->state.options.plugged_dir) / ("plugged-" + file + ".safetensors");
-  try {
-    std::filesystem::create_directories(path.parent_path());
-    std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (const auto& [name, t] : server.plugged(server.client_of(session)))
-      tensors.emplace_back(name, t.to(torch::kCPU));
-    save_safetensors(path.string(), tensors, {{"format", "pt"}});
-    spdlog::info("server: wrote the plugged adapters to {}", path.string());
-  } catch (const std::exception& e) {
-    spdlog::error("server: cannot write the plugged adapters to {}: {}", path.string(), e.what());
-  }
-}
-
 void end_session(ServerSelf self, uint64_t session, const std::string& why) {
   auto& st = self->state;
   if (!st.server->has_session(session)) return;
@@ -184,6 +158,8 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
   self->state.stats = std::move(stats);
   self->state.options = std::move(options);
   self->state.server->set_cache_limit(self->state.options.limits.max_cache_bytes);
+  self->state.server->set_plugged_limit(self->state.options.limits.max_plugged_bytes,
+                                        self->state.options.plugged_dir);
   sweep(self);
   // A client that goes away (crash, kill, lost connection) ends its session.
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -262,7 +238,11 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
           spdlog::info("server: plugged {} adapter tensors ({} parameters{}) of session {}",
                        ack.tensors, ack.parameters, up.delta ? ", as deltas" : "",
                        up.header.session);
-          if (!self->state.options.plugged_dir.empty()) keep_plugged(self, up.header.session);
+          const auto& server = *self->state.server;
+          if (!self->state.options.plugged_dir.empty())
+            spdlog::info("server: kept them in {}", self->state.options.plugged_dir);
+          if (const auto& m = self->state.options.metrics)
+            m->set_plugged_adapters(server.plugged_bytes(), server.plugged_evictions());
           return ack;
         });
       },

@@ -20,7 +20,8 @@ struct ServerLimits {
   std::chrono::seconds session_timeout{600};  // idle sessions are dropped after this
   int64_t max_batch_tokens = 65536;           // rows x tokens of one forward request
   int64_t max_message_bytes = int64_t(256) << 20;
-  int64_t max_cache_bytes = int64_t(1) << 30;  // KV caches of every generation, all sessions
+  int64_t max_cache_bytes = int64_t(1) << 30;    // KV caches of every generation, all sessions
+  int64_t max_plugged_bytes = int64_t(1) << 30;  // plugged adapters in memory, all clients
 };
 
 struct ServerOptions {
@@ -29,7 +30,7 @@ struct ServerOptions {
   ServerLimits limits;
   // Where each client's plugged adapters are written (<dir>/plugged-<client>.safetensors, as
   // gtune simulate names them, on every plug), so that the model owner can generate and export
-  // with them; "" = memory only.
+  // with them, and where those evicted from memory are read back from; "" = memory only.
   std::string plugged_dir;
 };
 

@@ -224,6 +224,7 @@ ServerOptions server_options(const RunConfig& cfg) {
   o.limits.max_batch_tokens = cfg.server.max_batch_tokens;
   o.limits.max_message_bytes = cfg.server.max_message_mb << 20;
   o.limits.max_cache_bytes = cfg.server.max_cache_mb << 20;
+  o.limits.max_plugged_bytes = cfg.server.max_plugged_mb << 20;
   return o;
 }
 

@@ -116,18 +116,6 @@ nlohmann::json emulator_reports(const std::vector<EmulatorReport>& reports,
   return out;
 }
 
-// The adapters the server plugged for each client, as the model owner would keep them.
-void write_plugged(const SplitServer& server, const std::vector<ClientSide>& clients,
-                   const std::string& out) {
-  for (const auto& c : clients) {
-    auto plugged = server.plugged(c.name);
-    if (plugged.empty() || out.empty()) continue;
-    std::filesystem::create_directories(out);
-    std::vector<std::pair<std::string, torch::Tensor>> tensors(plugged.begin(), plugged.end());
-    save_safetensors(out + "/plugged-" + c.name + ".safetensors", tensors, {{"format", "pt"}});
-  }
-}
-
 std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& clients,
                            const std::string& out, bool progress,
                            const std::shared_ptr<Metrics>& metrics) {
@@ -143,6 +131,7 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
     attacker_actor attacker;
     if (eavesdropper) attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper, metrics);
     auto options = server_options(cfg);
+    options.plugged_dir = out;  // plugged-<client>.safetensors, as the model owner keeps them
     options.tap = attacker;
     auto server =
         sys.spawn(configured_server_behavior, split_server, std::make_shared<WireStats>(), options);
@@ -164,7 +153,6 @@ std::string run_in_process(const RunConfig& cfg, std::vector<ClientSide>& client
     if (attacker) caf::anon_send_exit(attacker, caf::exit_reason::user_shutdown);
     if (run.builder) caf::anon_send_exit(run.builder, caf::exit_reason::user_shutdown);
   }  // every actor has finished: their state can be read
-  write_plugged(*split_server, clients, out);
   if (!attacks.empty()) {
     auto j = nlohmann::json::parse(results);
     j["attacks"] = nlohmann::json::parse(attacks);

@@ -562,6 +562,11 @@ std::vector<Field> make_fields() {
              "KV caches the server keeps for the generations of every session; a step that "
              "would pass it is refused")
           .at_least(1),
+      server("max_plugged_mb", &ServerSection::max_plugged_mb,
+             "plugged adapters (offline designs) the server keeps in memory, all clients; beyond "
+             "it the least recently plugged are read back from their file when needed (a server "
+             "node with --out, gtune simulate), or an upload is refused")
+          .at_least(1),
       network("reconnect_seconds", &NetworkSection::reconnect_seconds,
               "how long a client node retries a lost server (exponential backoff) before giving "
               "up; 0 = fail at once")

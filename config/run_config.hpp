@@ -184,6 +184,7 @@ struct ServerSection {
   int64_t max_batch_tokens = 65536;  // batch x tokens per request: bounds a session's memory
   int64_t max_message_mb = 256;      // larger messages are refused before they are decoded
   int64_t max_cache_mb = 1024;       // KV caches of the generations of every session
+  int64_t max_plugged_mb = 1024;     // plugged adapters in memory (offline designs), all clients
 };
 
 // How parties on different machines reach each other.

@@ -105,6 +105,14 @@ Metrics::Metrics()
               .Name("gtune_completion_wire_bytes_per_token")
               .Help("A split completion's generation bytes (both ways, prompt included) per token")
               .Register(*registry_)),
+      plugged_bytes_(prometheus::BuildGauge()
+                         .Name("gtune_plugged_adapters_bytes")
+                         .Help("Plugged adapters (offline designs) the server holds in memory")
+                         .Register(*registry_)),
+      plugged_evictions_(prometheus::BuildGauge()
+                             .Name("gtune_plugged_adapters_evictions")
+                             .Help("Plugged adapters moved out of memory (read back from disk)")
+                             .Register(*registry_)),
       reconnects_(prometheus::BuildCounter()
                       .Name("gtune_reconnects_total")
                       .Help("Times a client reached its server again after losing it")
@@ -141,6 +149,11 @@ void Metrics::add_completion(const std::string& finish_reason, int64_t tokens,
   completion_tokens_.Add({}).Increment(double(tokens));
   first_token_seconds_.Add({}, step_buckets()).Observe(seconds_to_first_token);
   if (tokens > 1) tokens_per_second_.Add({}, rate_buckets()).Observe(tokens_per_second);
+}
+
+void Metrics::set_plugged_adapters(int64_t bytes_in_memory, int64_t evictions) {
+  plugged_bytes_.Add({}).Set(double(bytes_in_memory));
+  plugged_evictions_.Add({}).Set(double(evictions));
 }
 
 void Metrics::add_completion_wire_bytes_per_token(double bytes) {

@@ -46,6 +46,8 @@ class Metrics {
   // its new tokens, seconds to its first token and its tokens per second after that.
   void add_completion(const std::string& finish_reason, int64_t tokens,
                       double seconds_to_first_token, double tokens_per_second);
+  // Plugged adapters the server holds in memory, and how many it has evicted to disk so far.
+  void set_plugged_adapters(int64_t bytes_in_memory, int64_t evictions);
   // A split completion's generation messages (both ways, the prompt's included) per new token.
   void add_completion_wire_bytes_per_token(double bytes);
   // Client: a reconnection to a lost server; a run resumed from a checkpoint at `step`.
@@ -79,6 +81,8 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& first_token_seconds_;
   prometheus::Family<prometheus::Histogram>& tokens_per_second_;
   prometheus::Family<prometheus::Histogram>& wire_bytes_per_token_;
+  prometheus::Family<prometheus::Gauge>& plugged_bytes_;
+  prometheus::Family<prometheus::Gauge>& plugged_evictions_;
   prometheus::Family<prometheus::Counter>& reconnects_;
   prometheus::Family<prometheus::Gauge>& resumed_from_;
   mutable std::mutex mutex_;  // strategy_info's label sets

@@ -2,7 +2,12 @@
 // client raises ProtocolError before any state changes.
 #include "strategies/split_server.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+
 #include "common/error.hpp"
+#include "models/safetensors.hpp"
 #include "protocols/codec.hpp"
 #include "strategies/client_strategy.hpp"
 
@@ -205,15 +210,72 @@ BackwardReply SplitServer::backward(BackwardRequest req) {
   return reply;
 }
 
+namespace {
+
+int64_t bytes_of(const NamedTensors& tensors) {
+  int64_t n = 0;
+  for (const auto& [name, t] : tensors) n += int64_t(t.numel() * t.element_size());
+  return n;
+}
+
+}  // namespace
+
+std::string SplitServer::plugged_path(const std::string& client_name) const {
+  std::string file = client_name;
+  for (auto& c : file)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  return (std::filesystem::path(plugged_dir_) / ("plugged-" + file + ".safetensors")).string();
+}
+
+void SplitServer::set_plugged_limit(int64_t bytes, std::string dir) {
+  plugged_limit_ = bytes;
+  plugged_dir_ = std::move(dir);
+}
+
 AdapterAck SplitServer::plug(const AdapterUpload& upload) {
   auto& s = session(upload.header);
   auto values = reconstruct_upload(upload, pretrained_, trainable_adapters(seg_));
+  const auto bytes = bytes_of(values);
+  const auto old = plugged_.find(s.client_name);
+  const auto others = plugged_bytes_ - (old == plugged_.end() ? 0 : bytes_of(old->second));
+  if (plugged_dir_.empty() && others + bytes > plugged_limit_)
+    throw ProtocolError("the server keeps at most " + std::to_string(plugged_limit_ >> 20) +
+                        " MB of plugged adapters (server.max_plugged_mb) and holds " +
+                        std::to_string(others >> 20) +
+                        " MB: refused (a server node given --out "
+                        "keeps them on disk instead)");
+  if (!plugged_dir_.empty()) {
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& [name, t] : values) tensors.emplace_back(name, t.to(torch::kCPU));
+    try {
+      std::filesystem::create_directories(plugged_dir_);
+      save_safetensors(plugged_path(s.client_name), tensors, {{"format", "pt"}});
+    } catch (const std::exception& e) {
+      throw ProtocolError(std::string("the server cannot keep the plugged adapters: ") + e.what());
+    }
+  }
   AdapterAck ack;
   ack.header = upload.header;
   ack.tensors = static_cast<int64_t>(values.size());
   for (auto& [name, v] : values) ack.parameters += v.numel();
+  plugged_bytes_ = others + bytes;
   plugged_[s.client_name] = std::move(values);
+  plugged_order_.remove(s.client_name);
+  plugged_order_.push_back(s.client_name);
+  evict_plugged(s.client_name);
   return ack;
+}
+
+// The least recently plugged leave memory (their file stays) until the rest fits the limit.
+void SplitServer::evict_plugged(const std::string& keep) {
+  if (plugged_dir_.empty()) return;
+  while (plugged_bytes_ > plugged_limit_ && plugged_order_.front() != keep) {
+    const auto name = plugged_order_.front();
+    plugged_order_.pop_front();
+    plugged_bytes_ -= bytes_of(plugged_.at(name));
+    plugged_.erase(name);
+    ++plugged_evictions_;
+  }
 }
 
 const std::string& SplitServer::client_of(uint64_t session) const {
@@ -224,14 +286,19 @@ const std::string& SplitServer::client_of(uint64_t session) const {
 
 NamedTensors SplitServer::plugged(const std::string& client_name) const {
   auto it = plugged_.find(client_name);
-  return it == plugged_.end() ? NamedTensors{} : it->second;
+  if (it != plugged_.end()) return it->second;
+  if (plugged_dir_.empty() || !std::filesystem::exists(plugged_path(client_name))) return {};
+  SafetensorsFile file(plugged_path(client_name));  // evicted: read back
+  NamedTensors out;
+  for (const auto& name : file.names()) out[name] = file.tensor(name).to(seg_.device());
+  return out;
 }
 
 std::pair<double, int64_t> SplitServer::evaluate_plugged(const std::string& client_name,
                                                          const LmBatch& cpu_batch) {
-  auto it = plugged_.find(client_name);
-  if (it == plugged_.end()) throw Error("no adapters plugged for client '" + client_name + "'");
-  assign_adapters(trainable_adapters(seg_), it->second);
+  const auto values = plugged(client_name);
+  if (values.empty()) throw Error("no adapters plugged for client '" + client_name + "'");
+  assign_adapters(trainable_adapters(seg_), values);
   torch::NoGradGuard no_grad;
   const auto batch = to_device(cpu_batch, seg_.device());
   auto ctx = make_attention_context(seg_.cfg, batch.attention_mask, seg_.dtype);

@@ -3,6 +3,7 @@
 // the client's g2 arrives. Plain class: the server actor only moves messages.
 #pragma once
 
+#include <list>
 #include <map>
 #include <string>
 
@@ -59,8 +60,15 @@ class SplitServer {
   void set_cache_limit(int64_t bytes) { cache_limit_ = bytes; }
   int64_t cache_bytes() const;
   int64_t num_generations() const;
-  // Plugs a client's tuned adapters into the full model (kept per client).
+  // Plugs a client's tuned adapters into the full model (kept per client, and written to
+  // <plugged dir>/plugged-<client>.safetensors when there is one).
   AdapterAck plug(const AdapterUpload& upload);
+  // At most `bytes` of plugged adapters in memory (issue 19). Beyond it the least recently
+  // plugged leave memory and are read back from their file when asked for; with no `dir`, an
+  // upload that would pass it is refused.
+  void set_plugged_limit(int64_t bytes, std::string dir);
+  int64_t plugged_bytes() const { return plugged_bytes_; }  // in memory
+  int64_t plugged_evictions() const { return plugged_evictions_; }
   void close(uint64_t session);
 
   size_t num_sessions() const { return sessions_.size(); }
@@ -82,7 +90,13 @@ class SplitServer {
 
   Segments seg_;
   NamedTensors pretrained_;  // the adapters as loaded: what deltas are relative to
-  std::map<std::string, NamedTensors> plugged_;  // client name -> its plugged adapters
+  std::string plugged_path(const std::string& client_name) const;
+  void evict_plugged(const std::string& keep);
+
+  std::map<std::string, NamedTensors> plugged_;  // client name -> its plugged adapters (memory)
+  std::list<std::string> plugged_order_;         // clients in memory, least recently plugged first
+  int64_t plugged_bytes_ = 0, plugged_limit_ = int64_t(1) << 30, plugged_evictions_ = 0;
+  std::string plugged_dir_;
   std::string name_;
   uint64_t next_session_ = 1;
   std::map<uint64_t, ServerSession> sessions_;

@@ -9,6 +9,7 @@
 #include "strategies/split_server.hpp"
 #include "strategies/strategy_factory.hpp"
 #include "tests/doctest_torch.hpp"
+#include "tests/temp_dir.hpp"
 #include "tests/test_paths.hpp"
 
 namespace {
@@ -209,6 +210,48 @@ TEST_CASE("offline: steps send nothing, plugged adapters equal the client's adop
     MESSAGE(name << " upload (" << scheme_name << std::string(delta ? " delta" : "")
                  << "): " << bytes << " bytes");
   }
+}
+
+TEST_CASE("offline: plugged adapters past the memory limit go to disk, or are refused without") {
+  auto model = client_model();
+  const auto pretrained = gt::snapshot_adapters(model->seg);
+  int64_t one = 0;  // the bytes of one client's plugged adapters
+  for (const auto& [n, t] : pretrained) one += int64_t(t.numel() * t.element_size());
+  const auto upload_for = [&](gt::SplitServer& s, const std::string& name) {
+    gt::ClientChannel c(model, gt::make_client_strategy("split", model, {}));
+    c.set_session(s.open(wire(c.hello(name))).header.session);
+    auto up = gt::make_adapter_upload(model->seg, pretrained, false, gt::QuantScheme::none);
+    up.header.session = c.session();
+    return up;
+  };
+  gt::test::TempDir dir;
+  auto s = server();
+  s.set_plugged_limit(one + one / 2, dir.str());
+  s.plug(upload_for(s, "c1"));
+  s.plug(upload_for(s, "c2"));
+  CHECK(s.plugged_evictions() == 1);
+  CHECK(s.plugged_bytes() == one);
+  // c1 left memory, not the server: read back from its file, the same values.
+  CHECK(std::filesystem::exists(dir.file("plugged-c1.safetensors")));
+  CHECK(std::filesystem::exists(dir.file("plugged-c2.safetensors")));
+  const auto back = s.plugged("c1");
+  REQUIRE(back.size() == pretrained.size());
+  for (const auto& [n, v] : pretrained) CHECK(same(back.at(n), v));
+  auto [sum, tokens] = s.evaluate_plugged("c1", epoch().front().batch);
+  CHECK(tokens > 0);
+  CHECK(std::isfinite(sum));
+
+  // Without a directory, an upload that would pass the limit is refused and keeps nothing;
+  // a client plugging again replaces its own adapters (not counted twice).
+  auto m = server();
+  m.set_plugged_limit(one + one / 2, "");
+  m.plug(upload_for(m, "c1"));
+  CHECK_THROWS_WITH_AS(m.plug(upload_for(m, "c2")), doctest::Contains("server.max_plugged_mb"),
+                       gt::ProtocolError);
+  CHECK(m.plugged("c2").empty());
+  CHECK(m.plugged("c1").size() == pretrained.size());
+  CHECK_NOTHROW(m.plug(upload_for(m, "c1")));
+  CHECK(m.plugged_bytes() == one);
 }
 
 TEST_CASE("offline: a bad adapter upload is refused and changes nothing") {
