@@ -21,8 +21,7 @@ namespace {
 struct GenerateOptions {
   RunOptions run;
   NetworkOptions network;
-  std::string connect;  // a server node's HOST:PORT; "" = the backbone in this process
-  std::string adapters;
+  ModelSource source;
   std::vector<std::string> prompts;
   std::string prompts_file;
   SamplingOptions sampling;
@@ -61,7 +60,7 @@ void run_generate(const GenerateOptions& opt) {
     prompts.insert(prompts.end(), more.begin(), more.end());
   }
   if (prompts.empty()) throw Error("generate: give --prompt TEXT or --prompts FILE.jsonl");
-  TextGenerator generator(opt.run.load(), opt.adapters, opt.connect, opt.network);
+  TextGenerator generator(opt.run.load(), opt.source.adapters, opt.source.connect, opt.network);
   for (const auto& prompt : prompts) {
     if (!opt.json) std::printf("%s", prompt.c_str());
     const auto show = [&](const std::string& piece) {
@@ -99,12 +98,7 @@ void add_generate(CLI::App& app) {
       "generate", "Generate text with a run's model and its tuned adapters (KV-cached decoding)");
   opt->run.add_to(*cmd);
   opt->network.add_to(*cmd);
-  cmd->add_option("--connect", opt->connect,
-                  "a server node's HOST:PORT: the backbone runs there (this process holds the "
-                  "adapters only)");
-  cmd->add_option("--adapters", opt->adapters,
-                  "adapters.safetensors a run wrote (without it: the pretrained model)")
-      ->check(CLI::ExistingFile);
+  opt->source.add_to(*cmd);
   cmd->add_option("--prompt", opt->prompts, "a prompt (repeat for several)");
   cmd->add_option("--prompts", opt->prompts_file, "JSON lines, one {\"prompt\": \"...\"} per line");
   cmd->add_option("--max-tokens", opt->sampling.max_tokens, "new tokens at most per prompt")

@@ -24,7 +24,8 @@ struct ServeOptions {
   RunOptions run;
   NetworkOptions network;  // to the server node (--connect)
   MetricsOptions metrics;
-  std::string listen = "127.0.0.1:8080", connect, adapters, model_name, api_key_file, port_file;
+  ModelSource source;
+  std::string listen = "127.0.0.1:8080", model_name, api_key_file, port_file;
   int threads = 4;
   double timeout_seconds = 30;
 };
@@ -96,16 +97,16 @@ void run_serve(const ServeOptions& opt) {
                 "TLS proxy in front of it where the network is not trusted");
   const auto cfg = opt.run.load();
   auto metrics = std::make_shared<Metrics>();
-  TextGenerator generator(cfg, opt.adapters, opt.connect, opt.network, metrics);
+  TextGenerator generator(cfg, opt.source.adapters, opt.source.connect, opt.network, metrics);
   const auto model = opt.model_name.empty() ? cfg.run.name : opt.model_name;
   const auto exposer = opt.metrics.serve(metrics);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(opt.timeout_seconds * 1000));
   HttpServer http(at.host, at.port, openai_routes(backend_of(generator, model, metrics), {key}),
                   timeout, opt.threads);
-  std::printf(
-      "serving \"%s\" at %s/v1 (%s; %s)\n", model.c_str(), http.url().c_str(),
-      opt.adapters.empty() ? "the pretrained model" : opt.adapters.c_str(),
-      opt.connect.empty() ? "backbone in this process" : ("backbone on " + opt.connect).c_str());
+  std::printf("serving \"%s\" at %s/v1 (%s; %s)\n", model.c_str(), http.url().c_str(),
+              opt.source.adapters.empty() ? "the pretrained model" : opt.source.adapters.c_str(),
+              opt.source.connect.empty() ? "backbone in this process"
+                                         : ("backbone on " + opt.source.connect).c_str());
   std::fflush(stdout);
   write_port_file(opt.port_file, http.port());
   wait_for_signal();
@@ -122,12 +123,7 @@ void add_serve(CLI::App& app) {
   opt->metrics.add_to(*cmd);
   cmd->add_option("--listen", opt->listen, "HOST:PORT of the HTTP API (port 0: any free port)")
       ->capture_default_str();
-  cmd->add_option("--connect", opt->connect,
-                  "a server node's HOST:PORT: the backbone runs there (this process holds the "
-                  "adapters only)");
-  cmd->add_option("--adapters", opt->adapters,
-                  "adapters.safetensors a run wrote (without it: the pretrained model)")
-      ->check(CLI::ExistingFile);
+  opt->source.add_to(*cmd);
   cmd->add_option("--model-name", opt->model_name,
                   "the model id clients name (default: the run's run.name)");
   cmd->add_option("--api-key-file", opt->api_key_file,

@@ -20,6 +20,15 @@ double seconds_since(Clock::time_point t0) {
 
 }  // namespace
 
+void ModelSource::add_to(CLI::App& cmd) {
+  cmd.add_option("--connect", connect,
+                 "a server node's HOST:PORT: the backbone runs there (this process holds the "
+                 "adapters only)");
+  cmd.add_option("--adapters", adapters,
+                 "adapters.safetensors a run wrote (without it: the pretrained model)")
+      ->check(CLI::ExistingFile);
+}
+
 TextGenerator::TextGenerator(const RunConfig& cfg, const std::string& adapters,
                              const std::string& connect, const NetworkOptions& network,
                              std::shared_ptr<Metrics> metrics)

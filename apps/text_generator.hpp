@@ -3,6 +3,7 @@
 // the tokenizer, and the backbone here or on a server node (--connect).
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,6 +23,13 @@
 namespace gt::cli {
 
 class RemoteBackbone;
+
+// Where the model comes from, as gtune generate and gtune serve take it: --adapters, --connect.
+struct ModelSource {
+  std::string adapters;  // a run's adapters.safetensors; "" = the pretrained model
+  std::string connect;   // a server node's HOST:PORT; "" = the backbone in this process
+  void add_to(CLI::App& cmd);
+};
 
 // A request the model cannot take (e.g. a prompt longer than its positions): the caller's
 // fault, not the generator's.
