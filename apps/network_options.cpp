@@ -85,6 +85,9 @@ std::string client_explanation(const HandshakeFailure& f, const NetworkOptions& 
           " (or it expired, or is not a server certificate)";
   else if (f.category == "no_certificate")
     why = "the server presented no certificate";
+  else if (f.category == "wrong_name")
+    return "TLS: the server's certificate is not issued for the address connected to (" + f.peer +
+           "): " + f.detail + " (connect by a name or address its certificate gives)";
   else if (f.category == "certificate_refused")
     why = "the server refused this client's certificate (is --tls-cert " + net.tls_cert +
           " signed by the CA the server trusts?)";

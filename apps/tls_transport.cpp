@@ -3,8 +3,10 @@
 // forwards to CAF's OpenSSL session and reports a handshake that fails.
 #include "apps/tls_transport.hpp"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <unistd.h>
 
 #include <caf/io/basp_broker.hpp>
@@ -18,8 +20,67 @@
 #include <memory>
 #include <utility>
 
+// caf::openssl::session keeps its SSL* private; the name check after the handshake needs it.
+// An explicit instantiation may name a private member (C++17 [temp.spec]/6): this one hands the
+// pointer-to-member to `ssl_of` below, and nothing else touches the session's internals.
 namespace gt::cli {
 namespace {
+struct SessionSsl {
+  using type = SSL* caf::openssl::session::*;
+  friend type ssl_member(SessionSsl);
+};
+template <class Tag, typename Tag::type Member>
+struct ExposeMember {
+  friend typename Tag::type ssl_member(Tag) { return Member; }
+};
+}  // namespace
+}  // namespace gt::cli
+template struct gt::cli::ExposeMember<gt::cli::SessionSsl, &caf::openssl::session::ssl_>;
+
+namespace gt::cli {
+namespace {
+
+SSL* ssl_of(caf::openssl::session& session) {
+  return session.*ssl_member(SessionSsl{});
+}
+
+// The DNS names and IP addresses a certificate's subject alternative names give.
+std::string certificate_names(X509* cert) {
+  std::string out;
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
+    const auto* n = sk_GENERAL_NAME_value(names, i);
+    std::string name;
+    if (n->type == GEN_DNS) {
+      name = reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.dNSName));
+    } else if (n->type == GEN_IPADD) {
+      char text[INET6_ADDRSTRLEN] = "";
+      const auto len = ASN1_STRING_length(n->d.iPAddress);
+      const int family = len == 4 ? AF_INET : len == 16 ? AF_INET6 : -1;
+      if (family > 0) inet_ntop(family, ASN1_STRING_get0_data(n->d.iPAddress), text, sizeof text);
+      name = text;
+    }
+    if (!name.empty()) out += (out.empty() ? "" : ", ") + name;
+  }
+  GENERAL_NAMES_free(names);
+  return out.empty() ? "none" : out;
+}
+
+// Whether the peer's certificate is issued for `host` (an IP address or a DNS name), as a
+// browser checks it; otherwise why not.
+std::string name_mismatch(SSL* ssl, const std::string& host) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return "the server presented no certificate";
+  ASN1_OCTET_STRING* ip = a2i_IPADDRESS(host.c_str());
+  const bool ok = ip ? X509_check_ip_asc(cert, host.c_str(), 0) == 1
+                     : X509_check_host(cert, host.data(), host.size(), 0, nullptr) == 1;
+  if (ip) ASN1_OCTET_STRING_free(ip);
+  std::string why;
+  if (!ok) why = "its names are " + certificate_names(cert);
+  X509_free(cert);
+  return why;
+}
 
 using caf::io::network::native_socket;
 using caf::io::network::rw_state;
@@ -113,13 +174,27 @@ caf::openssl::session_ptr start_session(caf::actor_system& sys, native_socket fd
 // send first, so every healthy connection reads some), so a failure before it is the handshake's.
 class ObservedTlsPolicy {
  public:
+  // `expected_host`: the name or address this side connected to, which the server's
+  // certificate must be issued for; "" on the accepting side.
   ObservedTlsPolicy(caf::openssl::session_ptr session, std::string peer,
-                    std::shared_ptr<const HandshakeObserver> observer)
-      : session_(std::move(session)), peer_(std::move(peer)), observer_(std::move(observer)) {}
+                    std::shared_ptr<const HandshakeObserver> observer, std::string expected_host)
+      : session_(std::move(session)),
+        peer_(std::move(peer)),
+        observer_(std::move(observer)),
+        expected_host_(std::move(expected_host)) {}
 
   rw_state read_some(size_t& result, native_socket fd, void* buf, size_t len) {
     const auto state = session_->read_some(result, fd, buf, len);
-    if (state == rw_state::success && result > 0) established_ = true;
+    if (state == rw_state::success && result > 0 && !established_) {
+      // The first bytes after the handshake: before CAF reads them, the server's name.
+      if (!expected_host_.empty()) {
+        if (auto why = name_mismatch(ssl_of(*session_), expected_host_); !why.empty()) {
+          refuse({peer_, "wrong_name", why});
+          return rw_state::failure;
+        }
+      }
+      established_ = true;
+    }
     if (state == rw_state::failure) failed();
     return state;
   }
@@ -137,7 +212,12 @@ class ObservedTlsPolicy {
  private:
   void failed() {
     auto failure = drain_ssl_errors(peer_);
-    if (established_ || reported_) return;
+    if (established_) return;
+    refuse(failure);
+  }
+
+  void refuse(const HandshakeFailure& failure) {
+    if (reported_) return;
     reported_ = true;
     if (*observer_) (*observer_)(failure);
   }
@@ -145,15 +225,18 @@ class ObservedTlsPolicy {
   caf::openssl::session_ptr session_;
   std::string peer_;
   std::shared_ptr<const HandshakeObserver> observer_;
+  std::string expected_host_;
   bool established_ = false, reported_ = false;
 };
 
 class ObservedScribe : public caf::io::scribe {
  public:
   ObservedScribe(default_mpx& mpx, native_socket fd, caf::openssl::session_ptr session,
-                 std::string peer, std::shared_ptr<const HandshakeObserver> observer)
+                 std::string peer, std::shared_ptr<const HandshakeObserver> observer,
+                 std::string expected_host = "")
       : scribe(caf::io::network::conn_hdl_from_socket(fd)),
-        stream_(mpx, fd, std::move(session), std::move(peer), std::move(observer)) {}
+        stream_(mpx, fd, std::move(session), std::move(peer), std::move(observer),
+                std::move(expected_host)) {}
 
   void configure_read(caf::io::receive_policy::config config) override {
     stream_.configure_read(config);
@@ -241,7 +324,7 @@ class ObservedMiddleman : public caf::io::middleman_actor_impl {
       return caf::sec::cannot_connect_to_node;
     }
     return caf::make_counted<ObservedScribe>(mpx(), *fd, std::move(session),
-                                             std::move(failure.peer), observer_);
+                                             std::move(failure.peer), observer_, host);
   }
 
   caf::expected<caf::io::doorman_ptr> open(uint16_t port, const char* addr, bool reuse) override {

@@ -181,4 +181,25 @@ code=$?
 [ "$code" -eq 0 ] || fail "the TLS server exited $code on SIGTERM"
 ! grep -qE "frame #|terminate called|Segmentation|\[error\]" "$tmp/tls.err" ||
   fail "the TLS server logged an error"
+
+# The server's name: its certificate (signed by the CA) is for 127.0.0.1 and localhost; a client
+# that reaches it as 127.0.0.2 refuses it, one that reaches it as localhost trains.
+"$gtune" node --role server --listen 0.0.0.0:0 --port-file "$tmp/wide.port" "${common[@]}" \
+  --metrics 0 "${tls[@]}" >"$tmp/wide.out" 2>"$tmp/wide.err" &
+pids+=($!)
+for ((i = 0; i < 600; i++)); do [ -s "$tmp/wide.port" ] && break; sleep 0.1; done
+wide_port=$(cat "$tmp/wide.port")
+timeout -k 5 90 "$gtune" node --role client --connect "127.0.0.2:$wide_port" "${common[@]}" "${run[@]}" \
+  --metrics 0 --out "$tmp/wrong-name" "${good[@]}" >"$tmp/wrong-name.out" 2>"$tmp/wrong-name.err"
+code=$?
+[ "$code" -eq 1 ] || fail "wrong-name: exit status $code (want 1): $(tail -3 "$tmp/wrong-name.err")"
+grep -q "cannot reach the server at 127.0.0.2:$wide_port: TLS: the server's certificate is not issued for the address connected to (127.0.0.2:$wide_port): its names are .*127.0.0.1" \
+  "$tmp/wrong-name.err" || fail "wrong-name: unclear error: $(tail -3 "$tmp/wrong-name.err")"
+[ ! -e "$tmp/wrong-name/results.json" ] || fail "wrong-name: trained anyway"
+echo "wrong-name: refused: $(grep -o "TLS: .*" "$tmp/wrong-name.err" | head -1)"
+timeout -k 5 90 "$gtune" node --role client --connect "localhost:$wide_port" "${common[@]}" "${run[@]}" \
+  --metrics 0 --out "$tmp/by-name" "${good[@]}" >"$tmp/by-name.out" 2>"$tmp/by-name.err" ||
+  fail "a client connecting by the name localhost failed: $(tail -3 "$tmp/by-name.err")"
+cmp -s "$tmp/ref/adapters.safetensors" "$tmp/by-name/adapters.safetensors" ||
+  fail "adapters differ when connecting by name"
 echo "node_tls: ok"
