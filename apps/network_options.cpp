@@ -118,6 +118,8 @@ std::string server_explanation(const HandshakeFailure& f, const NetworkOptions& 
     why = "it does not speak TLS (a client node without --tls-cert/--tls-key/--tls-ca?)";
   else if (f.category == "closed")
     why = "it closed the connection (a client without TLS, or one that gave up)";
+  else if (f.category == "handshake_timeout")
+    why = "it did not finish the TLS handshake in 10 s (its connection was closed)";
   else
     why = "the handshake failed";
   if (!f.detail.empty()) why += "; OpenSSL: " + f.detail;

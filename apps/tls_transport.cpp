@@ -7,8 +7,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <caf/io/basp_broker.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor_impl.hpp>
@@ -17,7 +19,11 @@
 #include <caf/io/network/interfaces.hpp>
 #include <caf/io/network/stream_impl.hpp>
 #include <caf/openssl/session.hpp>
+#include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 // caf::openssl::session keeps its SSL* private; the name check after the handshake needs it.
@@ -39,6 +45,55 @@ template struct gt::cli::ExposeMember<gt::cli::SessionSsl, &caf::openssl::sessio
 
 namespace gt::cli {
 namespace {
+
+// CAF 0.17 has no handshake timeout: a peer that connects and says nothing would hold its
+// socket forever. Accepted connections still in their handshake are registered here; after
+// kHandshakeTimeout a reaper thread shuts their socket down, so that CAF's loop sees it close.
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+
+class HandshakeReaper {
+ public:
+  static HandshakeReaper& instance() {
+    static auto* reaper = new HandshakeReaper;  // never destroyed: its thread outlives main
+    return *reaper;
+  }
+  // `flag` is set before the socket is shut down; remove() before the socket is closed.
+  void add(const void* key, caf::io::network::native_socket fd, std::atomic<bool>* flag) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_[key] = {fd, flag, std::chrono::steady_clock::now() + kHandshakeTimeout};
+  }
+  void remove(const void* key) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.erase(key);
+  }
+
+ private:
+  struct Pending {
+    caf::io::network::native_socket fd;
+    std::atomic<bool>* timed_out;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  HandshakeReaper() {
+    std::thread([this] {
+      for (;;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = pending_.begin(); it != pending_.end();) {
+          if (it->second.deadline > now) {
+            ++it;
+            continue;
+          }
+          it->second.timed_out->store(true);
+          ::shutdown(it->second.fd, SHUT_RDWR);
+          it = pending_.erase(it);
+        }
+      }
+    }).detach();
+  }
+  std::mutex mutex_;
+  std::map<const void*, Pending> pending_;
+};
 
 SSL* ssl_of(caf::openssl::session& session) {
   return session.*ssl_member(SessionSsl{});
@@ -176,12 +231,17 @@ class ObservedTlsPolicy {
  public:
   // `expected_host`: the name or address this side connected to, which the server's
   // certificate must be issued for; "" on the accepting side.
-  ObservedTlsPolicy(caf::openssl::session_ptr session, std::string peer,
+  ObservedTlsPolicy(caf::openssl::session_ptr session, native_socket fd, std::string peer,
                     std::shared_ptr<const HandshakeObserver> observer, std::string expected_host)
       : session_(std::move(session)),
         peer_(std::move(peer)),
         observer_(std::move(observer)),
-        expected_host_(std::move(expected_host)) {}
+        expected_host_(std::move(expected_host)) {
+    if (expected_host_.empty()) HandshakeReaper::instance().add(this, fd, &timed_out_);
+  }
+  ~ObservedTlsPolicy() { HandshakeReaper::instance().remove(this); }
+  ObservedTlsPolicy(const ObservedTlsPolicy&) = delete;
+  ObservedTlsPolicy& operator=(const ObservedTlsPolicy&) = delete;
 
   rw_state read_some(size_t& result, native_socket fd, void* buf, size_t len) {
     const auto state = session_->read_some(result, fd, buf, len);
@@ -194,6 +254,7 @@ class ObservedTlsPolicy {
         }
       }
       established_ = true;
+      HandshakeReaper::instance().remove(this);
     }
     if (state == rw_state::failure) failed();
     return state;
@@ -213,10 +274,15 @@ class ObservedTlsPolicy {
   void failed() {
     auto failure = drain_ssl_errors(peer_);
     if (established_) return;
+    if (timed_out_) {
+      failure.category = "handshake_timeout";
+      failure.detail.clear();
+    }
     refuse(failure);
   }
 
   void refuse(const HandshakeFailure& failure) {
+    HandshakeReaper::instance().remove(this);
     if (reported_) return;
     reported_ = true;
     if (*observer_) (*observer_)(failure);
@@ -226,6 +292,7 @@ class ObservedTlsPolicy {
   std::string peer_;
   std::shared_ptr<const HandshakeObserver> observer_;
   std::string expected_host_;
+  std::atomic<bool> timed_out_{false};
   bool established_ = false, reported_ = false;
 };
 
@@ -235,7 +302,7 @@ class ObservedScribe : public caf::io::scribe {
                  std::string peer, std::shared_ptr<const HandshakeObserver> observer,
                  std::string expected_host = "")
       : scribe(caf::io::network::conn_hdl_from_socket(fd)),
-        stream_(mpx, fd, std::move(session), std::move(peer), std::move(observer),
+        stream_(mpx, fd, std::move(session), fd, std::move(peer), std::move(observer),
                 std::move(expected_host)) {}
 
   void configure_read(caf::io::receive_policy::config config) override {

@@ -21,6 +21,7 @@ struct HandshakeFailure {
   // untrusted_certificate: the peer's certificate does not verify against our CA;
   // no_certificate: the peer showed none; certificate_refused: the peer refused ours (an
   // alert); not_tls: the peer does not speak TLS; closed: the peer hung up mid-handshake;
+  // handshake_timeout: the peer did not finish the handshake within 10 s (accepting side);
   // wrong_name: the server's certificate is not issued for the name or address connected to;
   // other: anything else (detail says what).
   std::string category;

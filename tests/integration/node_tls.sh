@@ -202,4 +202,21 @@ timeout -k 5 90 "$gtune" node --role client --connect "localhost:$wide_port" "${
   fail "a client connecting by the name localhost failed: $(tail -3 "$tmp/by-name.err")"
 cmp -s "$tmp/ref/adapters.safetensors" "$tmp/by-name/adapters.safetensors" ||
   fail "adapters differ when connecting by name"
+
+# A peer that connects and never starts the handshake: the server hangs up on it after 10 s
+# and says why, while serving others.
+python3 - "$wide_port" <<'EOF' || fail "a silent peer was not hung up on (above)"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(30)
+t0 = time.time()
+data = s.recv(1)
+waited = time.time() - t0
+assert data == b"", f"the server sent {data!r}"
+assert 9 <= waited <= 20, f"hung up after {waited:.1f} s, want about 10"
+print(f"silent peer: hung up after {waited:.1f} s")
+EOF
+for ((i = 0; i < 50; i++)); do grep -q "did not finish the TLS handshake in 10 s" "$tmp/wide.err" && break; sleep 0.2; done
+grep -q "refused the peer at 127.0.0.1:[0-9]*: TLS handshake failed: it did not finish the TLS handshake in 10 s" \
+  "$tmp/wide.err" || fail "the server did not say why it hung up: $(tail -3 "$tmp/wide.err")"
 echo "node_tls: ok"
