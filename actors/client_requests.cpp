@@ -36,7 +36,11 @@ auto recover(ClientSelf self, std::string what, Next retry) {
       st.channel->set_session(0);
       return hello(self, retry);
     }
-    if (is_wire_error(err) || !st.parts.reconnector) return fail(self, what + ": " + describe(err));
+    if (is_wire_error(err)) return fail(self, what + ": " + describe(err));
+    if (!st.parts.reconnector)
+      return fail(self, what + ": the connection to the server was lost (" + describe(err) +
+                            "): the server stopped, the network failed, or the server hung up on "
+                            "a message over its server.max_message_mb");
     spdlog::warn("client {}: lost the server ({}: {}); reconnecting", st.plan.name, what,
                  describe(err));
     st.reconnecting = true;

@@ -192,11 +192,18 @@ uint16_t publish_tls(caf::actor_system& sys, const caf::strong_actor_ptr& party,
                      const std::string& host, uint16_t port,
                      std::function<void(const HandshakeFailure&)> on_refused) {
   auto observer = [net, on_refused, role](const HandshakeFailure& f) {
-    spdlog::warn("{}: refused the peer at {}: TLS handshake failed: {}", role, f.peer,
-                 server_explanation(f, net));
+    if (f.category == "too_large")
+      spdlog::warn(
+          "{}: hung up on the peer at {}: its next message is {} bytes, over the {} "
+          "the server accepts (server.max_message_mb)",
+          role, f.peer, f.detail, net.max_message_bytes);
+    else
+      spdlog::warn("{}: refused the peer at {}: TLS handshake failed: {}", role, f.peer,
+                   server_explanation(f, net));
     if (on_refused) on_refused(f);
   };
-  auto bound = tls_publish(sys, party, std::move(sigs), port, host, observer);
+  auto bound =
+      tls_publish(sys, party, std::move(sigs), port, host, observer, net.max_message_bytes);
   if (!bound)
     throw Error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
                 caf::to_string(bound.error()));

@@ -20,6 +20,10 @@ namespace gt::cli {
 struct NetworkOptions {
   std::string tls_cert, tls_key, tls_ca;  // all three or none
   bool insecure = false;                  // plaintext beyond loopback
+  // Set by a party that publishes (not an option): over TLS, a peer whose next message would
+  // pass it is hung up on before the message is read (0 = no limit). CAF's BASP reads a whole
+  // message before anyone can look at it; this is the transport's check in front of it.
+  size_t max_message_bytes = 0;
 
   void add_to(CLI::App& cmd);
   bool tls() const { return !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty(); }

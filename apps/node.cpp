@@ -81,9 +81,12 @@ void run_server(const NodeOptions& opt) {
     spdlog::info("server: every message received is copied to the attacker at {}", opt.attacker);
   auto server = sys.spawn(configured_server_behavior, make_server_side(cfg, "server"),
                           std::make_shared<WireStats>(), options);
-  const auto bound = publish_server(server, opt.network, host, port, [metrics](auto&) {
-    metrics->add_refused("connection", "tls");
-  });
+  auto network = opt.network;  // over TLS, messages past the limit are refused unread
+  network.max_message_bytes = static_cast<size_t>(options.limits.max_message_bytes);
+  const auto bound =
+      publish_server(server, network, host, port, [metrics](const HandshakeFailure& f) {
+        metrics->add_refused("connection", f.category == "too_large" ? "too_large" : "tls");
+      });
   const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
   write_port_file(opt.port_file, bound);
   wait_for_signal();

@@ -300,12 +300,22 @@ class ObservedScribe : public caf::io::scribe {
  public:
   ObservedScribe(default_mpx& mpx, native_socket fd, caf::openssl::session_ptr session,
                  std::string peer, std::shared_ptr<const HandshakeObserver> observer,
-                 std::string expected_host = "")
+                 std::string expected_host = "", size_t max_read = 0)
       : scribe(caf::io::network::conn_hdl_from_socket(fd)),
+        peer_(peer),
+        observer_(observer),
+        max_read_(max_read),
         stream_(mpx, fd, std::move(session), fd, std::move(peer), std::move(observer),
                 std::move(expected_host)) {}
 
   void configure_read(caf::io::receive_policy::config config) override {
+    // BASP asks for the header, then for exactly the payload the header announced: a payload
+    // over the limit is never read, let alone buffered; the peer is hung up on instead.
+    if (max_read_ > 0 && config.second > max_read_) {
+      if (*observer_) (*observer_)({peer_, "too_large", std::to_string(config.second)});
+      ::shutdown(stream_.fd(), SHUT_RDWR);
+      config.second = 1;
+    }
     stream_.configure_read(config);
     if (!launched_) launch();
   }
@@ -338,14 +348,17 @@ class ObservedScribe : public caf::io::scribe {
   }
 
   bool launched_ = false;
+  std::string peer_;
+  std::shared_ptr<const HandshakeObserver> observer_;
+  size_t max_read_;
   caf::io::network::stream_impl<ObservedTlsPolicy> stream_;
 };
 
 class ObservedDoorman : public caf::io::network::doorman_impl {
  public:
   ObservedDoorman(default_mpx& mpx, native_socket fd,
-                  std::shared_ptr<const HandshakeObserver> observer)
-      : doorman_impl(mpx, fd), observer_(std::move(observer)) {}
+                  std::shared_ptr<const HandshakeObserver> observer, size_t max_read)
+      : doorman_impl(mpx, fd), observer_(std::move(observer)), max_read_(max_read) {}
 
   bool new_connection() override {
     if (detached()) return false;  // the broker let go of us; the socket goes with the loop
@@ -359,8 +372,8 @@ class ObservedDoorman : public caf::io::network::doorman_impl {
       if (*observer_) (*observer_)(failure);
       return true;  // keep accepting
     }
-    auto scribe = caf::make_counted<ObservedScribe>(mpx, fd, std::move(session),
-                                                    std::move(failure.peer), observer_);
+    auto scribe = caf::make_counted<ObservedScribe>(
+        mpx, fd, std::move(session), std::move(failure.peer), observer_, "", max_read_);
     auto hdl = scribe->hdl();
     parent()->add_scribe(std::move(scribe));
     return doorman::new_connection(&mpx, hdl);
@@ -368,13 +381,16 @@ class ObservedDoorman : public caf::io::network::doorman_impl {
 
  private:
   std::shared_ptr<const HandshakeObserver> observer_;
+  size_t max_read_;
 };
 
 class ObservedMiddleman : public caf::io::middleman_actor_impl {
  public:
-  ObservedMiddleman(caf::actor_config& cfg, caf::actor broker, HandshakeObserver observer)
+  ObservedMiddleman(caf::actor_config& cfg, caf::actor broker, HandshakeObserver observer,
+                    size_t max_read = 0)
       : middleman_actor_impl(cfg, std::move(broker)),
-        observer_(std::make_shared<const HandshakeObserver>(std::move(observer))) {}
+        observer_(std::make_shared<const HandshakeObserver>(std::move(observer))),
+        max_read_(max_read) {}
 
   const char* name() const override { return "gt::observed_tls_middleman"; }
 
@@ -397,29 +413,33 @@ class ObservedMiddleman : public caf::io::middleman_actor_impl {
   caf::expected<caf::io::doorman_ptr> open(uint16_t port, const char* addr, bool reuse) override {
     auto fd = caf::io::network::new_tcp_acceptor_impl(port, addr, reuse);
     if (!fd) return std::move(fd.error());
-    return caf::make_counted<ObservedDoorman>(mpx(), *fd, observer_);
+    return caf::make_counted<ObservedDoorman>(mpx(), *fd, observer_, max_read_);
   }
 
  private:
   default_mpx& mpx() { return static_cast<default_mpx&>(system().middleman().backend()); }
 
   std::shared_ptr<const HandshakeObserver> observer_;
+  size_t max_read_;
 };
 
 // A middleman actor for one publish or connect: the doorman or scribe it makes lives on in
 // CAF's BASP broker, so the actor is done once it has answered.
-caf::io::middleman_actor spawn_middleman(caf::actor_system& sys, HandshakeObserver observer) {
+caf::io::middleman_actor spawn_middleman(caf::actor_system& sys, HandshakeObserver observer,
+                                         size_t max_read = 0) {
   auto broker = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
-  return sys.spawn<ObservedMiddleman, caf::hidden>(std::move(broker), std::move(observer));
+  return sys.spawn<ObservedMiddleman, caf::hidden>(std::move(broker), std::move(observer),
+                                                   max_read);
 }
 
 }  // namespace
 
 caf::expected<uint16_t> tls_publish(caf::actor_system& sys, const caf::strong_actor_ptr& whom,
                                     std::set<std::string> sigs, uint16_t port,
-                                    const std::string& host, HandshakeObserver observer) {
+                                    const std::string& host, HandshakeObserver observer,
+                                    size_t max_message_bytes) {
   if (!whom) return caf::sec::cannot_publish_invalid_actor;
-  auto mm = spawn_middleman(sys, std::move(observer));
+  auto mm = spawn_middleman(sys, std::move(observer), max_message_bytes);
   caf::expected<uint16_t> result{caf::sec::runtime_error};
   caf::scoped_actor self{sys};
   self->request(mm, caf::infinite, caf::publish_atom::value, port, whom, std::move(sigs), host,

@@ -22,6 +22,7 @@ struct HandshakeFailure {
   // no_certificate: the peer showed none; certificate_refused: the peer refused ours (an
   // alert); not_tls: the peer does not speak TLS; closed: the peer hung up mid-handshake;
   // handshake_timeout: the peer did not finish the handshake within 10 s (accepting side);
+  // too_large: after the handshake, its next message passes the limit (detail: its size);
   // wrong_name: the server's certificate is not issued for the name or address connected to;
   // other: anything else (detail says what).
   std::string category;
@@ -34,9 +35,12 @@ using HandshakeObserver = std::function<void(const HandshakeFailure&)>;
 
 // caf::openssl::publish: serves `whom` (with interface `sigs`) on host:port over TLS; returns
 // the bound port. Every accepted connection whose handshake fails is reported to `observer`.
+// A peer whose next message (as BASP asks to read it) passes `max_message_bytes` (0 = no limit)
+// is hung up on before it is read, and reported with category "too_large", detail its size.
 caf::expected<uint16_t> tls_publish(caf::actor_system& sys, const caf::strong_actor_ptr& whom,
                                     std::set<std::string> sigs, uint16_t port,
-                                    const std::string& host, HandshakeObserver observer);
+                                    const std::string& host, HandshakeObserver observer,
+                                    size_t max_message_bytes = 0);
 
 // caf::openssl::remote_actor: connects to the actor published at host:port over TLS and checks
 // that it has the interface `ifs`. A failed handshake is reported to `observer` before this

@@ -219,4 +219,17 @@ EOF
 for ((i = 0; i < 50; i++)); do grep -q "did not finish the TLS handshake in 10 s" "$tmp/wide.err" && break; sleep 0.2; done
 grep -q "refused the peer at 127.0.0.1:[0-9]*: TLS handshake failed: it did not finish the TLS handshake in 10 s" \
   "$tmp/wide.err" || fail "the server did not say why it hung up: $(tail -3 "$tmp/wide.err")"
+# A message over server.max_message_mb is never read: the server hangs up on its sender when
+# the header announces it (here fp32 activations of 64 rows against a 1 MB limit).
+start_server small "${tls[@]}" --set server.max_message_mb=1
+small_port=$port
+client big "$small_port" "${good[@]}" --set training.batch=64 --set strategy.quantize_a1=none \
+  --set network.reconnect_seconds=0
+[ "$code" -eq 1 ] || fail "big: exit status $code (want 1): $(tail -3 "$tmp/big.err")"
+grep -q "the connection to the server was lost .*server.max_message_mb" "$tmp/big.err" ||
+  fail "big: unclear error: $(tail -2 "$tmp/big.err")"
+for ((i = 0; i < 50; i++)); do grep -q "hung up on the peer" "$tmp/small.err" && break; sleep 0.2; done
+grep -q "server: hung up on the peer at 127.0.0.1:[0-9]*: its next message is [0-9]* bytes, over the 1048576 the server accepts (server.max_message_mb)" \
+  "$tmp/small.err" || fail "the server did not say why it hung up: $(tail -3 "$tmp/small.err")"
+echo "big: $(grep -o "hung up on the peer.*" "$tmp/small.err" | head -1)"
 echo "node_tls: ok"
