@@ -207,7 +207,18 @@ void after_step(ClientSelf self, const StepOutcome& out) {
               go_on();
             });
           },
-          on_error(self, "scheduler"));
+          [self](caf::error& err) {
+            if (err != caf::sec::request_receiver_down)
+              return fail(self, "scheduler: " + describe(err));
+            // Its node went: a client node joins a restarted one and resumes from its
+            // checkpoint; this actor's work ends here, with the reason that says so.
+            spdlog::warn("client {}: lost the scheduler after step {}", self->state.plan.name,
+                         self->state.channel->steps_done());
+            if (self->state.phase_done.pending())
+              self->state.phase_done.deliver(
+                  make_wire_error(wire_errc::internal, "scheduler lost"));
+            self->quit(err);
+          });
 }
 
 void handle(ClientSelf self, Outgoing out);

@@ -26,18 +26,49 @@ SchedulerClient* find_client(SchedulerSelf self, const std::string& name) {
   return nullptr;
 }
 
-// Asks every client `msg...`: `each` gets client i's reply, `all_done` runs once all have
-// replied. A client lost meanwhile is asked again when it joins again (its old actor's late
-// reply is dropped); a client that answers with an error fails the run.
+void save_progress(SchedulerSelf self, bool durable) {
+  auto& st = self->state;
+  if (!st.plan.checkpoint || st.state != "running") return;
+  SchedulerProgress p;
+  p.stage = st.stage;
+  p.phase = st.phase;
+  p.phases = st.plan.phases;
+  for (const auto& c : st.clients) p.clients.emplace_back(c.name, c.weight);
+  p.current = st.current;
+  p.pending = st.pending;
+  p.switches = st.switches;
+  p.paused = st.paused;
+  p.budget_spent = st.budget_spent;
+  p.attack_alarmed = st.attack_alarmed;
+  p.attack = st.attack;
+  for (const auto& [name, s] : st.status) p.status[name] = s.last;
+  p.steps_reported = st.steps_reported;
+  p.wall_seconds =
+      st.wall_before +
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - st.start).count();
+  p.results = st.results;
+  p.average = st.average;
+  try {
+    st.plan.checkpoint->save(p, durable);
+  } catch (const std::exception& e) {  // the run itself is fine: go on, loudly
+    spdlog::error("scheduler: checkpoint not written, the run goes on: {}", e.what());
+  }
+}
+
+// Asks the clients marked in `asked` `msg...`: `each` gets client i's reply, `all_done` runs
+// once all have replied. A client lost meanwhile is asked again when it joins again (its old
+// actor's late reply is dropped); a client that answers with an error fails the run.
 template <class Reply, class Each, class AllDone, class... Msg>
-void ask_all(SchedulerSelf self, Each each, AllDone all_done, const Msg&... msg) {
+void ask_clients(SchedulerSelf self, const std::vector<bool>& asked, Each each, AllDone all_done,
+                 const Msg&... msg) {
   auto& st = self->state;
   auto round = std::make_shared<SchedulerRound>();
-  round->left = st.clients.size();
   round->ask.resize(st.clients.size());
   st.round = round;
   const std::weak_ptr<SchedulerRound> weak = round;  // the round owns its asks
-  for (size_t i = 0; i < st.clients.size(); ++i)
+  for (size_t i = 0; i < st.clients.size(); ++i) {
+    if (!asked[i]) continue;
+    ++round->left;
     round->ask[i] = [self, weak, i, each, all_done, msg...] {
       const auto& c = self->state.clients[i];
       self->request(c.actor, caf::infinite, msg...)
@@ -58,37 +89,77 @@ void ask_all(SchedulerSelf self, Each each, AllDone all_done, const Msg&... msg)
                 fail_run(self, reason_of(err));
               });
     };
-  for (size_t i = 0; i < round->ask.size(); ++i) round->ask[i]();
-  if (round->ask.empty()) all_done();
+  }
+  for (size_t i = 0; i < round->ask.size(); ++i)
+    if (round->ask[i]) round->ask[i]();
+  if (round->left == 0) all_done();
+}
+
+template <class Reply, class Each, class AllDone, class... Msg>
+void ask_all(SchedulerSelf self, Each each, AllDone all_done, const Msg&... msg) {
+  ask_clients<Reply>(self, std::vector<bool>(self->state.clients.size(), true), each, all_done,
+                     msg...);
 }
 
 void run_phase(SchedulerSelf self, size_t index);
 
+// Every client's results; those a scheduler restarted from its checkpoint already has are
+// not asked again (their clients may have gone: they had given them).
 void finish(SchedulerSelf self) {
   auto& st = self->state;
   st.finishing = true;
-  auto jsons = std::make_shared<std::vector<json>>(st.clients.size());
-  ask_all<std::string>(
-      self, [jsons](size_t i, std::string& s) { (*jsons)[i] = json::parse(s, nullptr, false); },
-      [self, jsons] {
+  st.stage = "finish";
+  save_progress(self, true);
+  std::vector<bool> asked;
+  for (const auto& c : st.clients) asked.push_back(!st.results.count(c.name));
+  ask_clients<std::string>(
+      self, asked,
+      [self](size_t i, std::string& s) {
         auto& st = self->state;
-        for (size_t i = 0; i < jsons->size(); ++i)
-          if ((*jsons)[i].is_discarded())
-            return fail_run(self,
-                            "client " + st.clients[i].name + " sent results that are not JSON");
+        st.results[st.clients[i].name] = s;
+        save_progress(self, true);
+      },
+      [self] {
+        auto& st = self->state;
+        std::vector<json> jsons;
+        for (const auto& c : st.clients) {
+          jsons.push_back(json::parse(st.results[c.name], nullptr, false));
+          if (jsons.back().is_discarded())
+            return fail_run(self, "client " + c.name + " sent results that are not JSON");
+        }
         if (st.progress) st.progress->finish();
         const double wall =
+            st.wall_before +
             std::chrono::duration<double>(std::chrono::steady_clock::now() - st.start).count();
         st.state = "done";
         spdlog::info("scheduler: plan done in {:.1f} s", wall);
-        st.done.deliver(combine_results(st.plan.config_toml, *jsons, st.switches, wall).dump(1));
+        st.done.deliver(combine_results(st.plan.config_toml, jsons, st.switches, wall).dump(1));
       },
       finish_atom_v);
 }
 
-// FedAvg: every client's adapters, weighted by its samples, back to every client.
+// FedAvg: every client's adapters, weighted by its samples, back to every client. The average
+// is checkpointed before it goes out: a scheduler restarted meanwhile hands out the same one
+// (some clients may have it already, so it cannot be computed again from theirs).
+void hand_out_average(SchedulerSelf self, size_t next_phase) {
+  Encoded<AdapterUpload> avg;
+  avg.bytes = *self->state.average;
+  ask_all<bool>(
+      self, [](size_t, bool) {},
+      [self, next_phase] {
+        spdlog::info("scheduler: adapters of {} clients averaged (FedAvg)",
+                     self->state.clients.size());
+        run_phase(self, next_phase);
+      },
+      adapters_atom_v, avg);
+}
+
 void average_adapters(SchedulerSelf self, size_t next_phase) {
   auto& st = self->state;
+  st.stage = "fedavg";
+  st.phase = next_phase - 1;
+  if (st.average) return hand_out_average(self, next_phase);
+  save_progress(self, true);
   auto uploads = std::make_shared<std::vector<AdapterUpload>>(st.clients.size());
   ask_all<Encoded<AdapterUpload>>(
       self, [uploads](size_t i, Encoded<AdapterUpload>& enc) { (*uploads)[i] = decode(enc); },
@@ -97,18 +168,12 @@ void average_adapters(SchedulerSelf self, size_t next_phase) {
         try {
           std::vector<double> weights;
           for (const auto& c : st.clients) weights.push_back(c.weight);
-          auto avg = encode(average_uploads(*uploads, weights));
-          ask_all<bool>(
-              self, [](size_t, bool) {},
-              [self, next_phase] {
-                spdlog::info("scheduler: adapters of {} clients averaged (FedAvg)",
-                             self->state.clients.size());
-                run_phase(self, next_phase);
-              },
-              adapters_atom_v, avg);
+          st.average = encode(average_uploads(*uploads, weights)).bytes;
         } catch (const std::exception& e) {
-          fail_run(self, std::string("FedAvg: ") + e.what());
+          return fail_run(self, std::string("FedAvg: ") + e.what());
         }
+        save_progress(self, true);
+        hand_out_average(self, next_phase);
       },
       adapters_atom_v);
 }
@@ -116,8 +181,11 @@ void average_adapters(SchedulerSelf self, size_t next_phase) {
 void run_phase(SchedulerSelf self, size_t index) {
   auto& st = self->state;
   if (st.state != "running") return;
+  st.average.reset();
   if (index == st.plan.phases.size()) return finish(self);
   st.phase = index;
+  st.stage = "phase";
+  save_progress(self, true);
   const auto& order = st.plan.phases[index];
   st.current = order.strategy;
   spdlog::info("scheduler: phase {} of {}: {} for {} steps on {} client(s)", index + 1,
@@ -149,6 +217,7 @@ std::string directive(SchedulerSelf self, const std::string& client, int64_t ste
   st.pending.erase(it);
   for (auto& s : st.switches)
     if (s["client"] == client && s["after_step"].is_null()) s["after_step"] = step;
+  save_progress(self, true);
   return "switch:" + to;
 }
 
@@ -160,6 +229,7 @@ void request_switch(SchedulerSelf self, const std::string& to, const std::string
     st.switches.push_back({{"client", c.name}, {"to", to}, {"by", by}, {"after_step", nullptr}});
   }
   spdlog::info("scheduler: switching to {} at the next step boundary ({})", to, by);
+  save_progress(self, true);
 }
 
 void check_budget(SchedulerSelf self) {
@@ -220,9 +290,13 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
   using namespace scheduler_detail;
   auto& st = self->state;
   st.plan = std::move(plan);
+  if (st.plan.resume) restore(self, *st.plan.resume);
   for (size_t i = 0; i < clients.size(); ++i) {
     const double weight = i < st.plan.client_weights.size() ? st.plan.client_weights[i] : 1.0;
-    add_client(self, client_names.at(i), std::move(clients[i]), weight);
+    if (auto* c = find_client(self, client_names.at(i)))  // restored: back in its place
+      rejoin(self, *c, std::move(clients[i]), weight);
+    else
+      add_client(self, client_names.at(i), std::move(clients[i]), weight);
   }
   if (st.plan.clients == 0) st.plan.clients = st.clients.size();
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
@@ -231,9 +305,10 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
         auto& st = self->state;
         if (st.state != "idle") return make_wire_error(wire_errc::rejected, "already ran");
         st.done = self->make_response_promise<std::string>();
-        if (st.clients.size() < st.plan.clients) {
+        if (!all_joined(self)) {
           st.state = "waiting";
-          spdlog::info("scheduler: waiting for clients {}/{}", st.clients.size(), st.plan.clients);
+          spdlog::info("scheduler: waiting for clients {}/{}", joined_clients(self),
+                       st.plan.clients);
         } else {
           start_run(self);
         }
@@ -256,6 +331,7 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
         if (st.state != "running") return "no plan is running (state: " + st.state + ")";
         if (st.paused) return "already paused";
         st.paused = true;
+        save_progress(self, true);
         spdlog::info("scheduler: pausing at the next step boundary");
         return "";
       },
@@ -263,6 +339,7 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
         auto& st = self->state;
         if (!st.paused) return "not paused";
         st.paused = false;
+        save_progress(self, true);
         spdlog::info("scheduler: resuming");
         for (auto& [name, s] : st.status)
           if (s.paused) {
@@ -274,6 +351,7 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
       [self](AttackAlarm& alarm) {
         auto& st = self->state;
         st.attack = alarm;
+        save_progress(self, false);
         if (st.plan.attack_threshold <= 0 || st.attack_alarmed || st.state != "running" ||
             alarm.rouge_l < st.plan.attack_threshold)
           return;
@@ -298,6 +376,7 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
           st.progress->update(st.steps_reported, line);
         }
         check_budget(self);
+        save_progress(self, false);
         if (st.paused) {
           s.paused = true;
           s.held = self->make_response_promise<std::string>();

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/scheduler_checkpoint.hpp"
 #include "common/progress.hpp"
 #include "protocols/interfaces.hpp"
 
@@ -40,6 +41,11 @@ struct SchedulerPlan {
   std::string fallback = "gradfree";
   std::set<std::string> switchable;  // strategies a switch may name
   bool show_progress = true;
+  // Where the scheduler keeps its resumable state (a node with run.checkpoint_dir); null:
+  // none. `resume`: what the checkpoint held when this process started: the run goes on from
+  // there once the clients it names have joined again.
+  std::shared_ptr<const SchedulerCheckpoint> checkpoint;
+  std::optional<SchedulerProgress> resume;
 };
 
 struct ClientStatus {
@@ -73,14 +79,19 @@ struct SchedulerState {
   caf::typed_response_promise<std::string> done;
   std::string state = "idle";  // idle | waiting (for clients) | running | done | failed
   size_t phase = 0;
+  std::string stage = "phase";                 // phase | fedavg | finish: see SchedulerProgress
   std::string current;                         // strategy now running (planned or switched to)
   std::map<std::string, std::string> pending;  // client -> strategy to switch to at its next report
   bool paused = false;
   bool budget_spent = false, attack_alarmed = false;
   AttackAlarm attack;  // the attacker's best score so far
   std::shared_ptr<SchedulerRound> round;
-  bool finishing = false;                // the round in flight is the last (finish)
-  std::vector<nlohmann::json> switches;  // {"client", "after_step", "to", "by"}
+  bool finishing = false;                       // the round in flight is the last (finish)
+  std::vector<nlohmann::json> switches;         // {"client", "after_step", "to", "by"}
+  std::map<std::string, std::string> results;   // clients' finish replies so far
+  std::optional<std::vector<uint8_t>> average;  // the FedAvg average being handed out
+  bool resuming = false;   // restored from a checkpoint; the run goes on when all are back
+  double wall_before = 0;  // seconds the run took in earlier processes
   std::unique_ptr<Progress> progress;
   int64_t steps_reported = 0;
   std::chrono::steady_clock::time_point start;

@@ -17,9 +17,19 @@ using json = nlohmann::json;
 void fail_run(SchedulerSelf self, const std::string& what);
 SchedulerClient* find_client(SchedulerSelf self, const std::string& name);
 void run_phase(SchedulerSelf self, size_t index);
+void average_adapters(SchedulerSelf self, size_t next_phase);
+void finish(SchedulerSelf self);
+// Writes the resumable state (a checkpoint), when the plan has one; `durable`: to disk.
+void save_progress(SchedulerSelf self, bool durable);
 
 // Membership (scheduler_membership.cpp).
 void start_run(SchedulerSelf self);
+// A checkpoint's state, its clients lost until they join again.
+void restore(SchedulerSelf self, const SchedulerProgress& p);
+// Every client the run needs is here (a restarted scheduler's: back); how many are.
+bool all_joined(SchedulerSelf self);
+size_t joined_clients(SchedulerSelf self);
+std::string rejoin(SchedulerSelf self, SchedulerClient& c, client_actor actor, double weight);
 void add_client(SchedulerSelf self, const std::string& name, client_actor actor, double weight);
 std::string join(SchedulerSelf self, client_actor actor, const std::string& name, double weight);
 void on_down(SchedulerSelf self, const caf::down_msg& dm);

@@ -34,8 +34,58 @@ bool natural_less(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+void resume_run(SchedulerSelf self);
+
+void restore(SchedulerSelf self, const SchedulerProgress& p) {
+  auto& st = self->state;
+  st.plan.phases = p.phases;
+  st.plan.clients = p.clients.size();
+  st.stage = p.stage;
+  st.phase = p.phase;
+  st.current = p.current;
+  st.pending = p.pending;
+  st.switches = p.switches;
+  st.paused = p.paused;
+  st.budget_spent = p.budget_spent;
+  st.attack_alarmed = p.attack_alarmed;
+  st.attack = p.attack;
+  st.steps_reported = p.steps_reported;
+  st.wall_before = p.wall_seconds;
+  st.results = p.results;
+  st.average = p.average;
+  for (const auto& [name, weight] : p.clients) {
+    SchedulerClient c;
+    c.name = name;
+    c.weight = weight;
+    c.lost = true;
+    c.lost_reason = "not back since the scheduler restarted";
+    st.clients.push_back(std::move(c));
+    auto it = p.status.find(name);
+    if (it != p.status.end()) st.status[name].last = it->second;
+    st.status[name].last.client = name;
+  }
+  st.resuming = true;
+  spdlog::info("scheduler: resuming from {} ({} of phase {} of {}); waiting for its {} client(s)",
+               st.plan.checkpoint ? st.plan.checkpoint->path() : "a checkpoint", st.stage,
+               st.phase + 1, st.plan.phases.size(), st.clients.size());
+}
+
+// A client that has given its results need not come back to a restarted scheduler.
+size_t joined_clients(SchedulerSelf self) {
+  auto& st = self->state;
+  size_t n = 0;
+  for (const auto& c : st.clients) n += !c.lost || st.results.count(c.name);
+  return n;
+}
+
+bool all_joined(SchedulerSelf self) {
+  return self->state.clients.size() >= self->state.plan.clients &&
+         joined_clients(self) == self->state.clients.size();
+}
+
 void start_run(SchedulerSelf self) {
   auto& st = self->state;
+  if (st.resuming) return resume_run(self);
   if (st.order_by_name)
     std::stable_sort(st.clients.begin(), st.clients.end(),
                      [](const auto& a, const auto& b) { return natural_less(a.name, b.name); });
@@ -53,6 +103,25 @@ void start_run(SchedulerSelf self) {
   for (const auto& p : st.plan.phases) total += p.steps * int64_t(st.clients.size());
   if (st.plan.show_progress) st.progress = std::make_unique<Progress>("plan", total);
   run_phase(self, 0);
+}
+
+// The plan from where the checkpoint left it.
+void resume_run(SchedulerSelf self) {
+  auto& st = self->state;
+  st.resuming = false;
+  st.state = "running";
+  st.start = std::chrono::steady_clock::now();
+  int64_t total = 0;
+  for (const auto& p : st.plan.phases) total += p.steps * int64_t(st.clients.size());
+  if (st.plan.show_progress) {
+    st.progress = std::make_unique<Progress>("plan", total);
+    st.progress->update(st.steps_reported, "resumed");
+  }
+  spdlog::info("scheduler: all {} client(s) back; resuming the plan ({} of phase {})",
+               st.clients.size(), st.stage, st.phase + 1);
+  if (st.stage == "finish") return finish(self);
+  if (st.stage == "fedavg") return average_adapters(self, st.phase + 1);
+  run_phase(self, st.phase);
 }
 
 // Monitored: a lost client is noticed at once.
@@ -84,6 +153,7 @@ std::string rejoin(SchedulerSelf self, SchedulerClient& c, client_actor actor, d
   spdlog::info("scheduler: client {} joined again{}", c.name,
                in_flight ? "; it gets the request in flight again" : "");
   if (in_flight) st.round->ask[i]();
+  if (st.state == "waiting" && all_joined(self)) start_run(self);
   return "";
 }
 
@@ -98,6 +168,11 @@ std::string join(SchedulerSelf self, client_actor actor, const std::string& name
                    : "a client named " + name +
                          " has already joined (each client needs its own run.name, or --shard)";
   const auto n = std::to_string(st.plan.clients);
+  if (st.resuming) {
+    std::string names;
+    for (const auto& c : st.clients) names += (names.empty() ? "" : ", ") + c.name;
+    return "the run resumed from its checkpoint has the clients " + names + ", not " + name;
+  }
   if (st.state == "running") return "the plan is already running with its " + n + " client(s)";
   if (st.clients.size() >= st.plan.clients)
     return "the run has all its clients (scheduler.clients = " + n + ")";
@@ -115,6 +190,12 @@ void on_down(SchedulerSelf self, const caf::down_msg& dm) {
   });
   if (it == st.clients.end()) return;
   const auto why = describe_exit(dm.reason);
+  if (st.resuming) {  // a restarted scheduler's client: its place stays, it may come back
+    spdlog::warn("scheduler: client {} left before the run resumed ({})", it->name, why);
+    it->lost = true;
+    it->lost_reason = why;
+    return;
+  }
   if (st.state == "idle" || st.state == "waiting") {  // not started: its place is free again
     spdlog::warn("scheduler: client {} left before the run ({}); {}/{} joined", it->name, why,
                  st.clients.size() - 1, st.plan.clients);

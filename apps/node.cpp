@@ -237,57 +237,87 @@ ClientSide this_client(const RunConfig& cfg, const NodeOptions& opt) {
 }
 
 // A client that joined the scheduler node at --scheduler: its actor serves the scheduler's
-// orders until `finish`. Returns the client's run JSON; gt::Error when the scheduler refuses
-// it or is lost, or the client fails.
+// orders until `finish`. A scheduler lost mid-run is reached again (with run.checkpoint_dir
+// and network.reconnect_seconds): the client starts over from its checkpoint with a model
+// loaded afresh, as a restarted process would, and joins the restarted scheduler, which goes
+// on from its own checkpoint. Returns the client's run JSON; gt::Error when the scheduler
+// refuses it or is lost for good, or the client fails.
 std::string serve_scheduler(caf::actor_system& sys, const NodeOptions& opt, const RunConfig& cfg,
-                            const ClientSide& side, const PlanRun& run,
-                            const scheduler_actor& scheduler) {
-  caf::scoped_actor self{sys};
-  auto parts = client_parts(cfg, side, run);
-  parts.on_finish = [waiter = caf::actor{self}](const std::string& json) {
-    caf::anon_send(waiter, finish_atom_v, json);
-  };
-  auto client = sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir));
-  self->monitor(scheduler);
-  self->monitor(client);
-  const auto stop = [&](const std::string& why) {
+                            PlanRun& run, scheduler_actor scheduler,
+                            const std::function<caf::expected<scheduler_actor>()>& reconnect) {
+  const bool can_rejoin = !cfg.run.checkpoint_dir.empty() && cfg.network.reconnect_seconds > 0;
+  for (;;) {
+    auto& side = run.clients->front();
+    caf::scoped_actor self{sys};
+    auto parts = client_parts(cfg, side, run);
+    parts.on_finish = [waiter = caf::actor{self}](const std::string& json) {
+      caf::anon_send(waiter, finish_atom_v, json);
+    };
+    auto client = sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir));
+    self->monitor(scheduler);
+    self->monitor(client);
+    const auto stop = [&](const std::string& why) {
+      caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+      return Error(why);
+    };
+    std::string refused;
+    self->request(scheduler, std::chrono::seconds(30), join_atom_v, client, side.name,
+                  static_cast<double>(side.train->size()))
+        .receive([&](std::string& reason) { refused = reason; },
+                 [&](caf::error& err) { refused = describe(err); });
+    if (!refused.empty())
+      throw stop("the scheduler at " + opt.scheduler + " refused client " + side.name + ": " +
+                 refused);
+    spdlog::info("client {}: joined the scheduler at {}", side.name, opt.scheduler);
+    std::string results, failure;
+    bool scheduler_lost = false, client_down = false;
+    while (results.empty() && failure.empty())
+      self->receive(
+          [&](finish_atom, std::string& json) { results = std::move(json); },
+          [&](caf::down_msg& dm) {
+            if (dm.source == scheduler.address()) {
+              scheduler_lost = true;
+              failure =
+                  "lost the scheduler at " + opt.scheduler + " before the run ended (" +
+                  describe_exit(dm.reason) +
+                  (dm.reason == caf::exit_reason::user_shutdown ? ": its log says why)" : ")");
+            } else if (dm.source == client.address()) {
+              client_down = true;
+              // It stops when its step report finds the scheduler gone; the scheduler's own
+              // down message says so too.
+              if (dm.reason != caf::sec::request_receiver_down)
+                failure = "client " + side.name + " stopped (its error is above)";
+            }
+          });
+    if (results.empty()) {
+      if (!scheduler_lost || !can_rejoin) throw stop(failure);
+      // The client actor goes before a new one takes up the checkpoint.
+      caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+      while (!client_down)
+        self->receive([&](caf::down_msg& dm) { client_down |= dm.source == client.address(); });
+      spdlog::warn("client {}: {}; joining it again when it is back, then resuming from {}",
+                   side.name, failure, cfg.run.checkpoint_dir);
+      auto again =
+          reach_again<scheduler_actor>("the scheduler at " + opt.scheduler, reconnect,
+                                       std::chrono::seconds(cfg.network.reconnect_seconds));
+      if (!again) throw Error(describe(again.error()));
+      scheduler = *again;
+      side = this_client(cfg, opt);  // the model as loaded: the checkpoint holds the rest
+      continue;
+    }
+    // The reply to `finish` is on its way: the scheduler node exits once it has every
+    // client's, so its going is the sign that ours arrived (a minute at most).
+    for (bool gone = false; !gone;)
+      self->receive([&](caf::down_msg& dm) { gone = dm.source == scheduler.address(); },
+                    caf::after(std::chrono::seconds(60)) >>
+                        [&] {
+                          spdlog::warn("client {}: the scheduler still runs a minute after the end",
+                                       side.name);
+                          gone = true;
+                        });
     caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
-    return Error(why);
-  };
-  std::string refused;
-  self->request(scheduler, std::chrono::seconds(30), join_atom_v, client, side.name,
-                static_cast<double>(side.train->size()))
-      .receive([&](std::string& reason) { refused = reason; },
-               [&](caf::error& err) { refused = describe(err); });
-  if (!refused.empty())
-    throw stop("the scheduler at " + opt.scheduler + " refused client " + side.name + ": " +
-               refused);
-  spdlog::info("client {}: joined the scheduler at {}", side.name, opt.scheduler);
-  std::string results, failure;
-  while (results.empty() && failure.empty())
-    self->receive(
-        [&](finish_atom, std::string& json) { results = std::move(json); },
-        [&](caf::down_msg& dm) {
-          if (dm.source == scheduler.address())
-            failure = "lost the scheduler at " + opt.scheduler + " before the run ended (" +
-                      describe_exit(dm.reason) +
-                      (dm.reason == caf::exit_reason::user_shutdown ? ": its log says why)" : ")");
-          else if (dm.source == client.address())
-            failure = "client " + side.name + " stopped (its error is above)";
-        });
-  if (!failure.empty()) throw stop(failure);
-  // The reply to `finish` is on its way: the scheduler node exits once it has every client's,
-  // so its going is the sign that ours arrived (a minute at most).
-  for (bool gone = false; !gone;)
-    self->receive([&](caf::down_msg& dm) { gone = dm.source == scheduler.address(); },
-                  caf::after(std::chrono::seconds(60)) >>
-                      [&] {
-                        spdlog::warn("client {}: the scheduler still runs a minute after the end",
-                                     side.name);
-                        gone = true;
-                      });
-  caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
-  return results;
+    return results;
+  }
 }
 
 void run_client_node(const NodeOptions& opt) {
@@ -330,9 +360,12 @@ void run_client_node(const NodeOptions& opt) {
     spdlog::info("client {}: emulator builder at {}", clients.front().name, opt.builder);
   }
   scheduler_actor scheduler;
+  const std::function<caf::expected<scheduler_actor>()> connect_scheduler = [&] {
+    return connect_party<scheduler_actor>(sys, "scheduler", opt.network, scheduler_host,
+                                          scheduler_port);
+  };
   if (!opt.scheduler.empty()) {
-    auto s = connect_party<scheduler_actor>(sys, "scheduler", opt.network, scheduler_host,
-                                            scheduler_port);
+    auto s = connect_scheduler();
     if (!s)
       throw Error("cannot reach the scheduler at " + opt.scheduler + ": " +
                   connect_error_text(s.error()));
@@ -367,7 +400,7 @@ void run_client_node(const NodeOptions& opt) {
       results = execute_plan(sys, cfg, run);
     } else {
       const auto start = std::chrono::steady_clock::now();
-      const auto client = serve_scheduler(sys, opt, cfg, clients.front(), run, scheduler);
+      const auto client = serve_scheduler(sys, opt, cfg, run, scheduler, connect_scheduler);
       const double wall =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       results = combine_results(to_toml(cfg), {nlohmann::json::parse(client)}, {}, wall).dump(1);

@@ -94,6 +94,11 @@ SchedulerPlan scheduler_plan(const RunConfig& cfg, bool emulators, bool show_pro
   for (const char* s : {"split", "online", "gradfree", "offsite", "offline", "privatize"})
     if (!needs_emulator(s) || emulators) plan.switchable.insert(s);
   plan.show_progress = show_progress;
+  if (!cfg.run.checkpoint_dir.empty()) {  // a restarted run goes on where it was
+    plan.checkpoint = std::make_shared<const SchedulerCheckpoint>(cfg.run.checkpoint_dir,
+                                                                  training_fingerprint(cfg));
+    plan.resume = plan.checkpoint->load();
+  }
   return plan;
 }
 

@@ -24,8 +24,9 @@ std::string tensor_bytes(const torch::Tensor& t) {
   return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
 }
 
-// The settings lines that differ, for the error.
-std::string differences(const std::string& a, const std::string& b) {
+}  // namespace
+
+std::string settings_differences(const std::string& a, const std::string& b) {
   auto lines = [](const std::string& text) {
     std::vector<std::string> out;
     std::istringstream in(text);
@@ -38,8 +39,6 @@ std::string differences(const std::string& a, const std::string& b) {
     if (std::find(la.begin(), la.end(), l) == la.end()) out += (out.empty() ? "" : "; ") + l;
   return out.empty() ? "the order of the settings" : out;
 }
-
-}  // namespace
 
 nlohmann::json wire_state(const WireStats& stats) {
   auto out = nlohmann::json::array();
@@ -106,7 +105,7 @@ std::optional<RestoredClient> ClientCheckpoint::load(ClientModel& model) const {
     throw error_at(path_, "checkpoint format '" + get("format") + "', expected " + kFormat);
   if (get("fingerprint") != fingerprint_)
     throw error_at(path_, "the checkpoint is of other settings (" +
-                              differences(fingerprint_, get("fingerprint")) +
+                              settings_differences(fingerprint_, get("fingerprint")) +
                               "); delete it or point run.checkpoint_dir elsewhere to start afresh");
   RestoredClient r;
   try {

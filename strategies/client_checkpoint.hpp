@@ -35,6 +35,10 @@ struct RestoredClient {
 nlohmann::json wire_state(const WireStats& stats);
 void restore_wire(WireStats& stats, const nlohmann::json& state);
 
+// The lines of settings `found` that are not in `expected` ("key = value; ..."), for the
+// error that refuses a checkpoint of other settings.
+std::string settings_differences(const std::string& expected, const std::string& found);
+
 class ClientCheckpoint {
  public:
   // <dir>/<client>.checkpoint.safetensors; `fingerprint` names the run's training settings

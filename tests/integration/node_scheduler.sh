@@ -7,7 +7,10 @@
 #  2. a client killed with kill -9 mid-run (after FedAvg) and started again joins again,
 #     resumes from its checkpoint, and the run still equals the uninterrupted one;
 #  3. without checkpoints a lost client fails the run, naming it; the clients left stop with
-#     a clear error, as they do when the scheduler node itself is killed.
+#     a clear error, as they do when the scheduler node itself is killed;
+#  4. with checkpoints the scheduler node killed with kill -9 mid-run (after FedAvg) and
+#     started again on its address goes on from its checkpoint, the clients join it again,
+#     and the run still equals the uninterrupted one.
 set -euo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/plan.toml"
@@ -49,7 +52,8 @@ server_port=$(cat "$tmp/server.port")
 scheduler() {  # scheduler <run> <extra args...>: pid in $scheduler, port in $scheduler_port
   local run="$1"
   shift
-  "$gtune" node --role scheduler --listen 127.0.0.1:0 --port-file "$tmp/$run.port" \
+  rm -f "$tmp/$run.port"
+  "$gtune" node --role scheduler --listen "127.0.0.1:${listen_port:-0}" --port-file "$tmp/$run.port" \
     "${common[@]}" --out "$tmp/$run" "$@" >"$tmp/$run.out" 2>"$tmp/$run.err" &
   scheduler=$!
   pids+=("$scheduler")
@@ -184,4 +188,35 @@ reap "$client"
 [ "$code" -ne 0 ] || fail "the client exited 0 after its scheduler was killed"
 logged run4-0 "lost the scheduler at 127.0.0.1:$scheduler_port before the run ended (its connection closed" ||
   fail "the client gave no clear error"
-echo "node_scheduler: ok (client 1 killed after step $killed_at, joined again)"
+
+# 4. kill -9 the scheduler node in the second phase, start it again with the same command on
+#    its address: it resumes from its checkpoint and both clients join it again.
+scheduler run5 --set scheduler.control= --set run.checkpoint_dir="$tmp/ckpt5"
+client run5 0 --set run.checkpoint_dir="$tmp/ckpt5"
+c0=$client
+client run5 1 --set run.checkpoint_dir="$tmp/ckpt5"
+c1=$client
+wait_for 120 "client 0's checkpoint after step 12" at_least_step 12 \
+  "$tmp/ckpt5/${names[0]}.checkpoint.safetensors"
+kill -9 "$scheduler"
+wait "$scheduler" 2>/dev/null || true
+scheduler_killed_at=$(checkpoint_step "$tmp/ckpt5/${names[0]}.checkpoint.safetensors")
+[ "$scheduler_killed_at" -lt 20 ] || fail "the run finished before the scheduler was killed"
+mv "$tmp/run5.err" "$tmp/run5-killed.log"
+listen_port=$scheduler_port scheduler run5 --set scheduler.control= --set run.checkpoint_dir="$tmp/ckpt5"
+wait_for 180 "the resumed run to finish" finished "$scheduler"
+reap "$scheduler"
+[ "$code" -eq 0 ] || fail "the restarted scheduler node failed"
+for p in "$c0" "$c1"; do
+  wait_for 30 "the client nodes to exit" finished "$p"
+  reap "$p"
+  [ "$code" -eq 0 ] || fail "a client node failed after the scheduler was killed"
+done
+logged run5 "resuming from .*scheduler.json" || fail "the restarted scheduler did not resume"
+logged run5 "all 2 client(s) back" || fail "the clients did not join the restarted scheduler"
+for k in 0 1; do
+  logged "run5-$k" "joining it again when it is back" || fail "client $k did not rejoin"
+done
+same_as_reference run5
+echo "node_scheduler: ok (client 1 killed after step $killed_at, joined again; scheduler killed" \
+  "after step $scheduler_killed_at, resumed)"
