@@ -362,8 +362,14 @@ client_actor::behavior_type client_behavior(client_detail::ClientSelf self, Clie
   st.order_of_samples = epoch_order(st.parts.train->size(), st.plan.seed, 0);
   // A server that goes down fails the request in flight at once (see ask_server).
   self->monitor(st.parts.server);
+  if (st.parts.builder) self->monitor(st.parts.builder);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
+    if (st.parts.builder && dm.source == st.parts.builder.address()) {
+      if (st.refetch) return builder_lost(self, "emulator transfer", dm.reason);
+      st.builder_down = dm.reason;  // the next transfer reaches it again first
+      return;
+    }
     if (dm.source != st.parts.server.address()) return;
     if (st.pending.empty()) {
       st.server_down = dm.reason;

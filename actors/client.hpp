@@ -49,6 +49,8 @@ struct ClientParts {
   // A node's way back to a lost server: replies to `reconnect` with the server reached again
   // (a caf::strong_actor_ptr) or an error once it gives up. Null: a lost server ends the run.
   caf::actor reconnector;
+  // The same for the emulator builder (a transfer in flight resumes from the bytes on disk).
+  caf::actor builder_reconnector;
   // A client node that joined a scheduler node: called with the run's JSON when the scheduler
   // ends the run (`finish`), so the node can write its own results and exit. May be empty.
   std::function<void(const std::string&)> on_finish;
@@ -70,6 +72,12 @@ struct ClientActorState {
   // whose emulator is downloading.
   std::shared_ptr<std::string> wire_strategy = std::make_shared<std::string>();
   std::string fetching;
+  // The transfer in flight again (after its builder was lost); which builder connection the
+  // replies in flight belong to; why the builder went down while no transfer was in flight.
+  std::function<void()> refetch;
+  uint64_t builder_generation = 0;
+  bool builder_reconnecting = false;
+  std::optional<caf::error> builder_down;
   bool steps_since_upload = false;
   RunLog log;
   // The phase in flight.

@@ -9,6 +9,11 @@ namespace {
 
 constexpr int kChunkAttempts = 5;
 
+// A reply of the builder asked before it was lost and reached again comes too late to count.
+bool stale(ClientSelf self, uint64_t generation) {
+  return generation != self->state.builder_generation;
+}
+
 void fetch_chunks(ClientSelf self, std::shared_ptr<FileSink> sink, int failures,
                   std::function<void(const std::string&)> done) {
   auto& st = self->state;
@@ -16,7 +21,8 @@ void fetch_chunks(ClientSelf self, std::shared_ptr<FileSink> sink, int failures,
   auto req = sink->next_request();
   self->request(st.parts.builder, kReplyTimeout, send_counted(self, req, "", "builder"))
       .then(
-          [self, sink, done](Encoded<ChunkReply>& enc) {
+          [self, sink, done, generation = st.builder_generation](Encoded<ChunkReply>& enc) {
+            if (stale(self, generation)) return;
             guarded(self, [&] {
               sink->accept(receive_counted(self, enc, "", "builder"));
               auto& st = self->state;
@@ -26,7 +32,10 @@ void fetch_chunks(ClientSelf self, std::shared_ptr<FileSink> sink, int failures,
               fetch_chunks(self, sink, 0, done);
             });
           },
-          [self, sink, failures, done](caf::error& err) {
+          [self, sink, failures, done, generation = st.builder_generation](caf::error& err) {
+            if (stale(self, generation)) return;
+            if (builder_gone(err) && self->state.parts.builder_reconnector)
+              return builder_lost(self, "emulator transfer", err);
             // A lost chunk is asked for again; the bytes already on disk stay.
             if (failures + 1 >= kChunkAttempts)
               return fail(self, "emulator transfer: builder " + describe(err) + " (" +
@@ -39,11 +48,48 @@ void fetch_chunks(ClientSelf self, std::shared_ptr<FileSink> sink, int failures,
 
 }  // namespace
 
+bool builder_gone(const caf::error& err) {
+  return err == caf::sec::request_receiver_down || err == caf::sec::request_timeout;
+}
+
+// The builder's node went: the transfer in flight is dropped (its late replies ignored), the
+// builder reached again, and the emulator asked for again; the download resumes from the
+// bytes on disk (a builder restarted on its work directory offers the same file).
+void builder_lost(ClientSelf self, const std::string& what, const caf::error& err) {
+  auto& st = self->state;
+  ++st.builder_generation;
+  st.builder_down.reset();
+  if (st.builder_reconnecting) return;  // its down message and a failed request both tell
+  if (!st.parts.builder_reconnector)
+    return fail(self, what + ": the emulator builder was lost (" + describe(err) + ")");
+  spdlog::warn("client {}: lost the emulator builder ({}: {}); reconnecting", st.plan.name, what,
+               describe(err));
+  st.builder_reconnecting = true;
+  self->request(st.parts.builder_reconnector, caf::infinite, reconnect_atom_v)
+      .then(
+          [self](caf::strong_actor_ptr& builder) {
+            auto& st = self->state;
+            st.builder_reconnecting = false;
+            st.parts.builder = caf::actor_cast<emulator_builder_actor>(builder);
+            self->monitor(st.parts.builder);
+            if (st.parts.metrics) st.parts.metrics->add_reconnect(st.plan.name);
+            spdlog::info("client {}: reached the emulator builder again", st.plan.name);
+            // A copy: the transfer begun again replaces st.refetch while it runs.
+            if (auto again = st.refetch) again();
+          },
+          [self, what](caf::error& e) {
+            fail(self, what + ": the emulator builder was lost and not reached again: " +
+                           describe(e));
+          });
+}
+
 void fetch_emulator(ClientSelf self, const std::string& strategy,
                     std::function<void(Backbone)> done) {
   auto& st = self->state;
   if (!st.parts.builder) return fail(self, strategy + ": no emulator builder in this run");
   st.fetching = strategy;
+  st.refetch = [self, strategy, done] { fetch_emulator(self, strategy, done); };
+  if (st.builder_down) return builder_lost(self, "emulator request", *st.builder_down);
   const auto& seg = st.parts.model->seg;
   EmulatorRequest req;
   req.strategy = strategy;
@@ -54,7 +100,8 @@ void fetch_emulator(ClientSelf self, const std::string& strategy,
   req.n_out = seg.split.n_out;
   self->request(st.parts.builder, kReplyTimeout, send_counted(self, req, "", "builder"))
       .then(
-          [self, done](Encoded<TransferOffer>& enc) {
+          [self, done, generation = st.builder_generation](Encoded<TransferOffer>& enc) {
+            if (stale(self, generation)) return;
             guarded(self, [&] {
               auto& st = self->state;
               auto offer = receive_counted(self, enc, "", "builder");
@@ -67,12 +114,17 @@ void fetch_emulator(ClientSelf self, const std::string& strategy,
               fetch_chunks(self, sink, 0, [self, done](const std::string& path) {
                 guarded(self, [&] {
                   auto& st = self->state;
+                  st.refetch = nullptr;
                   done(load_emulator(path, st.parts.model->seg.cfg, st.plan.dtype).backbone);
                 });
               });
             });
           },
-          on_error(self, "emulator request: builder"));
+          [self, generation = st.builder_generation](caf::error& err) {
+            if (stale(self, generation)) return;
+            if (builder_gone(err)) return builder_lost(self, "emulator request", err);
+            fail(self, "emulator request: builder: " + describe(err));
+          });
 }
 
 void upload_adapters(ClientSelf self, Next next) {

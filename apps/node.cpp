@@ -349,10 +349,14 @@ void run_client_node(const NodeOptions& opt) {
                 connect_error_text(server.error()));
   spdlog::info("client {}: connected to {}", clients.front().name, opt.connect);
   emulator_builder_actor builder;
+  std::function<caf::expected<emulator_builder_actor>()> connect_builder;
   if (!opt.builder.empty()) {
     auto [bhost, bport] = host_port(opt.builder, "--builder");
     opt.network.check(bhost, "--builder");
-    auto b = connect_party<emulator_builder_actor>(sys, "builder", opt.network, bhost, bport);
+    connect_builder = [&sys, &opt, bhost = bhost, bport = bport] {
+      return connect_party<emulator_builder_actor>(sys, "builder", opt.network, bhost, bport);
+    };
+    auto b = connect_builder();
     if (!b)
       throw Error("cannot reach the emulator builder at " + opt.builder + ": " +
                   connect_error_text(b.error()));
@@ -383,16 +387,22 @@ void run_client_node(const NodeOptions& opt) {
   run.control = cfg.scheduler.control;
   run.show_progress = !opt.run.quiet;
   run.metrics = metrics;
-  if (cfg.network.reconnect_seconds > 0)
+  if (cfg.network.reconnect_seconds > 0) {
+    const auto patience = std::chrono::seconds(cfg.network.reconnect_seconds);
     run.reconnector = spawn_reconnector(
         sys, "the server at " + opt.connect,
-        [&sys, &opt, host = host, port = port] {
+        any_party<server_actor>([&sys, &opt, host = host, port = port] {
           return connect_server(sys, opt.network, host, port);
-        },
-        std::chrono::seconds(cfg.network.reconnect_seconds));
-  // Whatever happens, the reconnector goes: the actor system waits for every actor.
+        }),
+        patience);
+    if (connect_builder)
+      run.builder_reconnector = spawn_reconnector(
+          sys, "the emulator builder at " + opt.builder, any_party(connect_builder), patience);
+  }
+  // Whatever happens, the reconnectors go: the actor system waits for every actor.
   const auto stop_reconnector = [&] {
-    if (run.reconnector) caf::anon_send_exit(run.reconnector, caf::exit_reason::user_shutdown);
+    for (const auto& r : {run.reconnector, run.builder_reconnector})
+      if (r) caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   };
   std::string results;
   try {

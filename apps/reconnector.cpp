@@ -36,17 +36,17 @@ caf::expected<caf::strong_actor_ptr> connect_with_backoff(const std::string& whe
                                                   " s (network.reconnect_seconds): " + last);
 }
 
-caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, Connect connect,
+caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, ConnectAny connect,
                              std::chrono::seconds patience) {
   // What it needs goes in as spawn arguments, not captures: CAF 0.17 dereferences a null
   // argument tuple for an actor spawned without any (UBSan reports it).
-  auto behavior = [](caf::event_based_actor*, std::string where, Connect connect,
+  auto behavior = [](caf::event_based_actor*, std::string where, ConnectAny connect,
                      std::chrono::seconds patience) {
     return caf::behavior{
         [where, connect, patience](reconnect_atom) -> caf::result<caf::strong_actor_ptr> {
-          auto server = reach_again<server_actor>(where, connect, patience);
-          if (!server) return server.error();
-          return caf::actor_cast<caf::strong_actor_ptr>(*server);
+          auto party = connect_with_backoff(where, connect, patience);
+          if (!party) return party.error();
+          return *party;
         }};
   };
   return sys.spawn<caf::detached>(behavior, std::move(where), std::move(connect), patience);

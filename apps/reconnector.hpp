@@ -20,28 +20,29 @@ caf::expected<caf::strong_actor_ptr> connect_with_backoff(const std::string& whe
                                                           const ConnectAny& connect,
                                                           std::chrono::seconds patience);
 
-// The same for one typed party.
+// `connect` of one typed party as a ConnectAny.
+template <class Handle>
+ConnectAny any_party(std::function<caf::expected<Handle>()> connect) {
+  return [connect = std::move(connect)]() -> caf::expected<caf::strong_actor_ptr> {
+    auto h = connect();
+    if (!h) return h.error();
+    return caf::actor_cast<caf::strong_actor_ptr>(*h);
+  };
+}
+
+// connect_with_backoff for one typed party.
 template <class Handle>
 caf::expected<Handle> reach_again(const std::string& where,
                                   const std::function<caf::expected<Handle>()>& connect,
                                   std::chrono::seconds patience) {
-  auto any = connect_with_backoff(
-      where,
-      [&]() -> caf::expected<caf::strong_actor_ptr> {
-        auto h = connect();
-        if (!h) return h.error();
-        return caf::actor_cast<caf::strong_actor_ptr>(*h);
-      },
-      patience);
+  auto any = connect_with_backoff(where, any_party(connect), patience);
   if (!any) return any.error();
   return caf::actor_cast<Handle>(*any);
 }
 
-using Connect = std::function<caf::expected<server_actor>()>;
-
-// Replies to `reconnect` with the server reached again (a caf::strong_actor_ptr) or an error
-// once connect_with_backoff gives up. `where` names the server in logs.
-caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, Connect connect,
+// Replies to `reconnect` with the party reached again (a caf::strong_actor_ptr) or an error
+// once connect_with_backoff gives up. `where` names the party in logs.
+caf::actor spawn_reconnector(caf::actor_system& sys, std::string where, ConnectAny connect,
                              std::chrono::seconds patience);
 
 }  // namespace gt::cli

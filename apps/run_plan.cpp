@@ -81,6 +81,7 @@ ClientParts client_parts(const RunConfig& cfg, const ClientSide& side, const Pla
   parts.audit = run.audit;
   parts.metrics = run.metrics;
   parts.reconnector = run.reconnector;
+  parts.builder_reconnector = run.builder_reconnector;
   return parts;
 }
 

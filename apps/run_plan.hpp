@@ -26,6 +26,7 @@ struct PlanRun {
   bool show_progress = true;
   std::shared_ptr<Metrics> metrics;  // Prometheus metrics of the clients; may be null
   caf::actor reconnector;            // a node's way back to a lost server; may be null
+  caf::actor builder_reconnector;    // ... and to a lost emulator builder; may be null
 };
 
 // Spawns the clients and the scheduler in `sys`, runs the plan, returns results.json.

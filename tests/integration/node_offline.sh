@@ -2,7 +2,9 @@
 # The offline design across processes: a server node, an emulator-builder node and
 # a client node. The client's connection is cut (kill -9) in the middle of the
 # emulator download; started again, it resumes the download where it stopped, and
-# its adapters equal those of the same run in one `gtune simulate` process.
+# its adapters equal those of the same run in one `gtune simulate` process. Then the
+# builder is killed (kill -9) in the middle of another client's download and started
+# again on its address: the client reaches it again, resumes, and ends the same.
 set -uo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/offline.toml"
@@ -18,10 +20,11 @@ common=(--config "$cfg" --set data.train_examples=120 --set data.valid_examples=
 "$gtune" simulate "${common[@]}" --out "$tmp/ref" >"$tmp/ref.out" 2>"$tmp/ref.err" ||
   fail "the reference simulation failed"
 
-start() {  # start <role> <extra args...>: a node listening on a free port; its port in $port
+start() {  # start <role> <extra args...>: a node listening on $listen (default any free port)
   local role="$1"
   shift
-  "$gtune" node --role "$role" --listen 127.0.0.1:0 --port-file "$tmp/$role.port" "${common[@]}" \
+  rm -f "$tmp/$role.port"
+  "$gtune" node --role "$role" --listen "127.0.0.1:${listen:-0}" --port-file "$tmp/$role.port" "${common[@]}" \
     "$@" >"$tmp/$role.out" 2>"$tmp/$role.err" &
   pids+=($!)
   wait_for 120 "the $role node" test -s "$tmp/$role.port"
@@ -32,13 +35,14 @@ server_port=$port
 start builder --out "$tmp/builder"
 builder_port=$port
 
-client() {
+client() {  # client [name]: its output in $tmp/<name> (default client)
+  local name="${1:-client}"
   "$gtune" node --role client --connect "127.0.0.1:$server_port" --builder "127.0.0.1:$builder_port" \
-    "${common[@]}" --out "$tmp/client" >>"$tmp/client.out" 2>>"$tmp/client.err" &
+    "${common[@]}" --out "$tmp/$name" >>"$tmp/$name.out" 2>>"$tmp/$name.err" &
   client=$!
   pids+=("$client")
 }
-partial() { compgen -G "$tmp/client/transfers/*/*.part" >/dev/null; }
+partial() { compgen -G "$tmp/${1:-client}/transfers/*/*.part" >/dev/null; }
 client
 wait_for 120 "the client's partial download" partial
 kill -9 "$client"
@@ -63,4 +67,21 @@ gen=(generate --config "$cfg" --prompt "A cat is" --max-tokens 8 --json)
 "$gtune" "${gen[@]}" --adapters "$plugged" >"$tmp/server.gen" 2>"$tmp/gen.err" ||
   fail "generate with the plugged adapters: $(tail -2 "$tmp/gen.err")"
 cmp -s "$tmp/client.gen" "$tmp/server.gen" || fail "the plugged adapters generate otherwise"
-echo "node_offline: ok (download cut at $had bytes, resumed)"
+
+# The builder killed in the middle of a download and started again on its address (its work
+# directory kept): the client reaches it again and the download resumes.
+builder_pid=${pids[1]}
+client client2
+wait_for 120 "the second client's partial download" partial client2
+kill -9 "$builder_pid"
+wait "$builder_pid" 2>/dev/null
+mv "$tmp/builder.err" "$tmp/builder-killed.log"
+listen=$builder_port start builder --out "$tmp/builder"
+wait_for 300 "the second client" finished "$client"
+wait "$client" || fail "the second client exited with $? after its builder was killed"
+grep -q "lost the emulator builder" "$tmp/client2.err" || fail "the client did not see the builder go"
+grep -q "reached the emulator builder again" "$tmp/client2.err" || fail "no reconnection"
+grep -q "resuming at [1-9][0-9]* bytes" "$tmp/client2.err" || fail "the download did not resume"
+cmp "$tmp/ref/adapters.safetensors" "$tmp/client2/adapters.safetensors" ||
+  fail "after the builder's restart the adapters differ from gtune simulate's"
+echo "node_offline: ok (download cut at $had bytes, resumed; builder killed and reached again)"
