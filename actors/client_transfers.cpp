@@ -78,8 +78,8 @@ void builder_lost(ClientSelf self, const std::string& what, const caf::error& er
             if (auto again = st.refetch) again();
           },
           [self, what](caf::error& e) {
-            fail(self, what + ": the emulator builder was lost and not reached again: " +
-                           describe(e));
+            fail(self,
+                 what + ": the emulator builder was lost and not reached again: " + describe(e));
           });
 }
 

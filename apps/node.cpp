@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/attacker.hpp"
+#include "actors/attacker_relay.hpp"
 #include "actors/emulator_builder.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/server.hpp"
@@ -52,17 +53,40 @@ std::pair<std::string, uint16_t> host_port(const std::string& s, const char* opt
   return {s.substr(0, colon), static_cast<uint16_t>(port)};
 }
 
-// The attacker node at --attacker, for a server (its tap) or a client (an audit: its truths).
-attacker_actor reach_attacker(caf::actor_system& sys, const NodeOptions& opt) {
-  if (opt.attacker.empty()) return {};
-  auto [host, port] = host_port(opt.attacker, "--attacker");
-  opt.network.check(host, "--attacker");
-  auto a = connect_party<attacker_actor>(sys, "attacker", opt.network, host, port);
-  if (!a)
-    throw Error("cannot reach the attacker at " + opt.attacker + ": " +
-                connect_error_text(a.error()));
-  return *a;
-}
+// The attacker node at --attacker, for a server (its tap), a scheduler (its scores) or a
+// client (an audit: its truths), behind a relay that reaches it again after a restart (within
+// network.reconnect_seconds). The relay ends with this object, before the actor system.
+class AttackerLink {
+ public:
+  AttackerLink(caf::actor_system& sys, const NodeOptions& opt, const RunConfig& cfg) {
+    if (opt.attacker.empty()) return;
+    auto [host, port] = host_port(opt.attacker, "--attacker");
+    opt.network.check(host, "--attacker");
+    std::function<caf::expected<attacker_actor>()> connect = [&sys, &opt, host = host,
+                                                              port = port] {
+      return connect_party<attacker_actor>(sys, "attacker", opt.network, host, port);
+    };
+    auto a = connect();
+    if (!a)
+      throw Error("cannot reach the attacker at " + opt.attacker + ": " +
+                  connect_error_text(a.error()));
+    const auto where = "the attacker at " + opt.attacker;
+    caf::actor reconnector;
+    if (cfg.network.reconnect_seconds > 0)
+      reconnector = spawn_reconnector(sys, where, any_party(connect),
+                                      std::chrono::seconds(cfg.network.reconnect_seconds));
+    relay_ = sys.spawn(attacker_relay, *a, reconnector, where);
+  }
+  AttackerLink(const AttackerLink&) = delete;
+  AttackerLink& operator=(const AttackerLink&) = delete;
+  ~AttackerLink() {
+    if (relay_) caf::anon_send_exit(relay_, caf::exit_reason::user_shutdown);
+  }
+  const attacker_actor& actor() const { return relay_; }
+
+ private:
+  attacker_actor relay_;
+};
 
 void run_server(const NodeOptions& opt) {
   auto cfg = opt.run.load();
@@ -76,7 +100,8 @@ void run_server(const NodeOptions& opt) {
   options.metrics = metrics;
   if (const auto out = !opt.out.empty() ? opt.out : cfg.run.out; !out.empty())
     options.plugged_dir = out;
-  options.tap = reach_attacker(sys, opt);  // a curious model owner copies what it receives
+  const AttackerLink attacker(sys, opt, cfg);
+  options.tap = attacker.actor();  // a curious model owner copies what it receives
   if (options.tap)
     spdlog::info("server: every message received is copied to the attacker at {}", opt.attacker);
   auto server = sys.spawn(configured_server_behavior, make_server_side(cfg, "server"),
@@ -199,8 +224,9 @@ void run_scheduler_node(const NodeOptions& opt) {
   const auto bound = publish_party(scheduler, "scheduler", opt.network, host, port,
                                    [metrics](auto&) { metrics->add_refused("connection", "tls"); });
   const auto metrics_server = opt.metrics.serve(metrics);
-  if (auto attacker = reach_attacker(sys, opt)) {  // its scores feed scheduler.attack_threshold
-    caf::anon_send(attacker, watch_atom_v, scheduler);
+  const AttackerLink attacker(sys, opt, cfg);
+  if (attacker.actor()) {  // its scores feed scheduler.attack_threshold
+    caf::anon_send(attacker.actor(), watch_atom_v, scheduler);
     spdlog::info("scheduler: the attacker at {} reports its scores here", opt.attacker);
   }
   write_port_file(opt.port_file, bound);
@@ -382,22 +408,23 @@ void run_client_node(const NodeOptions& opt) {
   run.clients = &clients;
   run.server = *server;
   run.builder = builder;
-  run.audit = reach_attacker(sys, opt);  // an audit: the true tokens go to the attacker
+  const AttackerLink attacker(sys, opt, cfg);
+  run.audit = attacker.actor();  // an audit: the true tokens go to the attacker
   run.work_dir = transfer_dir(cfg, out);
   run.control = cfg.scheduler.control;
   run.show_progress = !opt.run.quiet;
   run.metrics = metrics;
   if (cfg.network.reconnect_seconds > 0) {
     const auto patience = std::chrono::seconds(cfg.network.reconnect_seconds);
-    run.reconnector = spawn_reconnector(
-        sys, "the server at " + opt.connect,
-        any_party<server_actor>([&sys, &opt, host = host, port = port] {
-          return connect_server(sys, opt.network, host, port);
-        }),
-        patience);
+    run.reconnector =
+        spawn_reconnector(sys, "the server at " + opt.connect,
+                          any_party<server_actor>([&sys, &opt, host = host, port = port] {
+                            return connect_server(sys, opt.network, host, port);
+                          }),
+                          patience);
     if (connect_builder)
-      run.builder_reconnector = spawn_reconnector(
-          sys, "the emulator builder at " + opt.builder, any_party(connect_builder), patience);
+      run.builder_reconnector = spawn_reconnector(sys, "the emulator builder at " + opt.builder,
+                                                  any_party(connect_builder), patience);
   }
   // Whatever happens, the reconnectors go: the actor system waits for every actor.
   const auto stop_reconnector = [&] {
