@@ -409,6 +409,13 @@ client_actor::behavior_type client_behavior(client_detail::ClientSelf self, Clie
         guarded(self, [&] { start_phase(self); });
         return st.phase_done;
       },
+      [self](status_atom) -> std::string {  // alive, and where
+        auto& st = self->state;
+        return nlohmann::json{{"client", st.plan.name},
+                              {"step", st.channel ? st.channel->steps_done() : 0},
+                              {"strategy", st.strategy}}
+            .dump();
+      },
       [self](finish_atom) -> caf::result<std::string> {
         auto& st = self->state;
         auto json = finish_json(self);

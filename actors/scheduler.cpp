@@ -364,6 +364,12 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
       },
       [self](StepReport& report) -> caf::result<std::string> {
         auto& st = self->state;
+        const auto* c = find_client(self, report.client);
+        if (!c || c->actor.address() != caf::actor_cast<caf::actor_addr>(self->current_sender()))
+          return make_wire_error(wire_errc::rejected,
+                                 "client " + report.client +
+                                     " is not this run's (or was replaced by a newer connection "
+                                     "of the same name)");
         auto& s = st.status[report.client];
         s.last = report;
         ++st.steps_reported;
@@ -384,9 +390,8 @@ scheduler_actor::behavior_type scheduler_behavior(scheduler_detail::SchedulerSel
         }
         return directive(self, report.client, report.step);
       },
-      [self](join_atom, client_actor& actor, std::string& name, double weight) -> std::string {
-        return join(self, std::move(actor), name, weight);
-      },
+      [self](join_atom, client_actor& actor, std::string& name, double weight)
+          -> caf::result<std::string> { return join(self, std::move(actor), name, weight); },
       [self](deadline_atom, std::string& name, uint64_t generation) {
         auto& st = self->state;
         const auto* c = find_client(self, name);

@@ -36,6 +36,9 @@ struct SchedulerPlan {
   // loss fails the run, and no_rejoin says why it cannot come back.
   std::chrono::seconds rejoin_patience{0};
   std::string no_rejoin;
+  // A client joining under a taken name replaces the one there when that one does not answer
+  // within this long (a restarted client whose old connection is not seen to close yet).
+  std::chrono::milliseconds liveness_timeout{5000};
   int64_t budget_bytes = 0;     // training bytes of all clients before the fallback; 0 = none
   double attack_threshold = 0;  // best attack ROUGE-L that switches to the fallback; 0 = off
   std::string fallback = "gradfree";

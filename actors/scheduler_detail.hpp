@@ -31,7 +31,11 @@ bool all_joined(SchedulerSelf self);
 size_t joined_clients(SchedulerSelf self);
 std::string rejoin(SchedulerSelf self, SchedulerClient& c, client_actor actor, double weight);
 void add_client(SchedulerSelf self, const std::string& name, client_actor actor, double weight);
-std::string join(SchedulerSelf self, client_actor actor, const std::string& name, double weight);
+// "" when the client may run, else the reason it may not; a client under a name already
+// taken replaces the one there if that one does not answer (a restarted client whose old
+// connection is not seen to close yet), else is refused.
+caf::result<std::string> join(SchedulerSelf self, client_actor actor, const std::string& name,
+                              double weight);
 void on_down(SchedulerSelf self, const caf::down_msg& dm);
 
 }  // namespace gt::scheduler_detail

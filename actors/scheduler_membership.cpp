@@ -157,16 +157,55 @@ std::string rejoin(SchedulerSelf self, SchedulerClient& c, client_actor actor, d
   return "";
 }
 
-std::string join(SchedulerSelf self, client_actor actor, const std::string& name, double weight) {
+// The client under `name` answered, so the one joining under its name is a second one.
+std::string name_taken(const std::string& name) {
+  return "a client named " + name +
+         " has already joined (each client needs its own run.name, or --shard)";
+}
+
+// A client joining under the name of one that is there: if that one answers within
+// plan.liveness_timeout, the newcomer is refused; if not (its process died on a host that went
+// away, or a partition: CAF would notice only after its connection timeout), the newcomer
+// takes its place at once, as a lost client that joins again would.
+caf::result<std::string> take_over(SchedulerSelf self, SchedulerClient& old, client_actor actor,
+                                   double weight) {
+  auto rp = self->make_response_promise<std::string>();
+  self->request(old.actor, self->state.plan.liveness_timeout, status_atom_v)
+      .then([rp, name = old.name](std::string&) mutable { rp.deliver(name_taken(name)); },
+            [self, rp, actor, weight, name = old.name,
+             generation = old.generation](caf::error& err) mutable {
+              auto* c = find_client(self, name);
+              if (!c || c->generation != generation) {  // it changed meanwhile: ask again
+                rp.delegate(caf::actor_cast<scheduler_actor>(self), join_atom_v, actor, name,
+                            weight);
+                return;
+              }
+              if (!c->lost) {
+                spdlog::warn(
+                    "scheduler: client {} is replaced by a newer connection of the same name (the "
+                    "old one did not answer: {})",
+                    name, describe(err));
+                self->demonitor(c->actor.address());
+                c->lost = true;
+                c->lost_reason = "replaced by a newer connection";
+              }
+              rp.deliver(rejoin(self, *c, std::move(actor), weight));
+            });
+  return rp;
+}
+
+caf::result<std::string> join(SchedulerSelf self, client_actor actor, const std::string& name,
+                              double weight) {
   auto& st = self->state;
-  if (!actor) return "no client actor to join";
-  if (name.empty()) return "a client needs a name (run.name)";
+  if (!actor) return std::string("no client actor to join");
+  if (name.empty()) return std::string("a client needs a name (run.name)");
   if (!(weight > 0)) return "client " + name + ": no training samples to weigh its adapters by";
   if (st.state == "done" || st.state == "failed") return "the run is over (" + st.state + ")";
-  if (auto* c = find_client(self, name))
-    return c->lost ? rejoin(self, *c, std::move(actor), weight)
-                   : "a client named " + name +
-                         " has already joined (each client needs its own run.name, or --shard)";
+  if (auto* c = find_client(self, name)) {
+    if (c->lost) return rejoin(self, *c, std::move(actor), weight);
+    if (c->actor == actor) return name_taken(name);
+    return take_over(self, *c, std::move(actor), weight);
+  }
   const auto n = std::to_string(st.plan.clients);
   if (st.resuming) {
     std::string names;
@@ -180,7 +219,7 @@ std::string join(SchedulerSelf self, client_actor actor, const std::string& name
   st.order_by_name = true;
   spdlog::info("scheduler: client {} joined ({}/{})", name, st.clients.size(), n);
   if (st.state == "waiting" && st.clients.size() == st.plan.clients) start_run(self);
-  return "";
+  return std::string();
 }
 
 void on_down(SchedulerSelf self, const caf::down_msg& dm) {

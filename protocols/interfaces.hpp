@@ -102,6 +102,7 @@ using emulator_builder_actor =
 using client_actor =
     caf::typed_actor<caf::replies_to<PhaseOrder>::with<std::string>,
                      caf::replies_to<finish_atom>::with<std::string>,
+                     caf::replies_to<status_atom>::with<std::string>,
                      caf::replies_to<adapters_atom>::with<Encoded<AdapterUpload>>,
                      caf::replies_to<adapters_atom, Encoded<AdapterUpload>>::with<bool>>;
 

@@ -10,7 +10,10 @@
 #     a clear error, as they do when the scheduler node itself is killed;
 #  4. with checkpoints the scheduler node killed with kill -9 mid-run (after FedAvg) and
 #     started again on its address goes on from its checkpoint, the clients join it again,
-#     and the run still equals the uninterrupted one.
+#     and the run still equals the uninterrupted one;
+#  5. a client node frozen (SIGSTOP: its connection stays open, it answers nothing) is
+#     replaced at once by a client started again under its name, and the run still equals
+#     the uninterrupted one.
 set -euo pipefail
 gtune="$1" src="$2"
 cfg="$src/config/examples/plan.toml"
@@ -218,5 +221,30 @@ for k in 0 1; do
   logged "run5-$k" "joining it again when it is back" || fail "client $k did not rejoin"
 done
 same_as_reference run5
+
+# 5. SIGSTOP client 1 mid-run and start it again: the scheduler sees the old one does not
+#    answer and lets the new one take its place without waiting for the connection to close.
+scheduler run6 --set scheduler.control= --set run.checkpoint_dir="$tmp/ckpt6"
+client run6 0 --set run.checkpoint_dir="$tmp/ckpt6"
+c0=$client
+client run6 1 --set run.checkpoint_dir="$tmp/ckpt6"
+frozen=$client
+wait_for 120 "client 1's checkpoint after step 12" at_least_step 12 \
+  "$tmp/ckpt6/${names[1]}.checkpoint.safetensors"
+kill -STOP "$frozen"
+client run6 1 --set run.checkpoint_dir="$tmp/ckpt6"
+c1=$client
+wait_for 30 "the new client 1 to take over" logged run6 "client ${names[1]} is replaced by a newer connection"
+kill -9 "$frozen"
+wait "$frozen" 2>/dev/null || true
+wait_for 180 "the run to finish" finished "$scheduler"
+reap "$scheduler"
+[ "$code" -eq 0 ] || fail "the scheduler node failed after the takeover"
+for p in "$c0" "$c1"; do
+  wait_for 30 "the client nodes to exit" finished "$p"
+  reap "$p"
+  [ "$code" -eq 0 ] || fail "a client node failed after the takeover"
+done
+same_as_reference run6
 echo "node_scheduler: ok (client 1 killed after step $killed_at, joined again; scheduler killed" \
-  "after step $scheduler_killed_at, resumed)"
+  "after step $scheduler_killed_at, resumed; a frozen client replaced)"

@@ -62,6 +62,10 @@ gt::client_actor::behavior_type fake_client(gt::client_actor::pointer self, std:
         return std::string("{}");
       },
       [=](gt::finish_atom) -> std::string { return run_json(name); },
+      [=](gt::status_atom) -> caf::result<std::string> {
+        if (!answers) return self->make_response_promise<std::string>();  // busy or gone
+        return std::string("{}");
+      },
       [](gt::adapters_atom) -> gt::Encoded<gt::AdapterUpload> {
         return gt::encode(gt::AdapterUpload{});
       },
@@ -94,6 +98,7 @@ gt::client_actor::behavior_type recording_client(gt::client_actor::pointer self,
         if (o.index == stall_phase) return self->make_response_promise<std::string>();
         return std::string("{}");
       },
+      [](gt::status_atom) -> std::string { return "{}"; },
       [=](gt::finish_atom) -> caf::result<std::string> {
         asked->add("finish");
         if (stall_finish) return self->make_response_promise<std::string>();
@@ -123,6 +128,7 @@ struct Env {
     plan.clients = 2;
     plan.phases = {gt::PhaseOrder{0, "split", 2}};
     plan.show_progress = false;
+    plan.liveness_timeout = std::chrono::milliseconds(300);
     plan.rejoin_patience = patience;
     plan.no_rejoin = std::move(no_rejoin);
     if (adjust) adjust(plan);
@@ -235,6 +241,23 @@ TEST_CASE("scheduler: a client lost mid-phase joins again and gets the order aga
   CHECK(*back_orders == 1);  // the phase in flight, sent again
   REQUIRE(results.rfind("{", 0) == 0);
   CHECK(nlohmann::json::parse(results)["clients"].size() == 2);
+}
+
+TEST_CASE("scheduler: a client under a taken name replaces one that does not answer") {
+  Env env(std::chrono::seconds(30));
+  auto hung_orders = std::make_shared<std::atomic<int>>(0);
+  auto back_orders = std::make_shared<std::atomic<int>>(0);
+  auto hung = env.client("b", false, hung_orders);  // alive, but it answers nothing
+  REQUIRE(env.join(env.client("a"), "a") == "");
+  REQUIRE(env.join(hung, "b") == "");
+  env.run();
+  REQUIRE(eventually([&] { return *hung_orders == 1; }));
+  CHECK(env.join(env.client("b"), "b", 11).find("other data") != std::string::npos);
+  CHECK(env.join(env.client("b", true, back_orders), "b") == "");  // at once, not after 30 s
+  const auto results = env.outcome();
+  CHECK(*back_orders == 1);  // the phase in flight, sent to the newcomer
+  REQUIRE(results.rfind("{", 0) == 0);
+  CHECK(env.status()["clients"][1]["lost"] == false);
 }
 
 TEST_CASE("scheduler: a lost client that cannot come back fails the run, naming it") {
