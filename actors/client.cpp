@@ -238,6 +238,7 @@ void retry_step(ClientSelf self) {
   guarded(self, [&] {
     auto& st = self->state;
     st.channel->abort_step();
+    st.log.note_retry(*st.parts.stats);
     st.channel->strategy().set_random_state(st.step_random);
     spdlog::info("client {}: step {} again", st.plan.name, st.channel->steps_done() + 1);
     handle(self, st.channel->begin_step(st.step_input));

@@ -456,7 +456,7 @@ json combine_results(const std::string& config_toml, const std::vector<json>& cl
   }
   out["phases"] = phases;
   // Totals over clients.
-  int64_t steps = 0, up = 0, down = 0;
+  int64_t steps = 0, up = 0, down = 0, retried = 0;
   std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> all;
   double before = 0, after = 0;
   for (const auto& c : clients) {
@@ -464,6 +464,7 @@ json combine_results(const std::string& config_toml, const std::vector<json>& cl
     steps += t["steps"].get<int64_t>();
     up += t["step_bytes_up"].get<int64_t>();
     down += t["step_bytes_down"].get<int64_t>();
+    retried += t.value("retried_step_bytes", int64_t(0));
     for (const auto& b : t["all_bytes"])
       all[{b["link"], b["direction"], b["kind"]}].first += b["bytes"].get<int64_t>();
     for (const auto& m : t["messages"])
@@ -486,6 +487,7 @@ json combine_results(const std::string& config_toml, const std::vector<json>& cl
                    {"step_bytes_up", up},
                    {"step_bytes_down", down},
                    {"bytes_per_step", steps ? (up + down) / steps : 0},
+                   {"retried_step_bytes", retried},
                    {"eval_loss_before", before / n},
                    {"eval_loss_after", after / n},
                    {"all_bytes", all_bytes},

@@ -76,6 +76,14 @@ void RunLog::add_step(StepRecord record, const WireStats& stats) {
   steps_.push_back(std::move(record));
 }
 
+void RunLog::note_retry(const WireStats& stats) {
+  for (const auto& [key, count] : stats.snapshot()) {
+    if (!is_step_kind(std::get<2>(key))) continue;
+    if (const auto delta = count.bytes - seen_[key]; delta != 0) retried_[key] += delta;
+    seen_[key] = count.bytes;
+  }
+}
+
 int64_t RunLog::step_bytes(const std::string& direction) const {
   int64_t n = 0;
   for (const auto& s : steps_)
@@ -125,7 +133,11 @@ nlohmann::json RunLog::to_json(const WireStats& stats, double wall_seconds) cons
                         {"kind", std::get<2>(key)},
                         {"messages", c.messages}});
   }
+  int64_t retried = 0;
+  for (const auto& [key, b] : retried_) retried += b;
   j["totals"] = {{"steps", steps_.size()},
+                 {"retried_step_bytes", retried},
+                 {"retried_bytes", bytes_json(retried_)},
                  {"step_bytes_up", step_bytes("up")},
                  {"step_bytes_down", step_bytes("down")},
                  {"bytes_per_step", steps_.empty() ? 0 : step_bytes() / int64_t(steps_.size())},
@@ -149,6 +161,7 @@ nlohmann::json RunLog::state() const {
                            keyed_state(p.bytes)});
   j["phase_start"] = keyed_state(phase_start_);
   j["seen"] = keyed_state(seen_);
+  j["retried"] = keyed_state(retried_);
   return j;
 }
 
@@ -167,6 +180,7 @@ RunLog RunLog::from_state(const nlohmann::json& j) {
                            p.at(4).get<int64_t>(), p.at(5).get<double>(), keyed_from(p.at(6))});
   log.phase_start_ = keyed_from(j.at("phase_start"));
   log.seen_ = keyed_from(j.at("seen"));
+  if (j.contains("retried")) log.retried_ = keyed_from(j.at("retried"));
   return log;
 }
 

@@ -44,6 +44,9 @@ class RunLog {
   // Records a step; its bytes are the growth of `stats` since the previous record.
   void add_step(StepRecord record, const WireStats& stats);
   void add_eval(EvalRecord record) { evals_.push_back(record); }
+  // A step begun again (its server was lost): the step traffic `stats` grew by since the last
+  // record is its failed attempt's, counted apart (totals.retried_step_bytes), not the step's.
+  void note_retry(const WireStats& stats);
   // Bracket a phase; end_phase records the bytes `stats` grew by since begin_phase.
   void begin_phase(int64_t index, const std::string& strategy, const WireStats& stats);
   void note_strategy(const std::string& strategy);  // a switch inside the current phase
@@ -67,6 +70,7 @@ class RunLog {
   std::vector<PhaseRecord> phases_;
   std::map<WireStats::Key, int64_t> phase_start_;  // cumulative bytes when the phase began
   std::map<WireStats::Key, int64_t> seen_;         // cumulative bytes at the last record
+  std::map<WireStats::Key, int64_t> retried_;      // step traffic of attempts begun again
 };
 
 }  // namespace gt
