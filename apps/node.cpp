@@ -270,7 +270,8 @@ ClientSide this_client(const RunConfig& cfg, const NodeOptions& opt) {
 // refuses it or is lost for good, or the client fails.
 std::string serve_scheduler(caf::actor_system& sys, const NodeOptions& opt, const RunConfig& cfg,
                             PlanRun& run, scheduler_actor scheduler,
-                            const std::function<caf::expected<scheduler_actor>()>& reconnect) {
+                            const std::function<caf::expected<scheduler_actor>()>& reconnect,
+                            const std::function<void()>& refresh_parties) {
   const bool can_rejoin = !cfg.run.checkpoint_dir.empty() && cfg.network.reconnect_seconds > 0;
   for (;;) {
     auto& side = run.clients->front();
@@ -329,6 +330,7 @@ std::string serve_scheduler(caf::actor_system& sys, const NodeOptions& opt, cons
       if (!again) throw Error(describe(again.error()));
       scheduler = *again;
       side = this_client(cfg, opt);  // the model as loaded: the checkpoint holds the rest
+      refresh_parties();             // the server or builder the stopped actor had reached again
       continue;
     }
     // The reply to `finish` is on its way: the scheduler node exits once it has every
@@ -437,7 +439,16 @@ void run_client_node(const NodeOptions& opt) {
       results = execute_plan(sys, cfg, run);
     } else {
       const auto start = std::chrono::steady_clock::now();
-      const auto client = serve_scheduler(sys, opt, cfg, run, scheduler, connect_scheduler);
+      // A restarted client actor starts from the parties as they are now: the stopped one
+      // may have reached a restarted server or builder again; one not reachable now is
+      // reached again by the new actor's reconnectors.
+      const auto refresh_parties = [&, host = host, port = port] {
+        if (auto s = connect_server(sys, opt.network, host, port)) run.server = *s;
+        if (connect_builder)
+          if (auto b = connect_builder()) run.builder = *b;
+      };
+      const auto client =
+          serve_scheduler(sys, opt, cfg, run, scheduler, connect_scheduler, refresh_parties);
       const double wall =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       results = combine_results(to_toml(cfg), {nlohmann::json::parse(client)}, {}, wall).dump(1);
