@@ -94,8 +94,10 @@ attacker_actor::behavior_type attacker_behavior(AttackerSelf self,
           auto mask = torch::tensor(t.attention_mask, torch::kLong).view({t.rows, t.cols});
           auto& st = self->state;
           st.eavesdropper->on_truth(t.client, t.step, ids, mask);
-          if (st.metrics)
-            for (const auto& score : st.eavesdropper->report()["scores"])
+          // The report held by name: a range-for over a temporary's member would dangle.
+          if (const auto report = st.metrics ? st.eavesdropper->report() : nlohmann::json();
+              st.metrics)
+            for (const auto& score : report.at("scores"))
               st.metrics->set_attack_score(
                   score["client"].get<std::string>(), score["strategy"].get<std::string>(),
                   score["attack"].get<std::string>(), score["rouge_l"].get<double>());

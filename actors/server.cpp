@@ -97,6 +97,7 @@ void end_session(ServerSelf self, uint64_t session, const std::string& why) {
   st.server->close(session);
   st.last_seen.erase(session);
   st.link_of.erase(session);
+  st.node_of.erase(session);
   for (auto it = st.session_of.begin(); it != st.session_of.end(); ++it)
     if (it->second == session) {
       st.session_of.erase(it);
@@ -174,10 +175,25 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
           auto& st = self->state;
           const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
           if (hello.header.session != 0) check_owner(self, hello.header.session);
+          // One session per client actor: a new one replaces the one it holds (it had lost
+          // it, or floods), so no session is left behind without an owner.
+          if (auto it = st.session_of.find(sender);
+              hello.header.session == 0 && it != st.session_of.end())
+            end_session(self, it->second, "its client opened a new one");
           const auto max = st.options.limits.max_sessions;
           if (hello.header.session == 0 && int64_t(st.server->num_sessions()) >= max)
             throw Refusal("full", "the server is full: " + std::to_string(max) +
                                       " sessions open (server.max_sessions)");
+          const auto node = sender.node();
+          if (hello.header.session == 0 && node != self->node()) {
+            int64_t held = 0;
+            for (const auto& [session, n] : st.node_of) held += n == node;
+            const auto per_peer = st.options.limits.max_sessions_per_peer;
+            if (held >= per_peer)
+              throw Refusal("peer_sessions", "your node holds " + std::to_string(held) +
+                                                 " sessions open already "
+                                                 "(server.max_sessions_per_peer)");
+          }
           auto accept = st.server->open(hello);
           const auto id = accept.header.session;
           if (st.options.tap) self->send(st.options.tap, tap_atom_v, msg, encode(accept));
@@ -187,6 +203,7 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
             return accept;
           }
           st.link_of[id] = link_for(hello.client_name);
+          st.node_of[id] = node;
           (*st.strategy_of_link)[st.link_of[id]] = hello.strategy;
           if (auto s = self->current_sender()) {
             self->monitor(s);

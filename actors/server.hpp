@@ -17,6 +17,7 @@ namespace gt {
 // What the server accepts of its clients (config [server]).
 struct ServerLimits {
   int64_t max_sessions = 16;
+  int64_t max_sessions_per_peer = 4;  // of one remote node (this node's own actors: no limit)
   std::chrono::seconds session_timeout{600};  // idle sessions are dropped after this
   int64_t max_batch_tokens = 65536;           // rows x tokens of one forward request
   int64_t max_message_bytes = int64_t(256) << 20;
@@ -38,6 +39,7 @@ struct ServerActorState {
   std::shared_ptr<SplitServer> server;
   std::shared_ptr<WireStats> stats;  // as the server sees the wire: "up" received, "down" sent
   std::map<caf::actor_addr, uint64_t> session_of;  // client actor -> its session
+  std::map<uint64_t, caf::node_id> node_of;        // session -> the node that opened it
   std::map<uint64_t, std::string> link_of;         // session -> link label
   std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen;  // session -> last message
   ServerOptions options;

@@ -220,6 +220,7 @@ std::shared_ptr<SplitServer> make_server_side(const RunConfig& cfg, const std::s
 ServerOptions server_options(const RunConfig& cfg) {
   ServerOptions o;
   o.limits.max_sessions = cfg.server.max_sessions;
+  o.limits.max_sessions_per_peer = cfg.server.max_sessions_per_peer;
   o.limits.session_timeout = std::chrono::seconds(cfg.server.session_timeout);
   o.limits.max_batch_tokens = cfg.server.max_batch_tokens;
   o.limits.max_message_bytes = cfg.server.max_message_mb << 20;

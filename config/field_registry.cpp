@@ -549,6 +549,10 @@ std::vector<Field> make_fields() {
       server("max_sessions", &ServerSection::max_sessions,
              "sessions the server keeps open at once; a further client is refused")
           .at_least(1),
+      server("max_sessions_per_peer", &ServerSection::max_sessions_per_peer,
+             "sessions one remote node may hold open at once; a further hello from it is "
+             "refused (one peer cannot fill server.max_sessions)")
+          .at_least(1),
       server("session_timeout", &ServerSection::session_timeout,
              "seconds without a message after which the server drops a session's state")
           .at_least(1),

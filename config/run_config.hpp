@@ -179,12 +179,13 @@ struct RunSection {
 
 // The server's limits on what its clients may ask of it.
 struct ServerSection {
-  int64_t max_sessions = 16;         // open sessions at once; a further hello is refused
-  int64_t session_timeout = 600;     // seconds without a message before a session is dropped
-  int64_t max_batch_tokens = 65536;  // batch x tokens per request: bounds a session's memory
-  int64_t max_message_mb = 256;      // larger messages are refused before they are decoded
-  int64_t max_cache_mb = 1024;       // KV caches of the generations of every session
-  int64_t max_plugged_mb = 1024;     // plugged adapters in memory (offline designs), all clients
+  int64_t max_sessions = 16;          // open sessions at once; a further hello is refused
+  int64_t max_sessions_per_peer = 4;  // ... of one remote node: a flood cannot fill the server
+  int64_t session_timeout = 600;      // seconds without a message before a session is dropped
+  int64_t max_batch_tokens = 65536;   // batch x tokens per request: bounds a session's memory
+  int64_t max_message_mb = 256;       // larger messages are refused before they are decoded
+  int64_t max_cache_mb = 1024;        // KV caches of the generations of every session
+  int64_t max_plugged_mb = 1024;      // plugged adapters in memory (offline designs), all clients
 };
 
 // How parties on different machines reach each other.

@@ -7,6 +7,7 @@
 #include <caf/io/all.hpp>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,10 @@ int main(int argc, char** argv) {
   hello.hidden_size = C;
   hello.n_in = 1, hello.n_out = 1;
   uint64_t mine = 0;
+  // A flood of hellos from many actors of this node, and the sessions it got before the server
+  // refused it (one actor holds one session: its next hello replaces it).
+  std::vector<std::unique_ptr<caf::scoped_actor>> flooders;
+  std::vector<uint64_t> flood;
   auto forward = [&](int64_t rows, int64_t cols, int64_t width, uint64_t session) {
     gt::ForwardRequest m;
     m.header = gt::Header{gt::kProtocolVersion, session, 1};
@@ -106,6 +111,17 @@ int main(int argc, char** argv) {
          if (r.error.empty())
            mine = gt::decode(gt::Encoded<gt::SessionAccept>{r.bytes}).header.session;
          return r;
+       }},
+      {"a flood of hellos", "(server.max_sessions_per_peer)",
+       [&] {
+         Outcome last;
+         for (int i = 0; i < 64; ++i) {
+           flooders.push_back(std::make_unique<caf::scoped_actor>(sys));
+           last = ask<gt::SessionAccept>(*flooders.back(), *server, gt::encode(hello));
+           if (!last.error.empty()) break;
+           flood.push_back(gt::decode(gt::Encoded<gt::SessionAccept>{last.bytes}).header.session);
+         }
+         return last;
        }},
       {"truncated forward", "exceeds the message",
        [&] {
@@ -160,6 +176,9 @@ int main(int argc, char** argv) {
                 r.error.empty() ? "accepted" : r.error.c_str());
     failures += !ok;
   }
+  for (size_t i = 0; i < flood.size(); ++i)
+    (*flooders[i])
+        ->send(*server, gt::encode(gt::SessionBye{gt::Header{gt::kProtocolVersion, flood[i], 0}}));
   gt::SessionBye bye{gt::Header{gt::kProtocolVersion, mine, 0}};
   self->send(*server, gt::encode(bye));
   return failures == 0 ? 0 : 1;

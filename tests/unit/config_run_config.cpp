@@ -519,7 +519,7 @@ TEST_CASE("run config: README documents every key") {
   std::stringstream readme;
   readme << in.rdbuf();
   const auto keys = gt::run_config_keys();
-  CHECK(keys.size() == 97);
+  CHECK(keys.size() == 98);
   for (const auto& k : keys) {
     CAPTURE(k.name);
     CHECK(readme.str().find("| `" + k.name + "` | " + k.type + " | `" + k.default_value + "` |") !=
