@@ -111,9 +111,18 @@ def downloading(tmp):
 
 
 def run_seed(gtune, src, common, ref, tmp, seed):
+    nodes = {}
+    try:
+        chaos_run(gtune, src, common, ref, tmp, seed, nodes)
+    finally:  # whatever happened, no node outlives the test
+        for n in nodes.values():
+            if n.proc is not None and n.alive():
+                n.kill()
+
+
+def chaos_run(gtune, src, common, ref, tmp, seed, nodes):
     os.makedirs(tmp)
     ckpt = os.path.join(tmp, "ckpt")
-    nodes = {}
 
     def node(name, role, extra, listens):
         nodes[name] = Node(gtune, common, tmp, name, role, extra, listens)

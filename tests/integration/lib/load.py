@@ -75,6 +75,7 @@ def main():
               "--set", "run.threads=1", "--set", "scheduler.control=",
               "--set", f"server.max_sessions={a.clients + 4}", "--quiet"]
     server = None
+    clients = []  # every client process started, killed at the end if still running
     ok = False
     try:
         port_file = os.path.join(tmp, "server.port")
@@ -95,12 +96,13 @@ def main():
         idle_rss, idle_fds = status(server.pid, "VmRSS"), fds(server.pid)
 
         def client(k, where):
-            return subprocess.Popen(
+            clients.append(subprocess.Popen(
                 [a.gtune, "node", "--role", "client", "--connect", f"127.0.0.1:{port}",
                  "--set", f"run.name=c{k:02d}", "--set", f"training.seed={k}", "--metrics", "0",
                  "--out", os.path.join(tmp, where, f"c{k:02d}")] + common,
                 stdout=subprocess.DEVNULL,
-                stderr=open(os.path.join(tmp, f"{where}-c{k:02d}.err"), "w"), env=env)
+                stderr=open(os.path.join(tmp, f"{where}-c{k:02d}.err"), "w"), env=env))
+            return clients[-1]
 
         to_s = lambda s: time.mktime(time.strptime(s[:19], "%Y-%m-%d %H:%M:%S")) + float(s[19:])
 
@@ -199,8 +201,9 @@ def main():
             raise SystemExit(f"FAIL: the server exited with {server.returncode} on SIGTERM")
         ok = True
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
+        for p in clients + ([server] if server is not None else []):
+            if p.poll() is None:
+                p.kill()
         if a.keep or not ok:
             print(f"kept {tmp}")
         else:
