@@ -175,11 +175,6 @@ server_actor::behavior_type configured_server_behavior(ServerSelf self,
           auto& st = self->state;
           const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
           if (hello.header.session != 0) check_owner(self, hello.header.session);
-          // One session per client actor: a new one replaces the one it holds (it had lost
-          // it, or floods), so no session is left behind without an owner.
-          if (auto it = st.session_of.find(sender);
-              hello.header.session == 0 && it != st.session_of.end())
-            end_session(self, it->second, "its client opened a new one");
           const auto max = st.options.limits.max_sessions;
           if (hello.header.session == 0 && int64_t(st.server->num_sessions()) >= max)
             throw Refusal("full", "the server is full: " + std::to_string(max) +

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 
+#include "apps/plain_transport.hpp"
 #include "common/error.hpp"
 #include "control/address.hpp"
 
@@ -187,16 +188,39 @@ uint16_t publish_plain_checked(caf::expected<uint16_t> bound, const std::string&
   return *bound;
 }
 
+namespace {
+
+void log_too_large(const std::string& role, const std::string& peer, const std::string& bytes,
+                   size_t limit) {
+  spdlog::warn(
+      "{}: hung up on the peer at {}: its next message is {} bytes, over the {} the server "
+      "accepts (server.max_message_mb)",
+      role, peer, bytes, limit);
+}
+
+}  // namespace
+
+uint16_t publish_plain_limited(caf::actor_system& sys, const caf::strong_actor_ptr& party,
+                               std::set<std::string> sigs, const std::string& role,
+                               const NetworkOptions& net, const std::string& host, uint16_t port,
+                               std::function<void(const HandshakeFailure&)> on_refused) {
+  auto on_too_large = [role, limit = net.max_message_bytes, on_refused](const std::string& peer,
+                                                                        size_t bytes) {
+    log_too_large(role, peer, std::to_string(bytes), limit);
+    if (on_refused) on_refused({peer, "too_large", std::to_string(bytes)});
+  };
+  return publish_plain_checked(
+      plain_publish(sys, party, std::move(sigs), port, host, net.max_message_bytes, on_too_large),
+      role, host, port);
+}
+
 uint16_t publish_tls(caf::actor_system& sys, const caf::strong_actor_ptr& party,
                      std::set<std::string> sigs, const std::string& role, const NetworkOptions& net,
                      const std::string& host, uint16_t port,
                      std::function<void(const HandshakeFailure&)> on_refused) {
   auto observer = [net, on_refused, role](const HandshakeFailure& f) {
     if (f.category == "too_large")
-      spdlog::warn(
-          "{}: hung up on the peer at {}: its next message is {} bytes, over the {} "
-          "the server accepts (server.max_message_mb)",
-          role, f.peer, f.detail, net.max_message_bytes);
+      log_too_large(role, f.peer, f.detail, net.max_message_bytes);
     else
       spdlog::warn("{}: refused the peer at {}: TLS handshake failed: {}", role, f.peer,
                    server_explanation(f, net));

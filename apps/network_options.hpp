@@ -20,9 +20,10 @@ namespace gt::cli {
 struct NetworkOptions {
   std::string tls_cert, tls_key, tls_ca;  // all three or none
   bool insecure = false;                  // plaintext beyond loopback
-  // Set by a party that publishes (not an option): over TLS, a peer whose next message would
-  // pass it is hung up on before the message is read (0 = no limit). CAF's BASP reads a whole
-  // message before anyone can look at it; this is the transport's check in front of it.
+  // Set by a party that publishes (not an option): a peer whose next message would pass it is
+  // hung up on before the message is read (0 = no limit), over TLS and in plaintext alike.
+  // CAF's BASP reads a whole message before anyone can look at it; this is the transport's
+  // check in front of it.
   size_t max_message_bytes = 0;
 
   void add_to(CLI::App& cmd);
@@ -40,6 +41,12 @@ struct NetworkOptions {
 // The untyped halves of publish_party / connect_party (network_options.cpp).
 uint16_t publish_plain_checked(caf::expected<uint16_t> bound, const std::string& role,
                                const std::string& host, uint16_t port);
+// Plaintext with net.max_message_bytes checked where CAF reads (plain_transport.hpp): a peer
+// hung up on is logged and passed to `on_refused` with category "too_large".
+uint16_t publish_plain_limited(caf::actor_system& sys, const caf::strong_actor_ptr& party,
+                               std::set<std::string> sigs, const std::string& role,
+                               const NetworkOptions& net, const std::string& host, uint16_t port,
+                               std::function<void(const HandshakeFailure&)> on_refused);
 uint16_t publish_tls(caf::actor_system& sys, const caf::strong_actor_ptr& party,
                      std::set<std::string> sigs, const std::string& role, const NetworkOptions& net,
                      const std::string& host, uint16_t port,
@@ -60,10 +67,14 @@ template <class Handle>
 uint16_t publish_party(const Handle& party, const std::string& role, const NetworkOptions& net,
                        const std::string& host, uint16_t port,
                        std::function<void(const HandshakeFailure&)> on_refused = {}) {
-  if (!net.tls())
+  auto& sys = party.home_system();
+  if (!net.tls() && net.max_message_bytes == 0)
     return publish_plain_checked(caf::io::publish(party, port, host.c_str(), true), role, host,
                                  port);
-  auto& sys = party.home_system();
+  if (!net.tls())
+    return publish_plain_limited(sys, caf::actor_cast<caf::strong_actor_ptr>(party),
+                                 sys.message_types(party), role, net, host, port,
+                                 std::move(on_refused));
   return publish_tls(sys, caf::actor_cast<caf::strong_actor_ptr>(party), sys.message_types(party),
                      role, net, host, port, std::move(on_refused));
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A live server node takes a corpus of malformed messages from a hostile peer over
 # the network (another protocol version, garbage, truncated, oversized, wrong
-# shapes, other parties' sessions, out of order): each is refused with a reason,
+# shapes, other parties' sessions, out of order, a flood of hellos; the oversized message
+# hung up on before it is read): each is refused with a reason and counted,
 # while a real client node trains on the same server; that client's adapters equal
 # those of a run the hostile peer did not disturb.
 set -uo pipefail
@@ -41,11 +42,17 @@ for round in 1 2 3; do
 done
 wait "$client" || fail "the client trained beside the hostile peer failed"
 kill -0 "${pids[0]}" 2>/dev/null || fail "the server died"
+grep -q "hung up on the peer at .* over the .* (server.max_message_mb)" "$tmp/server.err" ||
+  fail "the server does not say it hung up on the oversized message's sender"
 cmp "$tmp/ref/adapters.safetensors" "$tmp/victim/adapters.safetensors" ||
   fail "the hostile peer changed the real client's training"
 metrics_url=$(sed -n 's/^metrics   \(http:.*\/metrics\)$/\1/p' "$tmp/server.out" | head -1)
 if [ -n "$metrics_url" ] && command -v curl >/dev/null; then
-  curl -s "$metrics_url" | grep -q 'gtune_refused_total{kind="activations_up",reason="not_owner"}' ||
-    fail "refusals are not counted in $metrics_url"
+  metrics=$(curl -s "$metrics_url")
+  for series in 'kind="activations_up",reason="not_owner"' 'reason="peer_sessions"' \
+    'kind="connection",reason="too_large"'; do
+    grep -q "gtune_refused_total{.*$series" <<<"$metrics" ||
+      fail "refusals ($series) are not counted in $metrics_url"
+  done
 fi
 echo "node_bad_peer: ok ($(grep -c '^ok' "$tmp/peer.log") refusals and valid exchanges as expected)"

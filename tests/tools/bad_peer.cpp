@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   hello.n_in = 1, hello.n_out = 1;
   uint64_t mine = 0;
   // A flood of hellos from many actors of this node, and the sessions it got before the server
-  // refused it (one actor holds one session: its next hello replaces it).
+  // refused it.
   std::vector<std::unique_ptr<caf::scoped_actor>> flooders;
   std::vector<uint64_t> flood;
   auto forward = [&](int64_t rows, int64_t cols, int64_t width, uint64_t session) {
@@ -139,11 +139,31 @@ int main(int argc, char** argv) {
          m.activations = gt::to_wire(torch::randn({11, 400, C}), gt::QuantScheme::int8);
          return ask<gt::ForwardReply>(self, *server, gt::encode(m));
        }},
-      {"message over server.max_message_mb", "(server.max_message_mb)",
+      {"message over server.max_message_mb", "hung up",
        [&] {
+         // The server hangs up on the connection that announces it, before reading it: from
+         // an actor system of its own (a connection of its own), so this one's stays.
+         Config cfg2;
+         caf::actor_system sys2{cfg2};
+         auto server2 =
+             sys2.middleman().remote_actor<gt::server_actor>(argv[1], uint16_t(std::stoi(argv[2])));
+         if (!server2) return Outcome{{}, "cannot reach: " + caf::to_string(server2.error())};
+         caf::scoped_actor self2{sys2};
+         self2->monitor(*server2);  // CAF fails no request when the connection goes: watch it
          auto enc = gt::encode(forward(2, 8, C, mine));
          enc.bytes.resize(size_t(3) << 20);
-         return ask<gt::ForwardReply>(self, *server, enc);
+         self2->send(*server2, enc);
+         Outcome out{{}, "no answer and no hang-up in 30 s"};
+         self2->receive(
+             [&](caf::down_msg& dm) {
+               out.error = "rejected: hung up (" + caf::to_string(dm.reason) + ")";
+             },
+             [&](gt::Encoded<gt::ForwardReply>&) { out.error = ""; },
+             [&](caf::error& err) {
+               out.error = "read in full, then refused: " + gt::describe(err);
+             },
+             caf::after(std::chrono::seconds(30)) >> [] {});
+         return out;
        }},
       {"backward without a forward", "without a pending forward",
        [&] {

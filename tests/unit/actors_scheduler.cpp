@@ -309,7 +309,7 @@ struct TempDir {
 
 }  // namespace
 
-TEST_CASE("scheduler checkpoint: saved and loaded alike; other settings and bad files refused") {
+TEST_CASE("scheduler checkpoint: saved and loaded alike, other settings and bad files refused") {
   TempDir dir;
   gt::SchedulerCheckpoint ckpt(dir.path, "training.steps = 4\n");
   CHECK_FALSE(ckpt.load().has_value());
