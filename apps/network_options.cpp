@@ -193,7 +193,7 @@ namespace {
 void log_too_large(const std::string& role, const std::string& peer, const std::string& bytes,
                    size_t limit) {
   spdlog::warn(
-      "{}: hung up on the peer at {}: its next message is {} bytes, over the {} the server "
+      "{}: hung up on the peer at {}: its next message is {} bytes, over the {} this node "
       "accepts (server.max_message_mb)",
       role, peer, bytes, limit);
 }

@@ -10,16 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/attacker.hpp"
-#include "actors/attacker_relay.hpp"
 #include "actors/emulator_builder.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/server.hpp"
 #include "apps/attacker_side.hpp"
 #include "apps/commands.hpp"
-#include "apps/metrics_options.hpp"
-#include "apps/network_options.hpp"
-#include "apps/reconnector.hpp"
-#include "apps/run_options.hpp"
+#include "apps/node_parts.hpp"
 #include "apps/run_plan.hpp"
 #include "apps/run_report.hpp"
 #include "apps/service_lifetime.hpp"
@@ -28,65 +24,12 @@
 namespace gt::cli {
 namespace {
 
-struct NodeOptions {
-  RunOptions run;
-  std::string role, listen = "127.0.0.1:0", connect, builder, attacker, scheduler, port_file, out;
-  int64_t shard = -1;  // with --scheduler: which of scheduler.clients this client is; -1 = none
-  MetricsOptions metrics;
-  NetworkOptions network;
-};
-
-std::pair<std::string, uint16_t> host_port(const std::string& s, const char* option) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos)
-    throw Error(std::string(option) + ": expected HOST:PORT, got '" + s + "'");
-  const auto digits = s.substr(colon + 1);
-  const auto bad = [&] {
-    return Error(std::string(option) + ": '" + digits + "' is not a port number");
-  };
-  // All digits: stoul alone would take "80x" as 80, " 80" as 80 and "-1" as ULONG_MAX.
-  if (digits.empty() || digits.size() > 5 ||
-      digits.find_first_not_of("0123456789") != std::string::npos)
-    throw bad();
-  const auto port = std::stoul(digits);
-  if (port > 65535) throw bad();
-  return {s.substr(0, colon), static_cast<uint16_t>(port)};
+// Every party's peers are held to a message size (server.max_message_mb, `factor` times it):
+// a larger one is hung up on before it is read.
+NetworkOptions limited(NetworkOptions net, const RunConfig& cfg, int64_t factor = 1) {
+  net.max_message_bytes = static_cast<size_t>(factor * (cfg.server.max_message_mb << 20));
+  return net;
 }
-
-// The attacker node at --attacker, for a server (its tap), a scheduler (its scores) or a
-// client (an audit: its truths), behind a relay that reaches it again after a restart (within
-// network.reconnect_seconds). The relay ends with this object, before the actor system.
-class AttackerLink {
- public:
-  AttackerLink(caf::actor_system& sys, const NodeOptions& opt, const RunConfig& cfg) {
-    if (opt.attacker.empty()) return;
-    auto [host, port] = host_port(opt.attacker, "--attacker");
-    opt.network.check(host, "--attacker");
-    std::function<caf::expected<attacker_actor>()> connect = [&sys, &opt, host = host,
-                                                              port = port] {
-      return connect_party<attacker_actor>(sys, "attacker", opt.network, host, port);
-    };
-    auto a = connect();
-    if (!a)
-      throw Error("cannot reach the attacker at " + opt.attacker + ": " +
-                  connect_error_text(a.error()));
-    const auto where = "the attacker at " + opt.attacker;
-    caf::actor reconnector;
-    if (cfg.network.reconnect_seconds > 0)
-      reconnector = spawn_reconnector(sys, where, any_party(connect),
-                                      std::chrono::seconds(cfg.network.reconnect_seconds));
-    relay_ = sys.spawn(attacker_relay, *a, reconnector, where);
-  }
-  AttackerLink(const AttackerLink&) = delete;
-  AttackerLink& operator=(const AttackerLink&) = delete;
-  ~AttackerLink() {
-    if (relay_) caf::anon_send_exit(relay_, caf::exit_reason::user_shutdown);
-  }
-  const attacker_actor& actor() const { return relay_; }
-
- private:
-  attacker_actor relay_;
-};
 
 void run_server(const NodeOptions& opt) {
   auto cfg = opt.run.load();
@@ -134,7 +77,8 @@ void run_attacker(const NodeOptions& opt) {
   opt.network.configure(acfg);
   caf::actor_system sys{acfg};
   auto attacker = sys.spawn<caf::detached>(attacker_behavior, eavesdropper, metrics);
-  const auto bound = publish_party(attacker, "attacker", opt.network, host, port,
+  // Each tap message carries a request and its reply: room for both at the server's limit.
+  const auto bound = publish_party(attacker, "attacker", limited(opt.network, cfg, 3), host, port,
                                    [metrics](auto&) { metrics->add_refused("connection", "tls"); });
   const auto metrics_server = opt.metrics.serve(metrics);
   write_port_file(opt.port_file, bound);
@@ -165,7 +109,7 @@ void run_builder(const NodeOptions& opt) {
   auto builder = sys.spawn<caf::detached>(emulator_builder_behavior,
                                           make_builder_side(cfg, transfer_dir(cfg, out)),
                                           std::make_shared<std::vector<EmulatorReport>>());
-  const auto bound = publish_party(builder, "builder", opt.network, host, port,
+  const auto bound = publish_party(builder, "builder", limited(opt.network, cfg), host, port,
                                    [metrics](auto&) { metrics->add_refused("connection", "tls"); });
   const auto metrics_server = opt.metrics.serve(metrics);
   write_port_file(opt.port_file, bound);
@@ -185,12 +129,6 @@ void write_results(const std::string& dir, const std::string& results) {
     if (!out) throw error_at(path, "cannot write");
   }
   std::filesystem::rename(path + ".tmp", path);
-}
-
-bool uses_emulators(const RunConfig& cfg) {
-  return plan_uses(cfg, StrategyKind::offsite) || plan_uses(cfg, StrategyKind::offline) ||
-         plan_uses(cfg, StrategyKind::privatize) ||
-         (cfg.scheduler.budget_bytes > 0 && needs_emulator(to_string(cfg.scheduler.fallback)));
 }
 
 // The operator's scheduler as a node: waits for scheduler.clients client nodes to join, runs
@@ -221,7 +159,7 @@ void run_scheduler_node(const NodeOptions& opt) {
   const auto switchable = plan.switchable;
   auto scheduler =
       sys.spawn(scheduler_behavior, plan, std::vector<client_actor>{}, std::vector<std::string>{});
-  const auto bound = publish_party(scheduler, "scheduler", opt.network, host, port,
+  const auto bound = publish_party(scheduler, "scheduler", limited(opt.network, cfg), host, port,
                                    [metrics](auto&) { metrics->add_refused("connection", "tls"); });
   const auto metrics_server = opt.metrics.serve(metrics);
   const AttackerLink attacker(sys, opt, cfg);
@@ -243,223 +181,6 @@ void run_scheduler_node(const NodeOptions& opt) {
     write_results(out, results);
     std::printf("results   %s/results.json\n", out.c_str());
   }
-  opt.metrics.hold(metrics_server);
-}
-
-// The client this node is: with --shard I, client I of scheduler.clients as `gtune simulate`
-// makes it (named <run.name>-I, every scheduler.clients-th training example from the I-th);
-// otherwise run.name with all its data. The server runs the backbone: this process holds the
-// adapters only.
-ClientSide this_client(const RunConfig& cfg, const NodeOptions& opt) {
-  constexpr bool hold_backbone = false;
-  if (opt.shard < 0) return make_client_side(cfg, 0, 1, hold_backbone);
-  if (opt.scheduler.empty())
-    throw Error("--shard: only for a client that joins a scheduler node (--scheduler HOST:PORT)");
-  if (opt.shard >= cfg.scheduler.clients)
-    throw Error("--shard " + std::to_string(opt.shard) + ": the run has " +
-                std::to_string(cfg.scheduler.clients) + " shard(s) (scheduler.clients), 0 to " +
-                std::to_string(cfg.scheduler.clients - 1));
-  return make_client_side(cfg, opt.shard, cfg.scheduler.clients, hold_backbone);
-}
-
-// A client that joined the scheduler node at --scheduler: its actor serves the scheduler's
-// orders until `finish`. A scheduler lost mid-run is reached again (with run.checkpoint_dir
-// and network.reconnect_seconds): the client starts over from its checkpoint with a model
-// loaded afresh, as a restarted process would, and joins the restarted scheduler, which goes
-// on from its own checkpoint. Returns the client's run JSON; gt::Error when the scheduler
-// refuses it or is lost for good, or the client fails.
-std::string serve_scheduler(caf::actor_system& sys, const NodeOptions& opt, const RunConfig& cfg,
-                            PlanRun& run, scheduler_actor scheduler,
-                            const std::function<caf::expected<scheduler_actor>()>& reconnect,
-                            const std::function<void()>& refresh_parties) {
-  const bool can_rejoin = !cfg.run.checkpoint_dir.empty() && cfg.network.reconnect_seconds > 0;
-  for (;;) {
-    auto& side = run.clients->front();
-    caf::scoped_actor self{sys};
-    auto parts = client_parts(cfg, side, run);
-    parts.on_finish = [waiter = caf::actor{self}](const std::string& json) {
-      caf::anon_send(waiter, finish_atom_v, json);
-    };
-    auto client = sys.spawn(client_behavior, parts, client_plan(cfg, side, run.work_dir));
-    self->monitor(scheduler);
-    self->monitor(client);
-    const auto stop = [&](const std::string& why) {
-      caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
-      return Error(why);
-    };
-    std::string refused;
-    self->request(scheduler, std::chrono::seconds(30), join_atom_v, client, side.name,
-                  static_cast<double>(side.train->size()))
-        .receive([&](std::string& reason) { refused = reason; },
-                 [&](caf::error& err) { refused = describe(err); });
-    if (!refused.empty())
-      throw stop("the scheduler at " + opt.scheduler + " refused client " + side.name + ": " +
-                 refused);
-    spdlog::info("client {}: joined the scheduler at {}", side.name, opt.scheduler);
-    std::string results, failure;
-    bool scheduler_lost = false, client_down = false;
-    while (results.empty() && failure.empty())
-      self->receive(
-          [&](finish_atom, std::string& json) { results = std::move(json); },
-          [&](caf::down_msg& dm) {
-            if (dm.source == scheduler.address()) {
-              scheduler_lost = true;
-              failure =
-                  "lost the scheduler at " + opt.scheduler + " before the run ended (" +
-                  describe_exit(dm.reason) +
-                  (dm.reason == caf::exit_reason::user_shutdown ? ": its log says why)" : ")");
-            } else if (dm.source == client.address()) {
-              client_down = true;
-              // It stops when its step report finds the scheduler gone; the scheduler's own
-              // down message says so too.
-              if (dm.reason != caf::sec::request_receiver_down)
-                failure = "client " + side.name + " stopped (its error is above)";
-            }
-          });
-    if (results.empty()) {
-      if (!scheduler_lost || !can_rejoin) throw stop(failure);
-      // The client actor goes before a new one takes up the checkpoint.
-      caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
-      while (!client_down)
-        self->receive([&](caf::down_msg& dm) { client_down |= dm.source == client.address(); });
-      spdlog::warn("client {}: {}; joining it again when it is back, then resuming from {}",
-                   side.name, failure, cfg.run.checkpoint_dir);
-      auto again =
-          reach_again<scheduler_actor>("the scheduler at " + opt.scheduler, reconnect,
-                                       std::chrono::seconds(cfg.network.reconnect_seconds));
-      if (!again) throw Error(describe(again.error()));
-      scheduler = *again;
-      side = this_client(cfg, opt);  // the model as loaded: the checkpoint holds the rest
-      refresh_parties();             // the server or builder the stopped actor had reached again
-      continue;
-    }
-    // The reply to `finish` is on its way: the scheduler node exits once it has every
-    // client's, so its going is the sign that ours arrived (a minute at most).
-    for (bool gone = false; !gone;)
-      self->receive([&](caf::down_msg& dm) { gone = dm.source == scheduler.address(); },
-                    caf::after(std::chrono::seconds(60)) >>
-                        [&] {
-                          spdlog::warn("client {}: the scheduler still runs a minute after the end",
-                                       side.name);
-                          gone = true;
-                        });
-    caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
-    return results;
-  }
-}
-
-void run_client_node(const NodeOptions& opt) {
-  auto cfg = opt.run.load();
-  auto [host, port] = host_port(opt.connect, "--connect");
-  opt.network.check(host, "--connect");
-  if (uses_emulators(cfg) && opt.builder.empty())
-    throw Error(
-        "node --role client: the plan tunes against an emulator (offsite/offline): give "
-        "the emulator builder's --builder HOST:PORT");
-  if (cfg.scheduler.clients > 1 && opt.scheduler.empty())
-    throw Error("node --role client: one client per process (scheduler.clients = " +
-                std::to_string(cfg.scheduler.clients) +
-                "); start one client node per client and a scheduler node (--role scheduler) "
-                "they join with --scheduler, or use `gtune simulate`");
-  std::string scheduler_host;
-  uint16_t scheduler_port = 0;
-  if (!opt.scheduler.empty()) {
-    std::tie(scheduler_host, scheduler_port) = host_port(opt.scheduler, "--scheduler");
-    opt.network.check(scheduler_host, "--scheduler");
-  }
-  std::vector<ClientSide> clients{this_client(cfg, opt)};
-  ActorConfig acfg;
-  opt.network.configure(acfg);
-  caf::actor_system sys{acfg};
-  auto server = connect_server(sys, opt.network, host, port);
-  if (!server)
-    throw Error("cannot reach the server at " + opt.connect + ": " +
-                connect_error_text(server.error()));
-  spdlog::info("client {}: connected to {}", clients.front().name, opt.connect);
-  emulator_builder_actor builder;
-  std::function<caf::expected<emulator_builder_actor>()> connect_builder;
-  if (!opt.builder.empty()) {
-    auto [bhost, bport] = host_port(opt.builder, "--builder");
-    opt.network.check(bhost, "--builder");
-    connect_builder = [&sys, &opt, bhost = bhost, bport = bport] {
-      return connect_party<emulator_builder_actor>(sys, "builder", opt.network, bhost, bport);
-    };
-    auto b = connect_builder();
-    if (!b)
-      throw Error("cannot reach the emulator builder at " + opt.builder + ": " +
-                  connect_error_text(b.error()));
-    builder = *b;
-    spdlog::info("client {}: emulator builder at {}", clients.front().name, opt.builder);
-  }
-  scheduler_actor scheduler;
-  const std::function<caf::expected<scheduler_actor>()> connect_scheduler = [&] {
-    return connect_party<scheduler_actor>(sys, "scheduler", opt.network, scheduler_host,
-                                          scheduler_port);
-  };
-  if (!opt.scheduler.empty()) {
-    auto s = connect_scheduler();
-    if (!s)
-      throw Error("cannot reach the scheduler at " + opt.scheduler + ": " +
-                  connect_error_text(s.error()));
-    scheduler = *s;
-  }
-  auto metrics = std::make_shared<Metrics>();
-  const auto metrics_server = opt.metrics.serve(metrics);  // once the node is up
-  const auto out = !opt.out.empty() ? opt.out : cfg.run.out;
-  PlanRun run;
-  run.clients = &clients;
-  run.server = *server;
-  run.builder = builder;
-  const AttackerLink attacker(sys, opt, cfg);
-  run.audit = attacker.actor();  // an audit: the true tokens go to the attacker
-  run.work_dir = transfer_dir(cfg, out);
-  run.control = cfg.scheduler.control;
-  run.show_progress = !opt.run.quiet;
-  run.metrics = metrics;
-  if (cfg.network.reconnect_seconds > 0) {
-    const auto patience = std::chrono::seconds(cfg.network.reconnect_seconds);
-    run.reconnector =
-        spawn_reconnector(sys, "the server at " + opt.connect,
-                          any_party<server_actor>([&sys, &opt, host = host, port = port] {
-                            return connect_server(sys, opt.network, host, port);
-                          }),
-                          patience);
-    if (connect_builder)
-      run.builder_reconnector = spawn_reconnector(sys, "the emulator builder at " + opt.builder,
-                                                  any_party(connect_builder), patience);
-  }
-  // Whatever happens, the reconnectors go: the actor system waits for every actor.
-  const auto stop_reconnector = [&] {
-    for (const auto& r : {run.reconnector, run.builder_reconnector})
-      if (r) caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
-  };
-  std::string results;
-  try {
-    if (!scheduler) {
-      results = execute_plan(sys, cfg, run);
-    } else {
-      const auto start = std::chrono::steady_clock::now();
-      // A restarted client actor starts from the parties as they are now: the stopped one
-      // may have reached a restarted server or builder again; one not reachable now is
-      // reached again by the new actor's reconnectors.
-      const auto refresh_parties = [&, host = host, port = port] {
-        if (auto s = connect_server(sys, opt.network, host, port)) run.server = *s;
-        if (connect_builder)
-          if (auto b = connect_builder()) run.builder = *b;
-      };
-      const auto client =
-          serve_scheduler(sys, opt, cfg, run, scheduler, connect_scheduler, refresh_parties);
-      const double wall =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      results = combine_results(to_toml(cfg), {nlohmann::json::parse(client)}, {}, wall).dump(1);
-    }
-  } catch (...) {
-    stop_reconnector();
-    throw;
-  }
-  stop_reconnector();
-  print_summary(results);
-  if (!out.empty()) write_outputs(out, results, clients);
   opt.metrics.hold(metrics_server);
 }
 
@@ -492,6 +213,12 @@ void add_node(CLI::App& app) {
                   "simulate` (named <run.name>-I, every scheduler.clients-th training example "
                   "from the I-th)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--wait", opt->wait_seconds,
+                  "client, and any node with --attacker: keep trying to reach each peer for up "
+                  "to this many seconds at start (backoff) instead of failing at once, for nodes "
+                  "started together or restarted while a peer restarts")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--attacker", opt->attacker,
                   "server: copy every message received to the attacker at HOST:PORT (a curious "
                   "model owner); client: send it the true tokens to score (an audit); "

@@ -33,6 +33,15 @@ expect_error "client without --connect" "needs --connect HOST:PORT" --role clien
 expect_error "connect to a closed port" "cannot reach the server at 127.0.0.1:$free_port" \
   --role client --connect "127.0.0.1:$free_port" "${small[@]}" --out "$tmp/run"
 [ ! -e "$tmp/run/results.json" ] || fail "connect to a closed port: wrote results.json"
+# With --wait the first connection is tried again for that long, saying so, then the same error.
+code=0
+timeout -k 10 60 "$gtune" node --role client --connect "127.0.0.1:$free_port" --wait 2 "${small[@]}" \
+  >/dev/null 2>"$tmp/wait.err" </dev/null || code=$?
+[ "$code" -eq 1 ] || fail "--wait 2 to a closed port: exit status $code"
+grep -q "the server at 127.0.0.1:$free_port unreachable (.*); waiting up to 2 s for it (--wait)" \
+  "$tmp/wait.err" || fail "--wait: no word of the waiting: $(head -2 "$tmp/wait.err")"
+tail -1 "$tmp/wait.err" | grep -q "^gtune: error: cannot reach the server at 127.0.0.1:$free_port" ||
+  fail "--wait: no clear error at the end: $(tail -1 "$tmp/wait.err")"
 expect_error "connect without a port" "--connect: expected HOST:PORT, got '127.0.0.1'" \
   --role client --connect 127.0.0.1 "${small[@]}"
 expect_error "listen on port 99999" "--listen: '99999' is not a port number" \

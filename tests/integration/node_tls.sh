@@ -229,7 +229,7 @@ client big "$small_port" "${good[@]}" --set training.batch=64 --set strategy.qua
 grep -q "the connection to the server was lost .*server.max_message_mb" "$tmp/big.err" ||
   fail "big: unclear error: $(tail -2 "$tmp/big.err")"
 for ((i = 0; i < 50; i++)); do grep -q "hung up on the peer" "$tmp/small.err" && break; sleep 0.2; done
-grep -q "server: hung up on the peer at 127.0.0.1:[0-9]*: its next message is [0-9]* bytes, over the 1048576 the server accepts (server.max_message_mb)" \
+grep -q "server: hung up on the peer at 127.0.0.1:[0-9]*: its next message is [0-9]* bytes, over the 1048576 this node accepts (server.max_message_mb)" \
   "$tmp/small.err" || fail "the server did not say why it hung up: $(tail -3 "$tmp/small.err")"
 echo "big: $(grep -o "hung up on the peer.*" "$tmp/small.err" | head -1)"
 echo "node_tls: ok"

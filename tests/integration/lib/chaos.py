@@ -66,7 +66,9 @@ class Node:
 
     def start(self):
         self.starts += 1
-        cmd = [self.gtune, "node", "--role", self.role] + self.common + self.extra()
+        # --wait: a node started again while a peer of its restarts too waits for it.
+        cmd = [self.gtune, "node", "--role", self.role, "--wait", "120"] + self.common + \
+            self.extra()
         port_file = os.path.join(self.tmp, self.name + ".port")
         if self.listens:
             if os.path.exists(port_file):
